@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# build.sh — install dependencies, build, run and test ngx_http_acs_notify_module.
+#
+#   ./build.sh [build]   install missing Debian packages (as root), build objs/*.so
+#   ./build.sh run       build, then run nginx in the foreground on 127.0.0.1:8080
+#   ./build.sh test      build, then run the whole test suite (prove -j2 -r t)
+#   ./build.sh deps      only install the Debian packages
+#
+# Environment:
+#   NGINX_SRC      an nginx source tree to build against (default: a copy of
+#                  Debian's /usr/share/nginx/src, configured with its conf_flags)
+#   NGINX_BIN      the nginx binary that loads the module (default /usr/sbin/nginx)
+#   TEST_JOBS      parallel test files (default 2)
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")" && pwd)
+BUILD="$ROOT/build"
+MODULE=ngx_http_acs_notify_module
+NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
+
+# Build and test dependencies, all from Debian 12.
+PACKAGES=(
+    build-essential nginx-core nginx-dev libyajl-dev libssl-dev
+    libpcre2-dev zlib1g-dev openssl curl
+    libtest-base-perl libtext-diff-perl libtest-longstring-perl
+    libipc-run-perl libhttp-message-perl liburi-perl liblist-moreutils-perl
+    libio-socket-ssl-perl
+)
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+deps() {
+    local missing=() p
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' \
+            || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+
+    if [ "$(id -u)" -ne 0 ]; then
+        log "missing packages: ${missing[*]}"
+        log "install them with: sudo apt-get install ${missing[*]}"
+        exit 1
+    fi
+
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian starts the packaged nginx on port 80; the module does not need it.
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now nginx >/dev/null 2>&1 || true
+    fi
+}
+
+# Configure a private copy of the nginx source once; reconfigure only when the
+# addon script or the nginx tree changes.
+configure() {
+    local src stamp want
+    if [ -n "${NGINX_SRC:-}" ]; then
+        src=$(cd "$NGINX_SRC" && pwd)
+        want="custom $src"
+    else
+        [ -f /usr/share/nginx/src/conf_flags ] || {
+            log "/usr/share/nginx/src missing: install nginx-dev or set NGINX_SRC"
+            exit 1
+        }
+        src="$BUILD/nginx-src"
+        want="debian $(dpkg-query -W -f='${Version}' nginx-dev)"
+        if [ ! -f "$src/.acs-copied" ] || ! grep -qxF "$want" "$src/.acs-copied"; then
+            rm -rf "$src"
+            mkdir -p "$BUILD"
+            cp -a /usr/share/nginx/src "$src"
+            echo "$want" >"$src/.acs-copied"
+        fi
+    fi
+
+    stamp="$want $(sha1sum "$ROOT/config" | cut -d' ' -f1)"
+    if [ -f "$src/objs/Makefile" ] && [ -f "$src/.acs-configured" ] \
+       && grep -qxF "$stamp" "$src/.acs-configured"; then
+        echo "$src"
+        return
+    fi
+
+    log "configuring nginx in $src"
+    local flags=()
+    if [ -z "${NGINX_SRC:-}" ]; then
+        # shellcheck disable=SC1091
+        . "$src/conf_flags"
+        flags=("${NGX_CONF_FLAGS[@]}")
+    else
+        flags=(--with-compat --with-debug --with-http_ssl_module --with-threads)
+    fi
+    (cd "$src" && ./configure "${flags[@]}" --add-dynamic-module="$ROOT" >"$BUILD/configure.log" 2>&1) || {
+        tail -30 "$BUILD/configure.log" >&2
+        exit 1
+    }
+    echo "$stamp" >"$src/.acs-configured"
+    echo "$src"
+}
+
+build() {
+    deps
+    mkdir -p "$BUILD" "$ROOT/objs"
+    local src
+    src=$(configure)
+    make -s -C "$src" -f objs/Makefile modules >"$BUILD/make.log" 2>&1 || {
+        cat "$BUILD/make.log" >&2
+        exit 1
+    }
+    if ! cmp -s "$src/objs/$MODULE.so" "$ROOT/objs/$MODULE.so"; then
+        cp "$src/objs/$MODULE.so" "$ROOT/objs/$MODULE.so"
+        log "built objs/$MODULE.so"
+    fi
+}
+
+run() {
+    build
+    local dir="$BUILD/run" secret
+    mkdir -p "$dir/logs" "$dir/conf" "$dir/tmp"
+    secret=$(cat "$dir/conf/eg-secret" 2>/dev/null || true)
+    if [ -z "$secret" ]; then
+        secret=$(openssl rand -hex 16)
+        echo "$secret" >"$dir/conf/eg-secret"
+    fi
+    sed -e "s|@MODULE@|$ROOT/objs/$MODULE.so|g" \
+        -e "s|@RUN@|$dir|g" \
+        "$ROOT/docs/run.conf" >"$dir/conf/nginx.conf"
+    "$NGINX_BIN" -p "$dir" -c "$dir/conf/nginx.conf" -t -q
+    cat <<EOF
+
+nginx with $MODULE is starting on http://127.0.0.1:8080 (Ctrl-C stops it).
+A validation handshake, as Event Grid sends it:
+
+  curl -i -H 'aeg-event-type: SubscriptionValidation' \\
+       -H 'Content-Type: application/json' \\
+       --data-binary @$ROOT/t/data/events/eg-validation.json \\
+       'http://127.0.0.1:8080/eventgrid?code=$secret'
+
+EOF
+    exec "$NGINX_BIN" -p "$dir" -c "$dir/conf/nginx.conf" -g 'daemon off;'
+}
+
+tests() {
+    build
+    cd "$ROOT"
+    export TEST_NGINX_BINARY="$NGINX_BIN"
+    export TEST_NGINX_LOAD_MODULES="$ROOT/objs/$MODULE.so"
+    export TEST_NGINX_SERVROOT="$ROOT/t/servroot"
+    rm -rf "$TEST_NGINX_SERVROOT"
+    prove -I "$ROOT/t/lib" -j "${TEST_JOBS:-2}" -r t "$@"
+}
+
+cmd=${1:-build}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    deps)  deps ;;
+    build) build ;;
+    run)   run ;;
+    test)  tests "$@" ;;
+    *)     echo "usage: $0 [deps|build|run|test]" >&2; exit 2 ;;
+esac

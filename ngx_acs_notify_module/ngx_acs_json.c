@@ -1,0 +1,209 @@
+
+/*
+ * Copyright (C) ngx_acs_notify_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_acs_json.h"
+
+
+#define NGX_ACS_JSON_TREE_MAX  (1024 * 1024)
+
+
+static void ngx_acs_json_tree_cleanup(void *data);
+
+
+static u_char  ngx_acs_hex[] = "0123456789abcdef";
+
+
+size_t
+ngx_acs_json_escape_len(ngx_str_t *s)
+{
+    size_t   n;
+    u_char  *p, *last;
+
+    n = s->len;
+
+    for (p = s->data, last = p + s->len; p < last; p++) {
+        if (*p == '"' || *p == '\\' || *p == '\n' || *p == '\r'
+            || *p == '\t')
+        {
+            n++;
+
+        } else if (*p < 0x20) {
+            n += 5;
+        }
+    }
+
+    return n;
+}
+
+
+/* escapes quotes, backslashes and control characters; UTF-8 passes as is */
+
+u_char *
+ngx_acs_json_escape(u_char *dst, ngx_str_t *s)
+{
+    u_char  *p, *last;
+
+    for (p = s->data, last = p + s->len; p < last; p++) {
+
+        switch (*p) {
+
+        case '"':
+        case '\\':
+            *dst++ = '\\';
+            *dst++ = *p;
+            break;
+
+        case '\n':
+            *dst++ = '\\';
+            *dst++ = 'n';
+            break;
+
+        case '\r':
+            *dst++ = '\\';
+            *dst++ = 'r';
+            break;
+
+        case '\t':
+            *dst++ = '\\';
+            *dst++ = 't';
+            break;
+
+        default:
+            if (*p < 0x20) {
+                *dst++ = '\\';
+                *dst++ = 'u';
+                *dst++ = '0';
+                *dst++ = '0';
+                *dst++ = ngx_acs_hex[*p >> 4];
+                *dst++ = ngx_acs_hex[*p & 0xf];
+
+            } else {
+                *dst++ = *p;
+            }
+        }
+    }
+
+    return dst;
+}
+
+
+/* strict base64url: no padding, no characters outside the alphabet */
+
+ngx_int_t
+ngx_acs_base64url_decode(ngx_pool_t *pool, ngx_str_t *src, ngx_str_t *dst)
+{
+    u_char  *p, *last;
+
+    for (p = src->data, last = p + src->len; p < last; p++) {
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')
+              || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    dst->data = ngx_pnalloc(pool, ngx_base64_decoded_length(src->len) + 1);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_decode_base64url(dst, src) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    dst->data[dst->len] = '\0';
+
+    return NGX_OK;
+}
+
+
+yajl_val
+ngx_acs_json_tree(ngx_pool_t *pool, ngx_str_t *json)
+{
+    u_char              *text;
+    yajl_val             tree;
+    ngx_pool_cleanup_t  *cln;
+
+    if (json->len > NGX_ACS_JSON_TREE_MAX) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    text = ngx_pnalloc(pool, json->len + 1);
+    if (text == NULL) {
+        return NULL;
+    }
+
+    /* yajl_tree_parse() wants a C string: a NUL inside is a syntax error */
+
+    if (ngx_strlchr(json->data, json->data + json->len, '\0') != NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(text, json->data, json->len);
+    text[json->len] = '\0';
+
+    tree = yajl_tree_parse((const char *) text, NULL, 0);
+    if (tree == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_acs_json_tree_cleanup;
+    cln->data = tree;
+
+    return tree;
+}
+
+
+static void
+ngx_acs_json_tree_cleanup(void *data)
+{
+    yajl_tree_free(data);
+}
+
+
+yajl_val
+ngx_acs_json_tree_get(yajl_val obj, const char *key)
+{
+    size_t  i;
+
+    if (!YAJL_IS_OBJECT(obj)) {
+        return NULL;
+    }
+
+    for (i = 0; i < obj->u.object.len; i++) {
+        if (ngx_strcmp(obj->u.object.keys[i], key) == 0) {
+            return obj->u.object.values[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_int_t
+ngx_acs_json_tree_string(yajl_val obj, const char *key, ngx_str_t *value)
+{
+    yajl_val  v;
+
+    v = ngx_acs_json_tree_get(obj, key);
+
+    if (v == NULL || !YAJL_IS_STRING(v)) {
+        return NGX_DECLINED;
+    }
+
+    value->data = (u_char *) v->u.string;
+    value->len = ngx_strlen(v->u.string);
+
+    return NGX_OK;
+}

@@ -1,0 +1,31 @@
+
+/*
+ * Copyright (C) ngx_acs_notify_module authors
+ *
+ * Small JSON and encoding helpers on plain buffers.
+ */
+
+
+#ifndef _NGX_ACS_JSON_H_INCLUDED_
+#define _NGX_ACS_JSON_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <yajl/yajl_tree.h>
+
+
+size_t ngx_acs_json_escape_len(ngx_str_t *s);
+u_char *ngx_acs_json_escape(u_char *dst, ngx_str_t *s);
+
+ngx_int_t ngx_acs_base64url_decode(ngx_pool_t *pool, ngx_str_t *src,
+    ngx_str_t *dst);
+
+/* yajl_tree over a copy of the input; the tree is freed with the pool */
+yajl_val ngx_acs_json_tree(ngx_pool_t *pool, ngx_str_t *json);
+ngx_int_t ngx_acs_json_tree_string(yajl_val obj, const char *key,
+    ngx_str_t *value);
+yajl_val ngx_acs_json_tree_get(yajl_val obj, const char *key);
+
+
+#endif /* _NGX_ACS_JSON_H_INCLUDED_ */

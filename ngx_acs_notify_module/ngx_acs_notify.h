@@ -1,0 +1,71 @@
+
+/*
+ * Copyright (C) ngx_acs_notify_module authors
+ *
+ * Configuration and per-request state shared by the module's stages.
+ */
+
+
+#ifndef _NGX_ACS_NOTIFY_H_INCLUDED_
+#define _NGX_ACS_NOTIFY_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_acs_auth.h"
+
+
+typedef struct {
+    ngx_str_t                   value;      /* lower case */
+    ngx_uint_t                  prefix;     /* unsigned:1, ended with "*" */
+} ngx_acs_pattern_t;
+
+
+typedef struct {
+    ngx_flag_t                  eventgrid;
+
+    ngx_http_complex_value_t   *secret;     /* what the sender presents */
+    ngx_array_t                *secrets;    /* of ngx_acs_secret_t */
+    ngx_acs_entra_t            *entra;
+
+    ngx_array_t                *topics;     /* of ngx_acs_pattern_t */
+    ngx_array_t                *subscriptions;
+
+    ngx_uint_t                  log_level;
+} ngx_http_acs_notify_loc_conf_t;
+
+
+typedef enum {
+    NGX_ACS_AEG_NOTIFICATION = 0,
+    NGX_ACS_AEG_VALIDATION,
+    NGX_ACS_AEG_DELETION
+} ngx_acs_aeg_type_e;
+
+
+typedef struct {
+    ngx_uint_t                  aeg_type;   /* ngx_acs_aeg_type_e */
+    ngx_uint_t                  tokenless;  /* unsigned:1 */
+
+    ngx_uint_t                  events;
+    ngx_uint_t                  pushes;
+    ngx_str_t                   result;
+    ngx_str_t                   event_id;   /* the first event's id */
+
+    ngx_uint_t                  status;     /* of a refusal */
+    const char                 *code;
+    ngx_str_t                   message;
+} ngx_http_acs_notify_ctx_t;
+
+
+extern ngx_module_t  ngx_http_acs_notify_module;
+
+
+ngx_int_t ngx_acs_conf_value(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_str_t *out);
+ngx_int_t ngx_acs_pattern_match(ngx_array_t *patterns, ngx_str_t *value);
+ngx_http_acs_notify_ctx_t *ngx_acs_ctx(ngx_http_request_t *r);
+
+
+#endif /* _NGX_ACS_NOTIFY_H_INCLUDED_ */

@@ -1,0 +1,589 @@
+
+/*
+ * Copyright (C) ngx_acs_notify_module authors
+ *
+ * The module: directives, configuration, variables.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_acs_notify.h"
+#include "ngx_acs_webhook.h"
+
+
+#define NGX_ACS_CONF_FILE_MAX  65536
+
+
+static ngx_int_t ngx_http_acs_notify_add_variables(ngx_conf_t *cf);
+static void *ngx_http_acs_notify_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_acs_notify_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_acs_notify_eventgrid(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_acs_notify_secret(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_acs_notify_entra(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_acs_notify_patterns(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_acs_notify_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_acs_conf_file(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *out);
+
+
+static ngx_conf_enum_t  ngx_http_acs_notify_log_levels[] = {
+    { ngx_string("info"), NGX_LOG_INFO },
+    { ngx_string("notice"), NGX_LOG_NOTICE },
+    { ngx_string("warn"), NGX_LOG_WARN },
+    { ngx_string("error"), NGX_LOG_ERR },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_http_acs_notify_commands[] = {
+
+    { ngx_string("acs_notify_eventgrid"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_acs_notify_eventgrid,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("acs_notify_secret"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_acs_notify_secret,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("acs_notify_entra"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_acs_notify_entra,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("acs_notify_topics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_acs_notify_patterns,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_acs_notify_loc_conf_t, topics),
+      NULL },
+
+    { ngx_string("acs_notify_subscriptions"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_acs_notify_patterns,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_acs_notify_loc_conf_t, subscriptions),
+      NULL },
+
+    { ngx_string("acs_notify_log_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_acs_notify_loc_conf_t, log_level),
+      &ngx_http_acs_notify_log_levels },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_acs_notify_module_ctx = {
+    ngx_http_acs_notify_add_variables,     /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_acs_notify_create_loc_conf,   /* create location configuration */
+    ngx_http_acs_notify_merge_loc_conf     /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_acs_notify_module = {
+    NGX_MODULE_V1,
+    &ngx_http_acs_notify_module_ctx,       /* module context */
+    ngx_http_acs_notify_commands,          /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+enum {
+    NGX_ACS_VAR_EVENTS = 0,
+    NGX_ACS_VAR_PUSHES,
+    NGX_ACS_VAR_RESULT,
+    NGX_ACS_VAR_EVENT_ID
+};
+
+
+static ngx_http_variable_t  ngx_http_acs_notify_vars[] = {
+
+    { ngx_string("acs_notify_events"), NULL, ngx_http_acs_notify_variable,
+      NGX_ACS_VAR_EVENTS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("acs_notify_pushes"), NULL, ngx_http_acs_notify_variable,
+      NGX_ACS_VAR_PUSHES, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("acs_notify_result"), NULL, ngx_http_acs_notify_variable,
+      NGX_ACS_VAR_RESULT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("acs_notify_event_id"), NULL, ngx_http_acs_notify_variable,
+      NGX_ACS_VAR_EVENT_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_int_t
+ngx_http_acs_notify_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_acs_notify_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_acs_notify_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                     *p;
+    ngx_str_t                  *s;
+    ngx_uint_t                  n;
+    ngx_http_acs_notify_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    switch (data) {
+
+    case NGX_ACS_VAR_EVENTS:
+    case NGX_ACS_VAR_PUSHES:
+        n = (data == NGX_ACS_VAR_EVENTS) ? ctx->events : ctx->pushes;
+
+        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        v->len = ngx_sprintf(p, "%ui", n) - p;
+        v->data = p;
+        break;
+
+    default:
+        s = (data == NGX_ACS_VAR_RESULT) ? &ctx->result : &ctx->event_id;
+
+        if (s->len == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->len = s->len;
+        v->data = s->data;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+ngx_http_acs_notify_ctx_t *
+ngx_acs_ctx(ngx_http_request_t *r)
+{
+    ngx_http_acs_notify_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_acs_notify_ctx_t));
+        if (ctx == NULL) {
+            return NULL;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_acs_notify_module);
+    }
+
+    return ctx;
+}
+
+
+static void *
+ngx_http_acs_notify_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_acs_notify_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_acs_notify_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->secret = NULL;
+     *     conf->secrets = NULL;
+     */
+
+    conf->eventgrid = NGX_CONF_UNSET;
+    conf->entra = NGX_CONF_UNSET_PTR;
+    conf->topics = NGX_CONF_UNSET_PTR;
+    conf->subscriptions = NGX_CONF_UNSET_PTR;
+    conf->log_level = NGX_CONF_UNSET_UINT;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_acs_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_acs_notify_loc_conf_t  *prev = parent;
+    ngx_http_acs_notify_loc_conf_t  *conf = child;
+
+    ngx_conf_merge_value(conf->eventgrid, prev->eventgrid, 0);
+
+    if (conf->secret == NULL) {
+        conf->secret = prev->secret;
+        conf->secrets = prev->secrets;
+    }
+
+    ngx_conf_merge_ptr_value(conf->entra, prev->entra, NULL);
+    ngx_conf_merge_ptr_value(conf->topics, prev->topics, NULL);
+    ngx_conf_merge_ptr_value(conf->subscriptions, prev->subscriptions, NULL);
+    ngx_conf_merge_uint_value(conf->log_level, prev->log_level, NGX_LOG_INFO);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_acs_notify_eventgrid(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_acs_notify_loc_conf_t *ancf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (ancf->eventgrid != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    ancf->eventgrid = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_acs_webhook_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_acs_notify_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_acs_notify_loc_conf_t *ancf = conf;
+
+    ngx_str_t                         *value, secret;
+    ngx_uint_t                         i;
+    ngx_acs_secret_t                  *s;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (ancf->secret != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    ancf->secret = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (ancf->secret == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = ancf->secret;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ancf->secrets = ngx_array_create(cf->pool, cf->args->nelts - 2,
+                                     sizeof(ngx_acs_secret_t));
+    if (ancf->secrets == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_acs_conf_value(cf, &value[i], &secret) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (secret.len < 8) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "acs_notify_secret: secret %ui is shorter "
+                               "than 8 characters", i - 1);
+            return NGX_CONF_ERROR;
+        }
+
+        s = ngx_array_push(ancf->secrets);
+        if (s == NULL || ngx_acs_secret_digest(&secret, s) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        /* the clear text is not needed any more */
+        ngx_explicit_memzero(secret.data, secret.len);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_acs_notify_entra(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_acs_notify_loc_conf_t *ancf = conf;
+
+    ngx_str_t  *value;
+
+    if (ancf->entra != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    return ngx_acs_entra_create(cf, &value[1], cf->args->nelts - 1,
+                                &ancf->entra);
+}
+
+
+/* acs_notify_topics and acs_notify_subscriptions: case-insensitive lists */
+
+static char *
+ngx_http_acs_notify_patterns(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t           *value;
+    ngx_uint_t           i;
+    ngx_array_t        **a;
+    ngx_acs_pattern_t   *pat;
+
+    a = (ngx_array_t **) (p + cmd->offset);
+
+    if (*a != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    *a = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                          sizeof(ngx_acs_pattern_t));
+    if (*a == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        pat = ngx_array_push(*a);
+        if (pat == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        pat->value = value[i];
+        pat->prefix = 0;
+
+        if (pat->value.len && pat->value.data[pat->value.len - 1] == '*') {
+            pat->value.len--;
+            pat->prefix = 1;
+        }
+
+        if (pat->value.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%V: empty value", &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_strlow(pat->value.data, pat->value.data, pat->value.len);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_acs_pattern_match(ngx_array_t *patterns, ngx_str_t *value)
+{
+    ngx_uint_t          i;
+    ngx_acs_pattern_t  *pat;
+
+    pat = patterns->elts;
+
+    for (i = 0; i < patterns->nelts; i++) {
+
+        if (value->len < pat[i].value.len
+            || (!pat[i].prefix && value->len != pat[i].value.len))
+        {
+            continue;
+        }
+
+        if (ngx_strncasecmp(value->data, pat[i].value.data, pat[i].value.len)
+            == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * A secret parameter: a literal, "file:/path" (contents, trailing newline
+ * stripped) or "env:NAME" (read at configuration time, in the master).
+ */
+
+ngx_int_t
+ngx_acs_conf_value(ngx_conf_t *cf, ngx_str_t *value, ngx_str_t *out)
+{
+    char       *env;
+    ngx_str_t   name;
+
+    if (value->len > 5 && ngx_strncmp(value->data, "file:", 5) == 0) {
+        name.data = value->data + 5;
+        name.len = value->len - 5;
+
+        return ngx_acs_conf_file(cf, &name, out);
+    }
+
+    if (value->len > 4 && ngx_strncmp(value->data, "env:", 4) == 0) {
+        name.len = value->len - 4;
+        name.data = ngx_pnalloc(cf->pool, name.len + 1);
+        if (name.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_cpystrn(name.data, value->data + 4, name.len + 1);
+
+        env = getenv((char *) name.data);
+        if (env == NULL || *env == '\0') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "environment variable \"%V\" is not set",
+                               &name);
+            return NGX_ERROR;
+        }
+
+        out->len = ngx_strlen(env);
+        out->data = ngx_pnalloc(cf->pool, out->len);
+        if (out->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(out->data, env, out->len);
+        return NGX_OK;
+    }
+
+    *out = *value;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_acs_conf_file(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *out)
+{
+    ssize_t           n;
+    ngx_file_t        file;
+    ngx_file_info_t   fi;
+
+    if (ngx_conf_full_name(cf->cycle, name, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = *name;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", name);
+        return NGX_ERROR;
+    }
+
+    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_fd_info_n " \"%V\" failed", name);
+        goto failed;
+    }
+
+    if (ngx_file_size(&fi) > NGX_ACS_CONF_FILE_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" is larger than 64k", name);
+        goto failed;
+    }
+
+    out->len = ngx_file_size(&fi);
+    out->data = ngx_pnalloc(cf->pool, out->len + 1);
+    if (out->data == NULL) {
+        goto failed;
+    }
+
+    n = ngx_read_file(&file, out->data, out->len, 0);
+    if (n != (ssize_t) out->len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "cannot read \"%V\"", name);
+        goto failed;
+    }
+
+    ngx_close_file(file.fd);
+
+    while (out->len && (out->data[out->len - 1] == '\n'
+                        || out->data[out->len - 1] == '\r'))
+    {
+        out->len--;
+    }
+
+    if (out->len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" is empty", name);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+
+failed:
+
+    ngx_close_file(file.fd);
+    return NGX_ERROR;
+}

@@ -1,0 +1,1069 @@
+
+/*
+ * Copyright (C) ngx_acs_notify_module authors
+ *
+ * The order of checks is the order of cost: method, credentials (secret,
+ * then bearer token), subscription name, content type, event type header;
+ * only then is the body read and parsed, and the topics of its events
+ * checked.  Every refusal is answered with the status Event Grid expects
+ * (PROTOCOLS 1.4) and logged once, at acs_notify_log_level.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_acs_notify.h"
+#include "ngx_acs_json.h"
+#include "ngx_acs_event.h"
+#include "ngx_acs_webhook.h"
+
+
+#define NGX_ACS_READ_CHUNK  65536
+
+
+static ngx_int_t ngx_acs_webhook_options(ngx_http_request_t *r,
+    ngx_http_acs_notify_loc_conf_t *ancf);
+static ngx_int_t ngx_acs_webhook_authenticate(ngx_http_request_t *r,
+    ngx_http_acs_notify_loc_conf_t *ancf, ngx_http_acs_notify_ctx_t *ctx);
+static ngx_int_t ngx_acs_webhook_content_type(ngx_http_request_t *r);
+static ngx_int_t ngx_acs_webhook_aeg_type(ngx_http_request_t *r,
+    ngx_uint_t *type);
+static void ngx_acs_webhook_body(ngx_http_request_t *r);
+static ngx_int_t ngx_acs_webhook_parse(ngx_http_request_t *r,
+    ngx_acs_event_parser_t *p);
+static ngx_int_t ngx_acs_webhook_events(ngx_http_request_t *r,
+    ngx_http_acs_notify_loc_conf_t *ancf, ngx_http_acs_notify_ctx_t *ctx,
+    ngx_array_t *events);
+static ngx_int_t ngx_acs_webhook_validation(ngx_http_request_t *r,
+    ngx_http_acs_notify_loc_conf_t *ancf, ngx_http_acs_notify_ctx_t *ctx,
+    ngx_acs_event_t *ev);
+static ngx_int_t ngx_acs_webhook_deletion(ngx_http_request_t *r,
+    ngx_http_acs_notify_loc_conf_t *ancf, ngx_acs_event_t *ev);
+static ngx_int_t ngx_acs_webhook_scope_allowed(ngx_array_t *topics,
+    ngx_str_t *scope);
+static ngx_int_t ngx_acs_webhook_fail(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, ngx_str_t *event_id,
+    const char *fmt, ...);
+static ngx_int_t ngx_acs_webhook_reject(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, ngx_str_t *event_id,
+    const char *fmt, ...);
+static ngx_int_t ngx_acs_webhook_vfail(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, ngx_str_t *event_id,
+    const char *fmt, va_list args);
+static ngx_int_t ngx_acs_webhook_refuse(ngx_http_request_t *r,
+    ngx_int_t status);
+static ngx_int_t ngx_acs_webhook_error(ngx_http_request_t *r,
+    ngx_int_t status);
+static ngx_int_t ngx_acs_webhook_send(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *body);
+static ngx_table_elt_t *ngx_acs_webhook_header(ngx_http_request_t *r,
+    const char *name);
+static ngx_int_t ngx_acs_webhook_add_header(ngx_http_request_t *r,
+    const char *name, ngx_str_t *value);
+static void ngx_acs_webhook_result(ngx_http_request_t *r, const char *result);
+
+
+static ngx_str_t  ngx_acs_allow = ngx_string("POST, OPTIONS");
+
+static ngx_str_t  ngx_acs_origins[] = {
+    ngx_string("eventgrid.azure.net"),
+    ngx_string("eventgrid.azure.us"),
+    ngx_string("eventgrid.azure.cn"),
+    ngx_null_string
+};
+
+static ngx_str_t  ngx_acs_validation_event =
+    ngx_string("Microsoft.EventGrid.SubscriptionValidationEvent");
+static ngx_str_t  ngx_acs_deletion_event =
+    ngx_string("Microsoft.EventGrid.SubscriptionDeletedEvent");
+
+
+ngx_int_t
+ngx_acs_webhook_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                        rc;
+    ngx_http_acs_notify_ctx_t       *ctx;
+    ngx_http_acs_notify_loc_conf_t  *ancf;
+
+    ancf = ngx_http_get_module_loc_conf(r, ngx_http_acs_notify_module);
+
+    ctx = ngx_acs_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (r->method != NGX_HTTP_POST && r->method != NGX_HTTP_OPTIONS) {
+
+        if (ngx_acs_webhook_add_header(r, "Allow", &ngx_acs_allow) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_acs_webhook_refuse(r,
+                   ngx_acs_webhook_fail(r, NGX_HTTP_NOT_ALLOWED, "method",
+                                        NULL, "method %V not allowed",
+                                        &r->method_name));
+    }
+
+    rc = ngx_acs_webhook_authenticate(r, ancf, ctx);
+    if (rc != NGX_OK) {
+        return ngx_acs_webhook_refuse(r, rc);
+    }
+
+    if (r->method == NGX_HTTP_OPTIONS) {
+        return ngx_acs_webhook_options(r, ancf);
+    }
+
+    rc = ngx_acs_webhook_content_type(r);
+    if (rc != NGX_OK) {
+        return ngx_acs_webhook_refuse(r, rc);
+    }
+
+    rc = ngx_acs_webhook_aeg_type(r, &ctx->aeg_type);
+    if (rc != NGX_OK) {
+        return ngx_acs_webhook_refuse(r, rc);
+    }
+
+    if (ctx->tokenless && ctx->aeg_type != NGX_ACS_AEG_VALIDATION) {
+        return ngx_acs_webhook_refuse(r,
+                   ngx_acs_webhook_fail(r, NGX_HTTP_UNAUTHORIZED, "token",
+                                        NULL, "no bearer token"));
+    }
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_acs_webhook_body);
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+/* CloudEvents abuse protection (PROTOCOLS 1.2): consent is in the headers */
+
+static ngx_int_t
+ngx_acs_webhook_options(ngx_http_request_t *r,
+    ngx_http_acs_notify_loc_conf_t *ancf)
+{
+    ngx_str_t         *o, star = ngx_string("*");
+    ngx_int_t          rc;
+    ngx_table_elt_t   *origin, *rate;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_acs_webhook_add_header(r, "Allow", &ngx_acs_allow) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    origin = ngx_acs_webhook_header(r, "WebHook-Request-Origin");
+
+    if (origin == NULL) {
+        ngx_acs_webhook_result(r, "options");
+        return ngx_acs_webhook_send(r, NGX_HTTP_OK, NULL);
+    }
+
+    for (o = ngx_acs_origins; o->len; o++) {
+        if (origin->value.len == o->len
+            && ngx_strncasecmp(origin->value.data, o->data, o->len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (o->len == 0) {
+        /* refusal is the absence of WebHook-Allowed-Origin */
+        return ngx_acs_webhook_error(r,
+                   ngx_acs_webhook_fail(r, NGX_HTTP_FORBIDDEN, "origin", NULL,
+                                        "abuse protection handshake from "
+                                        "unknown origin \"%V\"",
+                                        &origin->value));
+    }
+
+    if (ngx_acs_webhook_add_header(r, "WebHook-Allowed-Origin", o) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rate = ngx_acs_webhook_header(r, "WebHook-Request-Rate");
+
+    if (rate != NULL
+        && ngx_acs_webhook_add_header(r, "WebHook-Allowed-Rate", &star)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_log_error(ancf->log_level, r->connection->log, 0,
+                  "acs_notify: abuse protection handshake from \"%V\" "
+                  "accepted", o);
+
+    ngx_acs_webhook_result(r, "validated");
+
+    return ngx_acs_webhook_send(r, NGX_HTTP_OK, NULL);
+}
+
+
+/*
+ * The shared secret first (a digest compare), then the subscription name,
+ * then the bearer token (RSA once per token, then a cache hit).
+ */
+
+static ngx_int_t
+ngx_acs_webhook_authenticate(ngx_http_request_t *r,
+    ngx_http_acs_notify_loc_conf_t *ancf, ngx_http_acs_notify_ctx_t *ctx)
+{
+    u_char           *p, *last;
+    ngx_int_t         rc;
+    ngx_str_t         value, token;
+    const char       *reason;
+    ngx_table_elt_t  *h;
+
+    if (ancf->secret != NULL) {
+
+        if (ngx_http_complex_value(r, ancf->secret, &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        rc = (value.len == 0) ? NGX_DECLINED
+                              : ngx_acs_secret_match(ancf->secrets, &value);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            goto unauthorized_secret;
+        }
+    }
+
+    if (ancf->subscriptions != NULL) {
+        h = ngx_acs_webhook_header(r, "aeg-subscription-name");
+
+        if (h == NULL
+            || ngx_acs_pattern_match(ancf->subscriptions, &h->value) != NGX_OK)
+        {
+
+            if (h == NULL) {
+                return ngx_acs_webhook_fail(r, NGX_HTTP_FORBIDDEN,
+                                              "subscription", NULL,
+                                              "no aeg-subscription-name");
+            }
+
+            return ngx_acs_webhook_fail(r, NGX_HTTP_FORBIDDEN,
+                                          "subscription", NULL,
+                                          "subscription \"%V\" not allowed",
+                                          &h->value);
+        }
+    }
+
+    if (ancf->entra == NULL) {
+        return NGX_OK;
+    }
+
+    h = r->headers_in.authorization;
+
+    if (h == NULL) {
+        /* a validation handshake may come without a token: see below */
+        ctx->tokenless = 1;
+        return NGX_OK;
+    }
+
+    p = h->value.data;
+    last = p + h->value.len;
+
+    if (h->value.len < 7 || ngx_strncasecmp(p, (u_char *) "Bearer ", 7) != 0) {
+        reason = "authorization is not a bearer token";
+        goto unauthorized_token;
+    }
+
+    for (p += 7; p < last && *p == ' '; p++) { /* void */ }
+
+    token.data = p;
+    token.len = last - p;
+
+    rc = ngx_acs_entra_verify(ancf->entra, &token, ngx_time(), r->pool,
+                              r->connection->log, &reason);
+
+    if (rc == NGX_OK) {
+        return NGX_OK;
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+unauthorized_token:
+
+
+    return ngx_acs_webhook_fail(r, NGX_HTTP_UNAUTHORIZED, "token", NULL,
+                                  "%s", reason);
+
+unauthorized_secret:
+
+
+    return ngx_acs_webhook_fail(r, NGX_HTTP_UNAUTHORIZED, "secret", NULL,
+                                  value.len ? "secret mismatch"
+                                            : "no secret");
+}
+
+
+/*
+ * application/json, application/cloudevents+json and
+ * application/cloudevents-batch+json, with an optional UTF-8 charset.
+ */
+
+static ngx_int_t
+ngx_acs_webhook_content_type(ngx_http_request_t *r)
+{
+    u_char     *p, *last, *semi;
+    ngx_str_t   type, param;
+
+    static ngx_str_t  types[] = {
+        ngx_string("application/json"),
+        ngx_string("application/cloudevents+json"),
+        ngx_string("application/cloudevents-batch+json"),
+        ngx_null_string
+    };
+    ngx_str_t  *t;
+
+    if (r->headers_in.content_type == NULL) {
+        ngx_str_set(&type, "none");
+        goto unsupported;
+    }
+
+    type = r->headers_in.content_type->value;
+    p = type.data;
+    last = p + type.len;
+
+    semi = ngx_strlchr(p, last, ';');
+    type.len = (semi ? semi : last) - p;
+
+    while (type.len && type.data[type.len - 1] == ' ') {
+        type.len--;
+    }
+
+    for (t = types; t->len; t++) {
+        if (t->len == type.len
+            && ngx_strncasecmp(t->data, type.data, type.len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (t->len == 0) {
+        goto unsupported;
+    }
+
+    /* parameters: only charset=utf-8 means anything, and only it is allowed */
+
+    while (semi) {
+        p = semi + 1;
+        semi = ngx_strlchr(p, last, ';');
+
+        param.data = p;
+        param.len = (semi ? semi : last) - p;
+
+        while (param.len && *param.data == ' ') {
+            param.data++;
+            param.len--;
+        }
+
+        while (param.len && param.data[param.len - 1] == ' ') {
+            param.len--;
+        }
+
+        if (param.len >= 8
+            && ngx_strncasecmp(param.data, (u_char *) "charset=", 8) == 0)
+        {
+            param.data += 8;
+            param.len -= 8;
+
+            if (param.len >= 2 && param.data[0] == '"'
+                && param.data[param.len - 1] == '"')
+            {
+                param.data++;
+                param.len -= 2;
+            }
+
+            if (!(param.len == 5
+                  && ngx_strncasecmp(param.data, (u_char *) "utf-8", 5) == 0))
+            {
+                type = r->headers_in.content_type->value;
+                goto unsupported;
+            }
+        }
+    }
+
+    return NGX_OK;
+
+unsupported:
+
+
+    if (r->headers_in.content_type) {
+        type = r->headers_in.content_type->value;
+    }
+
+    return ngx_acs_webhook_fail(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                  "content_type", NULL,
+                                  "unsupported content type \"%V\"", &type);
+}
+
+
+static ngx_int_t
+ngx_acs_webhook_aeg_type(ngx_http_request_t *r, ngx_uint_t *type)
+{
+    ngx_table_elt_t  *h;
+
+    static struct {
+        ngx_str_t           name;
+        ngx_uint_t          type;
+    } types[] = {
+        { ngx_string("Notification"), NGX_ACS_AEG_NOTIFICATION },
+        { ngx_string("SubscriptionValidation"), NGX_ACS_AEG_VALIDATION },
+        { ngx_string("SubscriptionDeletion"), NGX_ACS_AEG_DELETION },
+        { ngx_string("Unsubscribe"), NGX_ACS_AEG_DELETION },
+        { ngx_null_string, 0 }
+    };
+    ngx_uint_t  i;
+
+    h = ngx_acs_webhook_header(r, "aeg-event-type");
+
+    if (h != NULL) {
+        for (i = 0; types[i].name.len; i++) {
+            if (types[i].name.len == h->value.len
+                && ngx_strncasecmp(types[i].name.data, h->value.data,
+                                   h->value.len) == 0)
+            {
+                *type = types[i].type;
+                return NGX_OK;
+            }
+        }
+    }
+
+
+    if (h == NULL) {
+        return ngx_acs_webhook_fail(r, NGX_HTTP_BAD_REQUEST,
+                                      "aeg_event_type", NULL,
+                                      "no aeg-event-type header");
+    }
+
+    return ngx_acs_webhook_fail(r, NGX_HTTP_BAD_REQUEST, "aeg_event_type",
+                                  NULL, "unknown aeg-event-type \"%V\"",
+                                  &h->value);
+}
+
+
+static void
+ngx_acs_webhook_body(ngx_http_request_t *r)
+{
+    ngx_int_t                        rc;
+    ngx_http_acs_notify_ctx_t       *ctx;
+    ngx_acs_event_parser_t          *p;
+    ngx_http_acs_notify_loc_conf_t  *ancf;
+
+    ancf = ngx_http_get_module_loc_conf(r, ngx_http_acs_notify_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        rc = ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST, "json", NULL,
+                                    "empty body");
+        goto done;
+    }
+
+    p = ngx_acs_event_parser_create(r->pool, NGX_ACS_EVENT_MAX_SIZE,
+                                    NGX_ACS_EVENT_MAX_EVENTS);
+    if (p == NULL) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    rc = ngx_acs_webhook_parse(r, p);
+
+    if (rc == NGX_OK) {
+        rc = ngx_acs_webhook_events(r, ancf, ctx,
+                                    ngx_acs_event_parser_events(p));
+
+    } else if (rc == NGX_DECLINED) {
+        rc = ngx_acs_webhook_reject(r, ngx_acs_event_parser_status(p),
+                                    ngx_acs_event_parser_status(p) == 413
+                                    ? "too_large" : "json", NULL,
+                                    "%V", ngx_acs_event_parser_error(p));
+    }
+
+done:
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/*
+ * Feeds the body to the streaming parser buffer by buffer, reading the
+ * parts nginx wrote to a temporary file in 64k chunks.
+ */
+
+static ngx_int_t
+ngx_acs_webhook_parse(ngx_http_request_t *r, ngx_acs_event_parser_t *p)
+{
+    off_t         pos;
+    u_char       *chunk;
+    size_t        size;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    chunk = NULL;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!b->in_file) {
+            if (ngx_acs_event_parse(p, b->pos, b->last - b->pos) != NGX_OK) {
+                return NGX_DECLINED;
+            }
+
+            continue;
+        }
+
+        if (chunk == NULL) {
+            chunk = ngx_pnalloc(r->pool, NGX_ACS_READ_CHUNK);
+            if (chunk == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+
+        for (pos = b->file_pos; pos < b->file_last; pos += n) {
+            size = (size_t) ngx_min(b->file_last - pos, NGX_ACS_READ_CHUNK);
+
+            n = ngx_read_file(b->file, chunk, size, pos);
+
+            if (n == NGX_ERROR || n == 0) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            if (ngx_acs_event_parse(p, chunk, n) != NGX_OK) {
+                return NGX_DECLINED;
+            }
+        }
+    }
+
+    if (ngx_acs_event_parse_done(p) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_acs_webhook_events(ngx_http_request_t *r,
+    ngx_http_acs_notify_loc_conf_t *ancf, ngx_http_acs_notify_ctx_t *ctx,
+    ngx_array_t *events)
+{
+    ngx_uint_t        i, handshake;
+    ngx_acs_event_t  *ev;
+
+    ev = events->elts;
+    ctx->events = events->nelts;
+    ctx->event_id = ev[0].id;
+
+    /* a handshake arrives alone, under its own aeg-event-type */
+
+    for (i = 0; i < events->nelts; i++) {
+
+        handshake = (ev[i].type.len == ngx_acs_validation_event.len
+                     && ngx_strncasecmp(ev[i].type.data,
+                                        ngx_acs_validation_event.data,
+                                        ev[i].type.len) == 0)
+                    || (ev[i].type.len == ngx_acs_deletion_event.len
+                        && ngx_strncasecmp(ev[i].type.data,
+                                           ngx_acs_deletion_event.data,
+                                           ev[i].type.len) == 0);
+
+        if (ctx->aeg_type == NGX_ACS_AEG_NOTIFICATION) {
+            if (handshake) {
+                return ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST,
+                           "schema", &ev[i].id,
+                           "%V in a notification", &ev[i].type);
+            }
+
+            continue;
+        }
+
+        if (events->nelts != 1) {
+            return ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST, "schema",
+                                          &ev[i].id,
+                                          "%ui events in a subscription %s",
+                                          events->nelts,
+                                          ctx->aeg_type
+                                          == NGX_ACS_AEG_VALIDATION
+                                          ? "validation" : "deletion");
+        }
+    }
+
+    switch (ctx->aeg_type) {
+
+    case NGX_ACS_AEG_VALIDATION:
+        return ngx_acs_webhook_validation(r, ancf, ctx, &ev[0]);
+
+    case NGX_ACS_AEG_DELETION:
+        return ngx_acs_webhook_deletion(r, ancf, &ev[0]);
+
+    default:
+        break;
+    }
+
+    /* a batch is all or none: one foreign topic refuses the whole request */
+
+    if (ancf->topics != NULL) {
+        for (i = 0; i < events->nelts; i++) {
+            if (ngx_acs_pattern_match(ancf->topics, &ev[i].topic) != NGX_OK) {
+                return ngx_acs_webhook_reject(r, NGX_HTTP_FORBIDDEN, "topic",
+                                              &ev[i].id,
+                                              "topic \"%V\" not allowed",
+                                              &ev[i].topic);
+            }
+        }
+    }
+
+    for (i = 0; i < events->nelts; i++) {
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "acs_notify: event \"%V\" type \"%V\" subject \"%V\"",
+                       &ev[i].id, &ev[i].type, &ev[i].subject);
+    }
+
+    ngx_acs_webhook_result(r, "dispatched");
+
+    return ngx_acs_webhook_send(r, NGX_HTTP_OK, NULL);
+}
+
+
+static ngx_int_t
+ngx_acs_webhook_validation(ngx_http_request_t *r,
+    ngx_http_acs_notify_loc_conf_t *ancf, ngx_http_acs_notify_ctx_t *ctx,
+    ngx_acs_event_t *ev)
+{
+    u_char     *p;
+    ngx_str_t  *code, body;
+
+    if (ev->type.len != ngx_acs_validation_event.len
+        || ngx_strncasecmp(ev->type.data, ngx_acs_validation_event.data,
+                           ev->type.len) != 0)
+    {
+        return ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST, "schema",
+                                      &ev->id, "%V in a subscription "
+                                      "validation", &ev->type);
+    }
+
+    /*
+     * The topic of a validation event is the scope the subscription was
+     * created at, e.g. "/subscriptions/{id}": it must be an allowed topic
+     * or one of its parent scopes.
+     */
+
+    if (ancf->topics != NULL
+        && ngx_acs_webhook_scope_allowed(ancf->topics, &ev->topic) != NGX_OK)
+    {
+        return ngx_acs_webhook_reject(r, NGX_HTTP_FORBIDDEN, "topic", &ev->id,
+                                      "validation for topic \"%V\" "
+                                      "not allowed", &ev->topic);
+    }
+
+    if (ctx->tokenless && ancf->topics == NULL) {
+        return ngx_acs_webhook_reject(r, NGX_HTTP_UNAUTHORIZED, "token",
+                                      &ev->id, "no bearer token, and no "
+                                      "acs_notify_topics to accept a "
+                                      "validation without one");
+    }
+
+    if (ev->data_string.len) {
+        if (ngx_acs_event_parse_data_string(r->pool, ev) == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    code = ngx_acs_event_string(ev, "validationcode");
+
+    if (code == NULL || code->len == 0) {
+        return ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST, "schema",
+                                      &ev->id, "validation without "
+                                      "data.validationCode");
+    }
+
+    body.len = sizeof("{\"validationResponse\":\"\"}") - 1
+               + ngx_acs_json_escape_len(code);
+    body.data = ngx_pnalloc(r->pool, body.len);
+    if (body.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(body.data, "{\"validationResponse\":\"",
+                   sizeof("{\"validationResponse\":\"") - 1);
+    p = ngx_acs_json_escape(p, code);
+    p = ngx_cpymem(p, "\"}", 2);
+
+    ngx_log_error(ancf->log_level, r->connection->log, 0,
+                  "acs_notify: subscription validation for topic \"%V\" "
+                  "accepted%s", &ev->topic,
+                  ctx->tokenless ? " without a bearer token" : "");
+
+    ngx_acs_webhook_result(r, "validated");
+
+    return ngx_acs_webhook_send(r, NGX_HTTP_OK, &body);
+}
+
+
+static ngx_int_t
+ngx_acs_webhook_deletion(ngx_http_request_t *r,
+    ngx_http_acs_notify_loc_conf_t *ancf, ngx_acs_event_t *ev)
+{
+    ngx_str_t  *id, none = ngx_string("unknown");
+
+    if (ev->type.len != ngx_acs_deletion_event.len
+        || ngx_strncasecmp(ev->type.data, ngx_acs_deletion_event.data,
+                           ev->type.len) != 0)
+    {
+        return ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST, "schema",
+                                      &ev->id, "%V in a subscription "
+                                      "deletion", &ev->type);
+    }
+
+    if (ev->data_string.len) {
+        if (ngx_acs_event_parse_data_string(r->pool, ev) == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    id = ngx_acs_event_string(ev, "eventsubscriptionid");
+    if (id == NULL) {
+        id = &none;
+    }
+
+    if (ancf->topics != NULL
+        && ngx_acs_webhook_scope_allowed(ancf->topics, &ev->topic) != NGX_OK)
+    {
+        return ngx_acs_webhook_reject(r, NGX_HTTP_FORBIDDEN, "topic", &ev->id,
+                                      "deletion for topic \"%V\" "
+                                      "not allowed", &ev->topic);
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "acs_notify: subscription deleted: \"%V\"", id);
+
+    ngx_acs_webhook_result(r, "deleted");
+
+    return ngx_acs_webhook_send(r, NGX_HTTP_OK, NULL);
+}
+
+
+/* scope is an allowed topic, or a parent path of one */
+
+static ngx_int_t
+ngx_acs_webhook_scope_allowed(ngx_array_t *topics, ngx_str_t *scope)
+{
+    ngx_uint_t          i;
+    ngx_acs_pattern_t  *pat;
+
+    if (ngx_acs_pattern_match(topics, scope) == NGX_OK) {
+        return NGX_OK;
+    }
+
+    pat = topics->elts;
+
+    for (i = 0; i < topics->nelts; i++) {
+        if (scope->len < pat[i].value.len
+            && pat[i].value.data[scope->len] == '/'
+            && ngx_strncasecmp(scope->data, pat[i].value.data, scope->len)
+               == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * Logs a refusal once at acs_notify_log_level, sets $acs_notify_result to
+ * "rejected:<code>", keeps the reason for the answer and returns the status.
+ */
+
+static ngx_int_t
+ngx_acs_webhook_fail(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, ngx_str_t *event_id, const char *fmt, ...)
+{
+    ngx_int_t  rc;
+    va_list    args;
+
+    va_start(args, fmt);
+    rc = ngx_acs_webhook_vfail(r, status, code, event_id, fmt, args);
+    va_end(args);
+
+    return rc;
+}
+
+
+/* a refusal after the body was read */
+
+static ngx_int_t
+ngx_acs_webhook_reject(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, ngx_str_t *event_id, const char *fmt, ...)
+{
+    ngx_int_t  rc;
+    va_list    args;
+
+    va_start(args, fmt);
+    rc = ngx_acs_webhook_vfail(r, status, code, event_id, fmt, args);
+    va_end(args);
+
+    return ngx_acs_webhook_error(r, rc);
+}
+
+
+static ngx_int_t
+ngx_acs_webhook_vfail(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, ngx_str_t *event_id, const char *fmt, va_list args)
+{
+    u_char                          *last, msg[NGX_MAX_ERROR_STR];
+    ngx_http_acs_notify_ctx_t       *ctx;
+    ngx_http_acs_notify_loc_conf_t  *ancf;
+
+    ancf = ngx_http_get_module_loc_conf(r, ngx_http_acs_notify_module);
+
+    last = ngx_vslprintf(msg, msg + sizeof(msg), fmt, args);
+
+    if (event_id && event_id->len) {
+        ngx_log_error(ancf->log_level, r->connection->log, 0,
+                      "acs_notify: rejected %ui %s: %*s, event \"%V\"",
+                      status, code, last - msg, msg, event_id);
+
+    } else {
+        ngx_log_error(ancf->log_level, r->connection->log, 0,
+                      "acs_notify: rejected %ui %s: %*s",
+                      status, code, last - msg, msg);
+    }
+
+    ctx = ngx_acs_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->status = status;
+    ctx->code = code;
+
+    ctx->result.len = sizeof("rejected:") - 1 + ngx_strlen(code);
+    ctx->result.data = ngx_pnalloc(r->pool, ctx->result.len);
+    if (ctx->result.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(ctx->result.data, "rejected:%s", code);
+
+    /* credentials: no detail for the sender; everything else: the reason */
+
+    if (status == NGX_HTTP_UNAUTHORIZED) {
+        ngx_str_set(&ctx->message, "missing or invalid credential");
+        return status;
+    }
+
+    ctx->message.len = last - msg;
+    ctx->message.data = ngx_pnalloc(r->pool, ctx->message.len);
+    if (ctx->message.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ctx->message.data, msg, ctx->message.len);
+
+    return status;
+}
+
+
+/* the answer to a refusal before the body was read: discard it first */
+
+static ngx_int_t
+ngx_acs_webhook_refuse(ngx_http_request_t *r, ngx_int_t status)
+{
+    ngx_int_t                   rc;
+    ngx_http_acs_notify_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
+
+    if (ctx == NULL || ctx->status != (ngx_uint_t) status) {
+        /* not a refusal but a failure of ours: nginx answers it */
+        return status;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_acs_webhook_error(r, status);
+}
+
+
+/* a refusal's answer: {"error":{"code":"...","message":"..."}} */
+
+static ngx_int_t
+ngx_acs_webhook_error(ngx_http_request_t *r, ngx_int_t status)
+{
+    u_char                          *p;
+    ngx_str_t                        body;
+    ngx_table_elt_t                 *h;
+    ngx_http_acs_notify_ctx_t       *ctx;
+    ngx_http_acs_notify_loc_conf_t  *ancf;
+
+    static ngx_str_t  bearer = ngx_string("Bearer error=\"invalid_token\"");
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
+
+    if (ctx == NULL || ctx->status != (ngx_uint_t) status) {
+        return status;
+    }
+
+    ancf = ngx_http_get_module_loc_conf(r, ngx_http_acs_notify_module);
+
+    if (status == NGX_HTTP_UNAUTHORIZED && ancf->entra != NULL) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "WWW-Authenticate");
+        h->value = bearer;
+        r->headers_out.www_authenticate = h;
+    }
+
+    body.len = sizeof("{\"error\":{\"code\":\"\",\"message\":\"\"}}") - 1
+               + ngx_strlen(ctx->code) + ngx_acs_json_escape_len(&ctx->message);
+    body.data = ngx_pnalloc(r->pool, body.len);
+    if (body.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(body.data, "{\"error\":{\"code\":\"%s\",\"message\":\"",
+                    ctx->code);
+    p = ngx_acs_json_escape(p, &ctx->message);
+    p = ngx_cpymem(p, "\"}}", 3);
+
+    body.len = p - body.data;
+
+    return ngx_acs_webhook_send(r, status, &body);
+}
+
+
+static ngx_int_t
+ngx_acs_webhook_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = body ? (off_t) body->len : 0;
+
+    if (body) {
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+        r->headers_out.content_type_len = r->headers_out.content_type.len;
+    }
+
+    if (body == NULL || r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_table_elt_t *
+ngx_acs_webhook_header(ngx_http_request_t *r, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_acs_webhook_add_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value = *value;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_acs_webhook_result(ngx_http_request_t *r, const char *result)
+{
+    ngx_http_acs_notify_ctx_t  *ctx;
+
+    ctx = ngx_acs_ctx(r);
+
+    if (ctx != NULL) {
+        ctx->result.data = (u_char *) result;
+        ctx->result.len = ngx_strlen(result);
+    }
+}
