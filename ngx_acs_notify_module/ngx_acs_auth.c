@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
 #include <openssl/core_names.h>
 #include <openssl/param_build.h>
@@ -529,6 +530,10 @@ ngx_acs_jwk_rsa(ngx_pool_t *pool, ngx_str_t *n, ngx_str_t *e)
 
 done:
 
+    if (pkey == NULL) {
+        ERR_clear_error();
+    }
+
     BN_free(bn);
     BN_free(be);
 
@@ -660,6 +665,8 @@ ngx_acs_entra_verify(ngx_acs_entra_t *entra, ngx_str_t *token, time_t now,
     if (c->entra == entra && now < c->expires
         && CRYPTO_memcmp(c->hash, hash, 32) == 0)
     {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "acs_notify: token found in cache");
         return NGX_OK;
     }
 
@@ -727,9 +734,14 @@ ngx_acs_entra_verify(ngx_acs_entra_t *entra, ngx_str_t *token, time_t now,
     EVP_MD_CTX_free(md);
 
     if (rc != 1) {
+        /* leave no error in the queue for nginx's TLS code to report */
+        ERR_clear_error();
         *reason = "bad token signature";
         return NGX_DECLINED;
     }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "acs_notify: token signature verified");
 
     /* claims */
 

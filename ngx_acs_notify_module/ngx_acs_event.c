@@ -90,6 +90,7 @@ struct ngx_acs_event_parser_s {
     u_char                      path[NGX_ACS_EVENT_PATH_MAX];
 
     ngx_uint_t                  data_only;    /* unsigned:1 */
+    ngx_uint_t                  single;       /* unsigned:1 */
     ngx_uint_t                  status;
     ngx_str_t                   error;
     u_char                      errbuf[256];
@@ -645,6 +646,8 @@ ngx_acs_event_open(ngx_acs_event_parser_t *p, ngx_uint_t array)
 
         /* a single CloudEvents object */
 
+        p->single = 1;
+
         if (ngx_acs_event_begin(p) != NGX_OK) {
             return NGX_ERROR;
         }
@@ -823,6 +826,11 @@ ngx_acs_event_end(ngx_acs_event_parser_t *p)
     if (ev->seen & NGX_ACS_F_SPEC_VERSION) {
         ev->schema = NGX_ACS_SCHEMA_CLOUDEVENTS;
         missing = NGX_ACS_F_CLOUDEVENTS & ~ev->seen;
+
+    } else if (p->single) {
+        return ngx_acs_event_fail(p, 400, "a single event object must be a "
+                                  "CloudEvent, Event Grid events come in "
+                                  "an array");
 
     } else {
         ev->schema = NGX_ACS_SCHEMA_EVENTGRID;

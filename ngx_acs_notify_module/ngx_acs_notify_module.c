@@ -54,28 +54,28 @@ static ngx_command_t  ngx_http_acs_notify_commands[] = {
       NULL },
 
     { ngx_string("acs_notify_secret"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
       ngx_http_acs_notify_secret,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("acs_notify_entra"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_acs_notify_entra,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("acs_notify_topics"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_acs_notify_patterns,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_acs_notify_loc_conf_t, topics),
       NULL },
 
     { ngx_string("acs_notify_subscriptions"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_acs_notify_patterns,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_acs_notify_loc_conf_t, subscriptions),
@@ -430,7 +430,7 @@ ngx_http_acs_notify_patterns(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             pat->prefix = 1;
         }
 
-        if (pat->value.len == 0) {
+        if (pat->value.len == 0 && !pat->prefix) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "%V: empty value", &cmd->name);
             return NGX_CONF_ERROR;

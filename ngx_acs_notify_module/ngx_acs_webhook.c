@@ -31,6 +31,7 @@ static ngx_int_t ngx_acs_webhook_content_type(ngx_http_request_t *r);
 static ngx_int_t ngx_acs_webhook_aeg_type(ngx_http_request_t *r,
     ngx_uint_t *type);
 static void ngx_acs_webhook_body(ngx_http_request_t *r);
+static off_t ngx_acs_webhook_body_size(ngx_chain_t *cl);
 static ngx_int_t ngx_acs_webhook_parse(ngx_http_request_t *r,
     ngx_acs_event_parser_t *p);
 static ngx_int_t ngx_acs_webhook_events(ngx_http_request_t *r,
@@ -469,7 +470,9 @@ ngx_acs_webhook_body(ngx_http_request_t *r)
     ancf = ngx_http_get_module_loc_conf(r, ngx_http_acs_notify_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
 
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+    if (r->request_body == NULL || r->request_body->bufs == NULL
+        || ngx_acs_webhook_body_size(r->request_body->bufs) == 0)
+    {
         rc = ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST, "json", NULL,
                                     "empty body");
         goto done;
@@ -498,6 +501,19 @@ ngx_acs_webhook_body(ngx_http_request_t *r)
 done:
 
     ngx_http_finalize_request(r, rc);
+}
+
+
+static off_t
+ngx_acs_webhook_body_size(ngx_chain_t *cl)
+{
+    off_t  size;
+
+    for (size = 0; cl; cl = cl->next) {
+        size += ngx_buf_size(cl->buf);
+    }
+
+    return size;
 }
 
 

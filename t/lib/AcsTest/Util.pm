@@ -1,0 +1,76 @@
+package AcsTest::Util;
+
+# Helpers shared by the test files: fixtures and Event Grid bodies.
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use File::Basename qw(dirname);
+use File::Spec;
+
+our @EXPORT = qw(fixture eg_event ce_event eg_batch t_dir);
+
+my $T = File::Spec->rel2abs(dirname(__FILE__) . '/../..');
+
+our $TOPIC = '/subscriptions/6b3d9a2e-4f1c-4b8e-9d7a-2c5e8f1a0b3c'
+    . '/resourceGroups/rg-push-prod/providers/Microsoft.Communication'
+    . '/communicationServices/acs-push-demo';
+
+sub t_dir { $T }
+
+# the contents of t/data/events/NAME
+sub fixture {
+    my ($name) = @_;
+    open my $fh, '<', "$T/data/events/$name" or die "fixture $name: $!";
+    local $/;
+    return scalar <$fh>;
+}
+
+# one Event Grid schema event as JSON text; %o overrides envelope fields
+# (a value of undef drops the field), data => raw JSON of "data"
+sub eg_event {
+    my (%o) = @_;
+    my %f = (
+        id              => '"ev-' . ($o{n} // 1) . '"',
+        topic           => qq{"$TOPIC"},
+        subject         => '"thread/19:t@thread.v2"',
+        eventType       => '"Microsoft.Communication.ChatMessageReceived"',
+        eventTime       => '"2025-06-12T09:25:59.9436666Z"',
+        dataVersion     => '"1.0"',
+        metadataVersion => '"1"',
+        data            => '{"messageBody":"hi","threadId":"19:t@thread.v2"}',
+    );
+    delete $o{n};
+    for my $k (keys %o) {
+        if (defined $o{$k}) { $f{$k} = $o{$k} } else { delete $f{$k} }
+    }
+    return '{' . join(',', map { qq{"$_":$f{$_}} } sort keys %f) . '}';
+}
+
+# one CloudEvents 1.0 event as JSON text
+sub ce_event {
+    my (%o) = @_;
+    my %f = (
+        specversion => '"1.0"',
+        id          => '"ce-' . ($o{n} // 1) . '"',
+        source      => qq{"$TOPIC"},
+        type        => '"Microsoft.Communication.ChatMessageReceived"',
+        subject     => '"thread/19:t@thread.v2"',
+        time        => '"2025-06-12T09:25:59.9436666Z"',
+        data        => '{"messageBody":"hi"}',
+    );
+    delete $o{n};
+    for my $k (keys %o) {
+        if (defined $o{$k}) { $f{$k} = $o{$k} } else { delete $f{$k} }
+    }
+    return '{' . join(',', map { qq{"$_":$f{$_}} } sort keys %f) . '}';
+}
+
+# a JSON array of N Event Grid events
+sub eg_batch {
+    my ($n, %o) = @_;
+    return '[' . join(',', map { eg_event(%o, n => $_) } 1 .. $n) . ']';
+}
+
+1;
