@@ -21,7 +21,7 @@ NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 
 # Build and test dependencies, all from Debian 12.
 PACKAGES=(
-    build-essential nginx-core nginx-dev libyajl-dev libssl-dev
+    build-essential lmdb-utils nginx-core nginx-dev libyajl-dev liblmdb-dev libssl-dev
     libpcre2-dev zlib1g-dev openssl curl
     libtest-base-perl libtext-diff-perl libtest-longstring-perl
     libipc-run-perl libhttp-message-perl liburi-perl liblist-moreutils-perl
@@ -36,6 +36,9 @@ deps() {
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' \
             || missing+=("$p")
     done
+    # the registration interop test runs Microsoft's own signing code
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
     [ ${#missing[@]} -eq 0 ] && return 0
 
     if [ "$(id -u)" -ne 0 ]; then
@@ -148,6 +151,10 @@ tests() {
     export TEST_NGINX_BINARY="$NGINX_BIN"
     export TEST_NGINX_LOAD_MODULES="$ROOT/objs/$MODULE.so"
     export TEST_NGINX_SERVROOT="$ROOT/t/servroot"
+    if [ ! -d t/node_modules/@azure/communication-common ]; then
+        log "installing the test's npm packages (t/package-lock.json)"
+        npm ci --prefix t --no-audit --no-fund --loglevel=error >/dev/null
+    fi
     rm -rf "$TEST_NGINX_SERVROOT"
     prove -I "$ROOT/t/lib" -j "${TEST_JOBS:-2}" -r t "$@"
 }

@@ -15,6 +15,7 @@
 #include <ngx_http.h>
 
 #include "ngx_acs_auth.h"
+#include "ngx_acs_registry.h"
 
 
 typedef struct {
@@ -24,7 +25,14 @@ typedef struct {
 
 
 typedef struct {
+    ngx_acs_registry_t         *registry;
+} ngx_http_acs_notify_main_conf_t;
+
+
+typedef struct {
     ngx_flag_t                  eventgrid;
+    ngx_flag_t                  registrations;
+    ngx_array_t                *hmac_keys;  /* of ngx_str_t, decoded */
 
     ngx_http_complex_value_t   *secret;     /* what the sender presents */
     ngx_array_t                *secrets;    /* of ngx_acs_secret_t */
@@ -56,6 +64,8 @@ typedef struct {
     ngx_uint_t                  status;     /* of a refusal */
     const char                 *code;
     ngx_str_t                   message;
+
+    void                       *data;       /* the handler's own state */
 } ngx_http_acs_notify_ctx_t;
 
 
@@ -66,6 +76,11 @@ ngx_int_t ngx_acs_conf_value(ngx_conf_t *cf, ngx_str_t *value,
     ngx_str_t *out);
 ngx_int_t ngx_acs_pattern_match(ngx_array_t *patterns, ngx_str_t *value);
 ngx_http_acs_notify_ctx_t *ngx_acs_ctx(ngx_http_request_t *r);
+ngx_table_elt_t *ngx_acs_header(ngx_http_request_t *r, const char *name);
+ngx_int_t ngx_acs_add_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value);
+ngx_int_t ngx_acs_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body);
 
 
 #endif /* _NGX_ACS_NOTIFY_H_INCLUDED_ */

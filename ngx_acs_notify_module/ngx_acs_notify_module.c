@@ -12,12 +12,27 @@
 
 #include "ngx_acs_notify.h"
 #include "ngx_acs_webhook.h"
+#include "ngx_acs_registrations.h"
 
 
-#define NGX_ACS_CONF_FILE_MAX  65536
+#define NGX_ACS_CONF_FILE_MAX   65536
+#define NGX_ACS_SWEEP_INTERVAL  60000
+#define NGX_ACS_SWEEP_BATCH     1000
 
 
 static ngx_int_t ngx_http_acs_notify_add_variables(ngx_conf_t *cf);
+static void *ngx_http_acs_notify_create_main_conf(ngx_conf_t *cf);
+static ngx_int_t ngx_http_acs_notify_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_acs_notify_init_process(ngx_cycle_t *cycle);
+static void ngx_http_acs_notify_exit_process(ngx_cycle_t *cycle);
+static void ngx_http_acs_notify_sweep(ngx_event_t *ev);
+static ngx_msec_t ngx_http_acs_notify_sweep_interval(ngx_acs_registry_t *reg);
+static char *ngx_http_acs_notify_registry(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_acs_notify_registrations(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_acs_notify_hmac_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static void *ngx_http_acs_notify_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_acs_notify_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -81,6 +96,27 @@ static ngx_command_t  ngx_http_acs_notify_commands[] = {
       offsetof(ngx_http_acs_notify_loc_conf_t, subscriptions),
       NULL },
 
+    { ngx_string("acs_notify_registry"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_acs_notify_registry,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("acs_notify_registrations"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_acs_notify_registrations,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("acs_notify_hmac_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_acs_notify_hmac_key,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("acs_notify_log_level"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_enum_slot,
@@ -96,7 +132,7 @@ static ngx_http_module_t  ngx_http_acs_notify_module_ctx = {
     ngx_http_acs_notify_add_variables,     /* preconfiguration */
     NULL,                                  /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_http_acs_notify_create_main_conf,  /* create main configuration */
     NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
@@ -113,14 +149,18 @@ ngx_module_t  ngx_http_acs_notify_module = {
     ngx_http_acs_notify_commands,          /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_acs_notify_init_module,       /* init module */
+    ngx_http_acs_notify_init_process,      /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_acs_notify_exit_process,      /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_event_t       ngx_acs_sweep_event;
+static ngx_connection_t  ngx_acs_sweep_conn;
 
 
 enum {
@@ -240,6 +280,132 @@ ngx_acs_ctx(ngx_http_request_t *r)
 
 
 static void *
+ngx_http_acs_notify_create_main_conf(ngx_conf_t *cf)
+{
+    return ngx_pcalloc(cf->pool, sizeof(ngx_http_acs_notify_main_conf_t));
+}
+
+
+static ngx_int_t
+ngx_http_acs_notify_init_module(ngx_cycle_t *cycle)
+{
+    ngx_http_acs_notify_main_conf_t  *amcf;
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_acs_notify_module);
+
+    if (amcf == NULL || amcf->registry == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_acs_registry_init_module(cycle, amcf->registry);
+}
+
+
+static ngx_int_t
+ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_acs_notify_main_conf_t  *amcf;
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_acs_notify_module);
+
+    if (amcf == NULL || amcf->registry == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_acs_registry_init_process(cycle, amcf->registry) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /*
+     * One worker purges expired registrations in the background.  The
+     * timer's data is a dummy connection: nginx's debug logging of timers
+     * reads the fd of ev->data.
+     */
+
+    if (ngx_process == NGX_PROCESS_WORKER && ngx_worker != 0) {
+        return NGX_OK;
+    }
+
+    ngx_acs_sweep_conn.fd = (ngx_socket_t) -1;
+    ngx_acs_sweep_event.handler = ngx_http_acs_notify_sweep;
+    ngx_acs_sweep_event.data = &ngx_acs_sweep_conn;
+    ngx_acs_sweep_event.log = cycle->log;
+    ngx_acs_sweep_event.cancelable = 1;
+
+    ngx_add_timer(&ngx_acs_sweep_event,
+                  ngx_http_acs_notify_sweep_interval(amcf->registry));
+
+    return NGX_OK;
+}
+
+
+/* a minute, or half the default TTL when that is shorter */
+
+static ngx_msec_t
+ngx_http_acs_notify_sweep_interval(ngx_acs_registry_t *reg)
+{
+    time_t  ttl;
+
+    ttl = ngx_acs_registry_ttl(reg);
+
+    if (ttl >= 2 * NGX_ACS_SWEEP_INTERVAL / 1000) {
+        return NGX_ACS_SWEEP_INTERVAL;
+    }
+
+    return (ngx_msec_t) ttl * 500;
+}
+
+
+static void
+ngx_http_acs_notify_sweep(ngx_event_t *ev)
+{
+    ngx_uint_t                        purged;
+    ngx_http_acs_notify_main_conf_t  *amcf;
+
+    amcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_acs_notify_module);
+
+    if (ngx_exiting || amcf == NULL || amcf->registry == NULL) {
+        return;
+    }
+
+    if (ngx_acs_registry_sweep(amcf->registry, ev->log, NGX_ACS_SWEEP_BATCH,
+                               &purged)
+        == NGX_OK
+        && purged)
+    {
+        ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+                      "acs_notify_registry: purged %ui expired "
+                      "registrations", purged);
+    }
+
+    /* more to purge: go on soon, without holding the worker for long */
+
+    ngx_add_timer(ev, (purged == NGX_ACS_SWEEP_BATCH)
+                      ? 100
+                      : ngx_http_acs_notify_sweep_interval(amcf->registry));
+}
+
+
+static void
+ngx_http_acs_notify_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_acs_notify_main_conf_t  *amcf;
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_acs_notify_module);
+
+    if (amcf == NULL || amcf->registry == NULL) {
+        return;
+    }
+
+    ngx_acs_registry_exit_process(amcf->registry);
+}
+
+
+static void *
 ngx_http_acs_notify_create_loc_conf(ngx_conf_t *cf)
 {
     ngx_http_acs_notify_loc_conf_t  *conf;
@@ -257,6 +423,8 @@ ngx_http_acs_notify_create_loc_conf(ngx_conf_t *cf)
      */
 
     conf->eventgrid = NGX_CONF_UNSET;
+    conf->registrations = NGX_CONF_UNSET;
+    conf->hmac_keys = NGX_CONF_UNSET_PTR;
     conf->entra = NGX_CONF_UNSET_PTR;
     conf->topics = NGX_CONF_UNSET_PTR;
     conf->subscriptions = NGX_CONF_UNSET_PTR;
@@ -272,7 +440,30 @@ ngx_http_acs_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_acs_notify_loc_conf_t  *prev = parent;
     ngx_http_acs_notify_loc_conf_t  *conf = child;
 
+    ngx_http_acs_notify_main_conf_t  *amcf;
+
     ngx_conf_merge_value(conf->eventgrid, prev->eventgrid, 0);
+    ngx_conf_merge_value(conf->registrations, prev->registrations, 0);
+    ngx_conf_merge_ptr_value(conf->hmac_keys, prev->hmac_keys, NULL);
+
+    if (conf->registrations == 1) {
+        amcf = ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_acs_notify_module);
+
+        if (amcf->registry == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "acs_notify_registrations needs "
+                               "acs_notify_registry in the http block");
+            return NGX_CONF_ERROR;
+        }
+
+        if (conf->hmac_keys == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "acs_notify_registrations needs "
+                               "acs_notify_hmac_key");
+            return NGX_CONF_ERROR;
+        }
+    }
 
     if (conf->secret == NULL) {
         conf->secret = prev->secret;
@@ -303,6 +494,95 @@ ngx_http_acs_notify_eventgrid(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_acs_webhook_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_acs_notify_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_acs_notify_main_conf_t *amcf = conf;
+
+    ngx_str_t  *value;
+
+    if (amcf->registry != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    return ngx_acs_registry_create(cf, &value[1], cf->args->nelts - 1,
+                                   &amcf->registry);
+}
+
+
+static char *
+ngx_http_acs_notify_registrations(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_acs_notify_loc_conf_t *ancf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (ancf->registrations != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    ancf->registrations = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_acs_registrations_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* access keys of the ACS kind: base64 text, used decoded as HMAC keys */
+
+static char *
+ngx_http_acs_notify_hmac_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_acs_notify_loc_conf_t *ancf = conf;
+
+    ngx_str_t   *value, text, *key;
+    ngx_uint_t   i;
+
+    if (ancf->hmac_keys != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    ancf->hmac_keys = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                       sizeof(ngx_str_t));
+    if (ancf->hmac_keys == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_acs_conf_value(cf, &value[i], &text) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        key = ngx_array_push(ancf->hmac_keys);
+        if (key == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        key->data = ngx_pnalloc(cf->pool, ngx_base64_decoded_length(text.len));
+        if (key->data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_decode_base64(key, &text) != NGX_OK || key->len < 16) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "acs_notify_hmac_key: key %ui is not base64 "
+                               "of at least 16 bytes", i);
+            return NGX_CONF_ERROR;
+        }
+    }
 
     return NGX_CONF_OK;
 }
@@ -586,4 +866,101 @@ failed:
 
     ngx_close_file(file.fd);
     return NGX_ERROR;
+}
+
+
+ngx_table_elt_t *
+ngx_acs_header(ngx_http_request_t *r, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+ngx_int_t
+ngx_acs_add_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value = *value;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_acs_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = body ? (off_t) body->len : 0;
+
+    if (body) {
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+        r->headers_out.content_type_len = r->headers_out.content_type.len;
+    }
+
+    if (body == NULL || r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
 }

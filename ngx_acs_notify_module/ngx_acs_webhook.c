@@ -57,12 +57,6 @@ static ngx_int_t ngx_acs_webhook_refuse(ngx_http_request_t *r,
     ngx_int_t status);
 static ngx_int_t ngx_acs_webhook_error(ngx_http_request_t *r,
     ngx_int_t status);
-static ngx_int_t ngx_acs_webhook_send(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_str_t *body);
-static ngx_table_elt_t *ngx_acs_webhook_header(ngx_http_request_t *r,
-    const char *name);
-static ngx_int_t ngx_acs_webhook_add_header(ngx_http_request_t *r,
-    const char *name, ngx_str_t *value);
 static void ngx_acs_webhook_result(ngx_http_request_t *r, const char *result);
 
 
@@ -97,7 +91,7 @@ ngx_acs_webhook_handler(ngx_http_request_t *r)
 
     if (r->method != NGX_HTTP_POST && r->method != NGX_HTTP_OPTIONS) {
 
-        if (ngx_acs_webhook_add_header(r, "Allow", &ngx_acs_allow) != NGX_OK) {
+        if (ngx_acs_add_header(r, "Allow", &ngx_acs_allow) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
@@ -158,15 +152,15 @@ ngx_acs_webhook_options(ngx_http_request_t *r,
         return rc;
     }
 
-    if (ngx_acs_webhook_add_header(r, "Allow", &ngx_acs_allow) != NGX_OK) {
+    if (ngx_acs_add_header(r, "Allow", &ngx_acs_allow) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    origin = ngx_acs_webhook_header(r, "WebHook-Request-Origin");
+    origin = ngx_acs_header(r, "WebHook-Request-Origin");
 
     if (origin == NULL) {
         ngx_acs_webhook_result(r, "options");
-        return ngx_acs_webhook_send(r, NGX_HTTP_OK, NULL);
+        return ngx_acs_send(r, NGX_HTTP_OK, NULL);
     }
 
     for (o = ngx_acs_origins; o->len; o++) {
@@ -186,14 +180,14 @@ ngx_acs_webhook_options(ngx_http_request_t *r,
                                         &origin->value));
     }
 
-    if (ngx_acs_webhook_add_header(r, "WebHook-Allowed-Origin", o) != NGX_OK) {
+    if (ngx_acs_add_header(r, "WebHook-Allowed-Origin", o) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rate = ngx_acs_webhook_header(r, "WebHook-Request-Rate");
+    rate = ngx_acs_header(r, "WebHook-Request-Rate");
 
     if (rate != NULL
-        && ngx_acs_webhook_add_header(r, "WebHook-Allowed-Rate", &star)
+        && ngx_acs_add_header(r, "WebHook-Allowed-Rate", &star)
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -205,7 +199,7 @@ ngx_acs_webhook_options(ngx_http_request_t *r,
 
     ngx_acs_webhook_result(r, "validated");
 
-    return ngx_acs_webhook_send(r, NGX_HTTP_OK, NULL);
+    return ngx_acs_send(r, NGX_HTTP_OK, NULL);
 }
 
 
@@ -243,7 +237,7 @@ ngx_acs_webhook_authenticate(ngx_http_request_t *r,
     }
 
     if (ancf->subscriptions != NULL) {
-        h = ngx_acs_webhook_header(r, "aeg-subscription-name");
+        h = ngx_acs_header(r, "aeg-subscription-name");
 
         if (h == NULL
             || ngx_acs_pattern_match(ancf->subscriptions, &h->value) != NGX_OK)
@@ -432,7 +426,7 @@ ngx_acs_webhook_aeg_type(ngx_http_request_t *r, ngx_uint_t *type)
     };
     ngx_uint_t  i;
 
-    h = ngx_acs_webhook_header(r, "aeg-event-type");
+    h = ngx_acs_header(r, "aeg-event-type");
 
     if (h != NULL) {
         for (i = 0; types[i].name.len; i++) {
@@ -654,7 +648,7 @@ ngx_acs_webhook_events(ngx_http_request_t *r,
 
     ngx_acs_webhook_result(r, "dispatched");
 
-    return ngx_acs_webhook_send(r, NGX_HTTP_OK, NULL);
+    return ngx_acs_send(r, NGX_HTTP_OK, NULL);
 }
 
 
@@ -729,7 +723,7 @@ ngx_acs_webhook_validation(ngx_http_request_t *r,
 
     ngx_acs_webhook_result(r, "validated");
 
-    return ngx_acs_webhook_send(r, NGX_HTTP_OK, &body);
+    return ngx_acs_send(r, NGX_HTTP_OK, &body);
 }
 
 
@@ -772,7 +766,7 @@ ngx_acs_webhook_deletion(ngx_http_request_t *r,
 
     ngx_acs_webhook_result(r, "deleted");
 
-    return ngx_acs_webhook_send(r, NGX_HTTP_OK, NULL);
+    return ngx_acs_send(r, NGX_HTTP_OK, NULL);
 }
 
 
@@ -970,104 +964,7 @@ ngx_acs_webhook_error(ngx_http_request_t *r, ngx_int_t status)
 
     body.len = p - body.data;
 
-    return ngx_acs_webhook_send(r, status, &body);
-}
-
-
-static ngx_int_t
-ngx_acs_webhook_send(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *body)
-{
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = body ? (off_t) body->len : 0;
-
-    if (body) {
-        ngx_str_set(&r->headers_out.content_type, "application/json");
-        r->headers_out.content_type_len = r->headers_out.content_type.len;
-    }
-
-    if (body == NULL || r->method == NGX_HTTP_HEAD) {
-        r->header_only = 1;
-    }
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = body->data;
-    b->last = body->data + body->len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
-static ngx_table_elt_t *
-ngx_acs_webhook_header(ngx_http_request_t *r, const char *name)
-{
-    size_t            len;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    len = ngx_strlen(name);
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            return &h[i];
-        }
-    }
-}
-
-
-static ngx_int_t
-ngx_acs_webhook_add_header(ngx_http_request_t *r, const char *name,
-    ngx_str_t *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-    h->value = *value;
-
-    return NGX_OK;
+    return ngx_acs_send(r, status, &body);
 }
 
 

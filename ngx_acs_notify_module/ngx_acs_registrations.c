@@ -1,0 +1,963 @@
+
+/*
+ * Copyright (C) ngx_acs_notify_module authors
+ *
+ * The device registration REST API (DESIGN 6), under the prefix of the
+ * location holding acs_notify_registrations:
+ *
+ *     PUT    users/{rawId}/devices/{deviceId}
+ *     GET    users/{rawId}/devices[/{deviceId}]
+ *     DELETE users/{rawId}[/devices/{deviceId}]
+ *
+ * Requests are signed the way ACS signs its own REST calls (PROTOCOLS 4):
+ * the signature is checked from the headers before the body is read, the
+ * body against the signed content hash after.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <yajl/yajl_gen.h>
+
+#include "ngx_acs_notify.h"
+#include "ngx_acs_json.h"
+#include "ngx_acs_registry.h"
+#include "ngx_acs_registrations.h"
+
+
+#define NGX_ACS_REG_BODY_MAX   16384
+#define NGX_ACS_DATE_SKEW      300
+#define NGX_ACS_TTL_MIN        300
+#define NGX_ACS_TTL_MAX        15552000
+
+
+typedef struct {
+    ngx_str_t                   raw_id;
+    ngx_str_t                   device_id;   /* empty: none in the path */
+    ngx_uint_t                  devices;     /* unsigned:1, ".../devices" */
+    ngx_str_t                   content_hash;
+} ngx_acs_reg_request_t;
+
+
+static ngx_int_t ngx_acs_reg_route(ngx_http_request_t *r,
+    ngx_acs_reg_request_t *rq);
+static ngx_int_t ngx_acs_reg_check_ids(ngx_http_request_t *r,
+    ngx_acs_reg_request_t *rq);
+static ngx_int_t ngx_acs_reg_segment(ngx_http_request_t *r, u_char **pos,
+    u_char *last, ngx_str_t *seg);
+static ngx_int_t ngx_acs_reg_authenticate(ngx_http_request_t *r,
+    ngx_http_acs_notify_loc_conf_t *ancf, ngx_acs_reg_request_t *rq);
+static void ngx_acs_reg_body(ngx_http_request_t *r);
+static ngx_int_t ngx_acs_reg_body_bytes(ngx_http_request_t *r,
+    ngx_str_t *body);
+static ngx_int_t ngx_acs_reg_put(ngx_http_request_t *r,
+    ngx_acs_registry_t *reg, ngx_acs_reg_request_t *rq, ngx_str_t *body);
+static ngx_int_t ngx_acs_reg_get(ngx_http_request_t *r,
+    ngx_acs_registry_t *reg, ngx_acs_reg_request_t *rq);
+static ngx_int_t ngx_acs_reg_delete(ngx_http_request_t *r,
+    ngx_acs_registry_t *reg, ngx_acs_reg_request_t *rq);
+static ngx_int_t ngx_acs_reg_check_handle(ngx_acs_platform_e platform,
+    ngx_str_t *handle);
+static ngx_int_t ngx_acs_reg_check_b64url(ngx_str_t *s, size_t max);
+static void ngx_acs_reg_gen_device(yajl_gen g, ngx_str_t *raw_id,
+    ngx_acs_device_t *dev);
+static void ngx_acs_reg_gen_string(yajl_gen g, const char *key,
+    ngx_str_t *value);
+static ngx_int_t ngx_acs_reg_send_gen(ngx_http_request_t *r,
+    ngx_uint_t status, yajl_gen g);
+static ngx_int_t ngx_acs_reg_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *fmt, ...);
+static ngx_int_t ngx_acs_reg_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body);
+
+
+ngx_int_t
+ngx_acs_registrations_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                         rc;
+    ngx_acs_reg_request_t            *rq;
+    ngx_http_acs_notify_ctx_t        *ctx;
+    ngx_http_acs_notify_loc_conf_t   *ancf;
+
+    ancf = ngx_http_get_module_loc_conf(r, ngx_http_acs_notify_module);
+
+    ctx = ngx_acs_ctx(r);
+    rq = ngx_pcalloc(r->pool, sizeof(ngx_acs_reg_request_t));
+    if (ctx == NULL || rq == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->data = rq;
+
+    rc = ngx_acs_reg_route(r, rq);
+
+    if (rc == NGX_OK) {
+        rc = ngx_acs_reg_authenticate(r, ancf, rq);
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_acs_reg_check_ids(r, rq);
+    }
+
+    if (rc == NGX_OK && r->headers_in.content_length_n > NGX_ACS_REG_BODY_MAX)
+    {
+        rc = ngx_acs_reg_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                               "PayloadTooLarge", "body over %d bytes",
+                               NGX_ACS_REG_BODY_MAX);
+    }
+
+    if (rc == NGX_OK && r->method == NGX_HTTP_PUT) {
+        if (r->headers_in.content_type == NULL
+            || r->headers_in.content_type->value.len < 16
+            || ngx_strncasecmp(r->headers_in.content_type->value.data,
+                               (u_char *) "application/json", 16) != 0
+            || (r->headers_in.content_type->value.len > 16
+                && r->headers_in.content_type->value.data[16] != ';'))
+        {
+            rc = ngx_acs_reg_error(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                   "UnsupportedMediaType",
+                                   "Content-Type must be application/json");
+        }
+    }
+
+    if (rc != NGX_OK) {
+        /* a refusal before the body: drop the body, then answer */
+
+        if (ctx->status == 0) {
+            return rc;
+        }
+
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_acs_reg_send(r, ctx->status, &ctx->message);
+    }
+
+    rc = ngx_http_read_client_request_body(r, ngx_acs_reg_body);
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+/*
+ * The path is taken undecoded (r->unparsed_uri) and split on "/" before
+ * each segment is percent-decoded, so that a raw id may hold any byte,
+ * "/" included.
+ */
+
+static ngx_int_t
+ngx_acs_reg_route(ngx_http_request_t *r, ngx_acs_reg_request_t *rq)
+{
+    u_char                    *p, *last;
+    ngx_str_t                  seg;
+    ngx_uint_t                 n, allowed;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    p = r->unparsed_uri.data;
+    last = ngx_strlchr(p, p + r->unparsed_uri.len, '?');
+    if (last == NULL) {
+        last = p + r->unparsed_uri.len;
+    }
+
+    if ((size_t) (last - p) < clcf->name.len
+        || ngx_strncmp(p, clcf->name.data, clcf->name.len) != 0)
+    {
+        goto not_found;
+    }
+
+    p += clcf->name.len;
+
+    if (clcf->name.len && clcf->name.data[clcf->name.len - 1] != '/') {
+        if (p == last || *p != '/') {
+            goto not_found;
+        }
+        p++;
+    }
+
+    /* users / {rawId} [ / devices [ / {deviceId} ] ] */
+
+    for (n = 0; p < last; n++) {
+
+        if (ngx_acs_reg_segment(r, &p, last, &seg) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        switch (n) {
+
+        case 0:
+            if (seg.len != 5 || ngx_strncmp(seg.data, "users", 5) != 0) {
+                goto not_found;
+            }
+            break;
+
+        case 1:
+            rq->raw_id = seg;
+            break;
+
+        case 2:
+            if (seg.len != 7 || ngx_strncmp(seg.data, "devices", 7) != 0) {
+                goto not_found;
+            }
+            rq->devices = 1;
+            break;
+
+        case 3:
+            rq->device_id = seg;
+            break;
+
+        default:
+            goto not_found;
+        }
+    }
+
+    if (n < 2 || (n == 4 && rq->device_id.len == 0)) {
+        goto not_found;
+    }
+
+    /* methods of each resource */
+
+    if (rq->device_id.len) {
+        allowed = NGX_HTTP_GET|NGX_HTTP_PUT|NGX_HTTP_DELETE;
+
+    } else if (rq->devices) {
+        allowed = NGX_HTTP_GET;
+
+    } else {
+        allowed = NGX_HTTP_DELETE;
+    }
+
+    if (!(r->method & allowed)) {
+        return ngx_acs_reg_error(r, NGX_HTTP_NOT_ALLOWED, "MethodNotAllowed",
+                                 "method %V not allowed here",
+                                 &r->method_name);
+    }
+
+    return NGX_OK;
+
+not_found:
+
+    return ngx_acs_reg_error(r, NGX_HTTP_NOT_FOUND, "NotFound",
+                             "no such resource");
+}
+
+
+static ngx_int_t
+ngx_acs_reg_check_ids(ngx_http_request_t *r, ngx_acs_reg_request_t *rq)
+{
+    u_char  *p;
+
+    if (rq->raw_id.len == 0 || rq->raw_id.len > NGX_ACS_RAW_ID_MAX) {
+        return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidRawId",
+                                 "raw id must be 1 to %d bytes",
+                                 NGX_ACS_RAW_ID_MAX);
+    }
+
+    for (p = rq->raw_id.data; p < rq->raw_id.data + rq->raw_id.len; p++) {
+        if (*p < 0x21 || *p == 0x7f) {
+            return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidRawId",
+                                     "raw id holds a space or a control "
+                                     "character");
+        }
+    }
+
+    if (rq->device_id.len) {
+        if (rq->device_id.len > NGX_ACS_DEVICE_ID_MAX) {
+            goto bad_device;
+        }
+
+        for (p = rq->device_id.data;
+             p < rq->device_id.data + rq->device_id.len;
+             p++)
+        {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                  || (*p >= '0' && *p <= '9') || *p == '.' || *p == '_'
+                  || *p == '-'))
+            {
+                goto bad_device;
+            }
+        }
+    }
+
+    return NGX_OK;
+
+bad_device:
+
+    return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidDeviceId",
+                             "device id must match [A-Za-z0-9._-]{1,64}");
+}
+
+
+static ngx_int_t
+ngx_acs_reg_segment(ngx_http_request_t *r, u_char **pos, u_char *last,
+    ngx_str_t *seg)
+{
+    u_char  *p, *end, *dst;
+
+    p = *pos;
+    end = ngx_strlchr(p, last, '/');
+    if (end == NULL) {
+        end = last;
+    }
+
+    seg->data = ngx_pnalloc(r->pool, (end - p) + 1);
+    if (seg->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    dst = seg->data;
+    ngx_unescape_uri(&dst, &p, end - p, 0);
+    seg->len = dst - seg->data;
+
+    *pos = (end < last) ? end + 1 : end;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_acs_reg_authenticate(ngx_http_request_t *r,
+    ngx_http_acs_notify_loc_conf_t *ancf, ngx_acs_reg_request_t *rq)
+{
+    time_t            date;
+    ngx_str_t         path, *host;
+    ngx_int_t         rc;
+    const char       *reason;
+    ngx_table_elt_t  *h_date, *h_hash;
+
+    if (ancf->hmac_keys == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "acs_notify: acs_notify_registrations without "
+                      "acs_notify_hmac_key refuses every request");
+        reason = "no acs_notify_hmac_key configured";
+        goto unauthorized;
+    }
+
+    h_date = ngx_acs_header(r, "x-ms-date");
+    h_hash = ngx_acs_header(r, "x-ms-content-sha256");
+
+    if (h_date == NULL || h_hash == NULL
+        || r->headers_in.authorization == NULL || r->headers_in.host == NULL)
+    {
+        reason = "missing x-ms-date, x-ms-content-sha256, host or "
+                 "authorization";
+        goto unauthorized;
+    }
+
+    date = ngx_parse_http_time(h_date->value.data, h_date->value.len);
+
+    if (date == NGX_ERROR) {
+        reason = "x-ms-date is not an RFC 1123 date";
+        goto unauthorized;
+    }
+
+    if (date < ngx_time() - NGX_ACS_DATE_SKEW) {
+        reason = "x-ms-date more than 5 minutes in the past";
+        goto unauthorized;
+    }
+
+    if (date > ngx_time() + NGX_ACS_DATE_SKEW) {
+        reason = "x-ms-date more than 5 minutes in the future";
+        goto unauthorized;
+    }
+
+    /* the path and query as sent on the wire */
+
+    path = r->unparsed_uri;
+    host = &r->headers_in.host->value;
+
+    rc = ngx_acs_hmac_verify(ancf->hmac_keys, &r->method_name, &path,
+                             &h_date->value, host, &h_hash->value,
+                             &r->headers_in.authorization->value, &reason);
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        goto unauthorized;
+    }
+
+    rq->content_hash = h_hash->value;
+
+    return NGX_OK;
+
+unauthorized:
+
+    return ngx_acs_reg_error(r, NGX_HTTP_UNAUTHORIZED, "Unauthorized",
+                             "%s", reason);
+}
+
+
+static void
+ngx_acs_reg_body(ngx_http_request_t *r)
+{
+    u_char                          hash[32], b64[64];
+    ngx_str_t                       body, given, computed;
+    ngx_int_t                       rc;
+    unsigned int                    len;
+    ngx_acs_registry_t             *reg;
+    ngx_acs_reg_request_t          *rq;
+    ngx_http_acs_notify_ctx_t      *ctx;
+    ngx_http_acs_notify_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_acs_notify_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
+    rq = ctx->data;
+    reg = amcf->registry;
+
+    rc = ngx_acs_reg_body_bytes(r, &body);
+    if (rc != NGX_OK) {
+        goto done;
+    }
+
+    /* the body must be the one whose hash was signed */
+
+    if (EVP_Digest(body.data, body.len, hash, &len, EVP_sha256(), NULL) != 1)
+    {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    given.data = hash;
+    given.len = 32;
+    computed.data = b64;
+    ngx_encode_base64(&computed, &given);
+
+    if (computed.len != rq->content_hash.len
+        || ngx_strncmp(computed.data, rq->content_hash.data, computed.len)
+           != 0)
+    {
+        rc = ngx_acs_reg_error(r, NGX_HTTP_UNAUTHORIZED, "Unauthorized",
+                               "body does not match x-ms-content-sha256");
+        goto send;
+    }
+
+    switch (r->method) {
+
+    case NGX_HTTP_PUT:
+        rc = ngx_acs_reg_put(r, reg, rq, &body);
+        break;
+
+    case NGX_HTTP_GET:
+        rc = ngx_acs_reg_get(r, reg, rq);
+        break;
+
+    default: /* NGX_HTTP_DELETE */
+        rc = ngx_acs_reg_delete(r, reg, rq);
+    }
+
+send:
+
+    if (ctx->status && rc == (ngx_int_t) ctx->status) {
+        rc = ngx_acs_reg_send(r, ctx->status, &ctx->message);
+    }
+
+done:
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/* the body as one buffer: it is small (16k), but may sit in a file */
+
+static ngx_int_t
+ngx_acs_reg_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char       *p;
+    off_t         size;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    body->data = (u_char *) "";
+    body->len = 0;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    size = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        size += ngx_buf_size(cl->buf);
+    }
+
+    if (size > NGX_ACS_REG_BODY_MAX) {
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+
+    body->data = ngx_pnalloc(r->pool, (size_t) size + 1);
+    if (body->data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = body->data;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                              b->file_pos);
+            if (n != b->file_last - b->file_pos) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            p += n;
+            continue;
+        }
+
+        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    }
+
+    body->len = p - body->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
+    ngx_acs_reg_request_t *rq, ngx_str_t *body)
+{
+    yajl_gen           g;
+    yajl_val           tree, v;
+    ngx_int_t          rc, platform;
+    ngx_str_t          name;
+    long long          ttl;
+    ngx_uint_t         created;
+    ngx_acs_device_t   dev;
+
+    tree = ngx_acs_json_tree(r->pool, body);
+
+    if (tree == NULL || !YAJL_IS_OBJECT(tree)) {
+        return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidJson",
+                                 "body is not a JSON object");
+    }
+
+    ngx_memzero(&dev, sizeof(ngx_acs_device_t));
+    dev.device_id = rq->device_id;
+
+    if (ngx_acs_json_tree_string(tree, "platform", &name) != NGX_OK) {
+        return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidPlatform",
+                                 "\"platform\" must be one of apns, "
+                                 "apns-voip, fcmv1, wns, browser");
+    }
+
+    platform = ngx_acs_platform(&name);
+    if (platform == NGX_DECLINED) {
+        return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidPlatform",
+                                 "\"platform\" must be one of apns, "
+                                 "apns-voip, fcmv1, wns, browser");
+    }
+
+    dev.platform = platform;
+
+    if (ngx_acs_json_tree_string(tree, "handle", &dev.handle) != NGX_OK
+        || ngx_acs_reg_check_handle(dev.platform, &dev.handle) != NGX_OK)
+    {
+        return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidHandle",
+                                 "\"handle\" is not a valid %V handle",
+                                 &name);
+    }
+
+    if (dev.platform == NGX_ACS_PLATFORM_BROWSER) {
+        if (ngx_acs_json_tree_string(tree, "p256dh", &dev.p256dh) != NGX_OK
+            || ngx_acs_reg_check_b64url(&dev.p256dh, 128) != NGX_OK
+            || ngx_acs_json_tree_string(tree, "auth", &dev.auth) != NGX_OK
+            || ngx_acs_reg_check_b64url(&dev.auth, 64) != NGX_OK)
+        {
+            return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidHandle",
+                                     "browser registrations need base64url "
+                                     "\"p256dh\" and \"auth\"");
+        }
+    }
+
+    v = ngx_acs_json_tree_get(tree, "ttlSeconds");
+
+    if (v == NULL || YAJL_IS_NULL(v)) {
+        ttl = ngx_acs_registry_ttl(reg);
+
+    } else if (YAJL_IS_INTEGER(v)
+               && YAJL_GET_INTEGER(v) >= NGX_ACS_TTL_MIN
+               && YAJL_GET_INTEGER(v) <= NGX_ACS_TTL_MAX)
+    {
+        ttl = YAJL_GET_INTEGER(v);
+
+    } else {
+        return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidTtl",
+                                 "\"ttlSeconds\" must be an integer from "
+                                 "%d to %d", NGX_ACS_TTL_MIN,
+                                 NGX_ACS_TTL_MAX);
+    }
+
+    dev.expires = ngx_time() + (time_t) ttl;
+
+    rc = ngx_acs_registry_put(reg, &rq->raw_id, &dev, r->connection->log,
+                              &created);
+
+    switch (rc) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_BUSY:
+        return ngx_acs_reg_error(r, NGX_HTTP_CONFLICT, "TooManyDevices",
+                                 "the user has the maximum number of "
+                                 "devices already");
+
+    case NGX_ABORT:
+        ngx_log_error(NGX_LOG_CRIT, r->connection->log, 0,
+                      "acs_notify_registry: database full, raise max_size");
+        return ngx_acs_reg_error(r, NGX_HTTP_INSUFFICIENT_STORAGE,
+                                 "InsufficientStorage",
+                                 "the registry is full");
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    g = yajl_gen_alloc(NULL);
+    if (g == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_acs_reg_gen_device(g, &rq->raw_id, &dev);
+
+    return ngx_acs_reg_send_gen(r, created ? NGX_HTTP_CREATED : NGX_HTTP_OK,
+                                g);
+}
+
+
+static ngx_int_t
+ngx_acs_reg_get(ngx_http_request_t *r, ngx_acs_registry_t *reg,
+    ngx_acs_reg_request_t *rq)
+{
+    yajl_gen           g;
+    ngx_int_t          rc;
+    ngx_uint_t         i;
+    ngx_array_t        devices;
+    ngx_acs_device_t  *dev, one;
+
+    if (rq->device_id.len) {
+        rc = ngx_acs_registry_get(reg, &rq->raw_id, &rq->device_id, r->pool,
+                                  r->connection->log, &one);
+
+        if (rc == NGX_DECLINED) {
+            return ngx_acs_reg_error(r, NGX_HTTP_NOT_FOUND, "NotFound",
+                                     "no such device");
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        g = yajl_gen_alloc(NULL);
+        if (g == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_acs_reg_gen_device(g, &rq->raw_id, &one);
+
+        return ngx_acs_reg_send_gen(r, NGX_HTTP_OK, g);
+    }
+
+    if (ngx_array_init(&devices, r->pool, 4, sizeof(ngx_acs_device_t))
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_acs_registry_list(reg, &rq->raw_id, r->pool, r->connection->log,
+                              &devices)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    g = yajl_gen_alloc(NULL);
+    if (g == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    yajl_gen_map_open(g);
+    yajl_gen_string(g, (u_char *) "value", 5);
+    yajl_gen_array_open(g);
+
+    dev = devices.elts;
+    for (i = 0; i < devices.nelts; i++) {
+        ngx_acs_reg_gen_device(g, &rq->raw_id, &dev[i]);
+    }
+
+    yajl_gen_array_close(g);
+    yajl_gen_map_close(g);
+
+    return ngx_acs_reg_send_gen(r, NGX_HTTP_OK, g);
+}
+
+
+static ngx_int_t
+ngx_acs_reg_delete(ngx_http_request_t *r, ngx_acs_registry_t *reg,
+    ngx_acs_reg_request_t *rq)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_acs_registry_delete(reg, &rq->raw_id,
+                                 rq->device_id.len ? &rq->device_id : NULL,
+                                 r->connection->log);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED && rq->device_id.len) {
+        return ngx_acs_reg_error(r, NGX_HTTP_NOT_FOUND, "NotFound",
+                                 "no such device");
+    }
+
+    return ngx_acs_reg_send(r, NGX_HTTP_NO_CONTENT, NULL);
+}
+
+
+/*
+ * APNs: a hex token of 64 to 200 digits.  FCM: a registration token of the
+ * characters Google uses, up to 4096.  WNS and web push: an https URL.
+ */
+
+static ngx_int_t
+ngx_acs_reg_check_handle(ngx_acs_platform_e platform, ngx_str_t *handle)
+{
+    u_char  *p, *last;
+
+    p = handle->data;
+    last = p + handle->len;
+
+    switch (platform) {
+
+    case NGX_ACS_PLATFORM_APNS:
+    case NGX_ACS_PLATFORM_APNS_VOIP:
+        if (handle->len < 64 || handle->len > 200) {
+            return NGX_DECLINED;
+        }
+
+        for ( /* void */ ; p < last; p++) {
+            if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')
+                  || (*p >= 'A' && *p <= 'F')))
+            {
+                return NGX_DECLINED;
+            }
+        }
+
+        return NGX_OK;
+
+    case NGX_ACS_PLATFORM_FCMV1:
+        if (handle->len == 0 || handle->len > NGX_ACS_HANDLE_MAX) {
+            return NGX_DECLINED;
+        }
+
+        for ( /* void */ ; p < last; p++) {
+            if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z')
+                  || (*p >= 'A' && *p <= 'Z') || *p == '_' || *p == '-'
+                  || *p == ':'))
+            {
+                return NGX_DECLINED;
+            }
+        }
+
+        return NGX_OK;
+
+    default: /* WNS, browser */
+        if (handle->len <= 8 || handle->len > 2048
+            || ngx_strncasecmp(p, (u_char *) "https://", 8) != 0)
+        {
+            return NGX_DECLINED;
+        }
+
+        for (p += 8; p < last; p++) {
+            if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '<'
+                || *p == '>' || *p == '\\')
+            {
+                return NGX_DECLINED;
+            }
+        }
+
+        return NGX_OK;
+    }
+}
+
+
+static ngx_int_t
+ngx_acs_reg_check_b64url(ngx_str_t *s, size_t max)
+{
+    u_char  *p;
+
+    if (s->len == 0 || s->len > max) {
+        return NGX_DECLINED;
+    }
+
+    for (p = s->data; p < s->data + s->len; p++) {
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z')
+              || (*p >= 'A' && *p <= 'Z') || *p == '_' || *p == '-'
+              || *p == '='))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_acs_reg_gen_device(yajl_gen g, ngx_str_t *raw_id, ngx_acs_device_t *dev)
+{
+    u_char     buf[sizeof("1970-01-01T00:00:00Z")];
+    ngx_tm_t   tm;
+    ngx_str_t  s;
+
+    yajl_gen_map_open(g);
+
+    ngx_acs_reg_gen_string(g, "rawId", raw_id);
+    ngx_acs_reg_gen_string(g, "deviceId", &dev->device_id);
+    ngx_acs_reg_gen_string(g, "platform", ngx_acs_platform_name(dev->platform));
+    ngx_acs_reg_gen_string(g, "handle", &dev->handle);
+
+    if (dev->platform == NGX_ACS_PLATFORM_BROWSER) {
+        ngx_acs_reg_gen_string(g, "p256dh", &dev->p256dh);
+        ngx_acs_reg_gen_string(g, "auth", &dev->auth);
+    }
+
+    ngx_gmtime(dev->expires, &tm);
+    s.data = buf;
+    s.len = ngx_sprintf(buf, "%4d-%02d-%02dT%02d:%02d:%02dZ",
+                        tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                        tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec)
+            - buf;
+    ngx_acs_reg_gen_string(g, "expiresAt", &s);
+
+    yajl_gen_map_close(g);
+}
+
+
+static void
+ngx_acs_reg_gen_string(yajl_gen g, const char *key, ngx_str_t *value)
+{
+    yajl_gen_string(g, (const u_char *) key, ngx_strlen(key));
+    yajl_gen_string(g, value->data, value->len);
+}
+
+
+static ngx_int_t
+ngx_acs_reg_send_gen(ngx_http_request_t *r, ngx_uint_t status, yajl_gen g)
+{
+    size_t          len;
+    ngx_str_t       body;
+    const u_char   *buf;
+
+    if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok) {
+        yajl_gen_free(g);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    body.len = len;
+    body.data = ngx_pnalloc(r->pool, len);
+    if (body.data == NULL) {
+        yajl_gen_free(g);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(body.data, buf, len);
+    yajl_gen_free(g);
+
+    return ngx_acs_reg_send(r, status, &body);
+}
+
+
+/*
+ * Logs the refusal at acs_notify_log_level, keeps the Azure-style error
+ * body {"error":{"code":"...","message":"..."}} and returns the status.
+ */
+
+static ngx_int_t
+ngx_acs_reg_error(ngx_http_request_t *r, ngx_uint_t status, const char *code,
+    const char *fmt, ...)
+{
+    u_char                          *last, msg[NGX_MAX_ERROR_STR];
+    size_t                           len;
+    va_list                          args;
+    yajl_gen                         g;
+    const u_char                    *buf;
+    ngx_http_acs_notify_ctx_t       *ctx;
+    ngx_http_acs_notify_loc_conf_t  *ancf;
+
+    ancf = ngx_http_get_module_loc_conf(r, ngx_http_acs_notify_module);
+    ctx = ngx_acs_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    va_start(args, fmt);
+    last = ngx_vslprintf(msg, msg + sizeof(msg), fmt, args);
+    va_end(args);
+
+    ngx_log_error(ancf->log_level, r->connection->log, 0,
+                  "acs_notify: registration rejected %ui %s: %*s",
+                  status, code, last - msg, msg);
+
+    g = yajl_gen_alloc(NULL);
+    if (g == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    yajl_gen_map_open(g);
+    yajl_gen_string(g, (u_char *) "error", 5);
+    yajl_gen_map_open(g);
+    yajl_gen_string(g, (u_char *) "code", 4);
+    yajl_gen_string(g, (u_char *) code, ngx_strlen(code));
+    yajl_gen_string(g, (u_char *) "message", 7);
+    yajl_gen_string(g, msg, last - msg);
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+
+    if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok) {
+        yajl_gen_free(g);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->message.data = ngx_pnalloc(r->pool, len);
+    if (ctx->message.data == NULL) {
+        yajl_gen_free(g);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ctx->message.data, buf, len);
+    ctx->message.len = len;
+    yajl_gen_free(g);
+
+    ctx->status = status;
+    ctx->code = code;
+
+    return status;
+}
+
+
+static ngx_int_t
+ngx_acs_reg_send(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *body)
+{
+    static ngx_str_t  allow = ngx_string("GET, PUT, DELETE");
+
+    if (status == NGX_HTTP_NOT_ALLOWED
+        && ngx_acs_add_header(r, "Allow", &allow) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_acs_send(r, status, (body && body->len) ? body : NULL);
+}

@@ -1,0 +1,981 @@
+
+/*
+ * Copyright (C) ngx_acs_notify_module authors
+ *
+ * One LMDB database.  Key: raw id, NUL, device id, so that the devices of
+ * a user are one contiguous range.  Value: a packed record (below).  Each
+ * worker opens the environment after fork() (an LMDB environment must not
+ * cross it) and keeps one reset read transaction to renew per lookup.
+ * Writes are committed, and so synced to disk, before they are answered.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <lmdb.h>
+
+#include "ngx_acs_registry.h"
+
+
+/*
+ * Record: version (1 byte), platform (1), lengths of handle, p256dh and
+ * auth (2 each, little endian), expires and updated (8 each), then the
+ * three strings.
+ */
+
+#define NGX_ACS_REC_VERSION  1
+#define NGX_ACS_REC_HEADER   24
+
+
+struct ngx_acs_registry_s {
+    ngx_str_t                   path;
+    size_t                      max_size;
+    time_t                      ttl;
+    ngx_uint_t                  max_devices;
+
+    MDB_env                    *env;
+    MDB_dbi                     dbi;
+    MDB_txn                    *rtxn;      /* reset between lookups */
+
+    u_char                      sweep_key[NGX_ACS_RAW_ID_MAX + 1
+                                          + NGX_ACS_DEVICE_ID_MAX];
+    size_t                      sweep_len;
+};
+
+
+static ngx_int_t ngx_acs_registry_open(ngx_acs_registry_t *reg,
+    ngx_log_t *log);
+static ngx_int_t ngx_acs_registry_read_begin(ngx_acs_registry_t *reg,
+    ngx_log_t *log);
+static void ngx_acs_registry_read_end(ngx_acs_registry_t *reg);
+static size_t ngx_acs_registry_key(u_char *buf, ngx_str_t *raw_id,
+    ngx_str_t *device_id);
+static ngx_int_t ngx_acs_registry_decode(MDB_val *key, MDB_val *val,
+    size_t prefix, ngx_pool_t *pool, ngx_acs_device_t *dev);
+static time_t ngx_acs_registry_expires(MDB_val *val);
+static ngx_int_t ngx_acs_registry_fail(ngx_log_t *log, int rc,
+    const char *op);
+
+
+static ngx_str_t  ngx_acs_platforms[] = {
+    ngx_null_string,
+    ngx_string("apns"),
+    ngx_string("apns-voip"),
+    ngx_string("fcmv1"),
+    ngx_string("wns"),
+    ngx_string("browser")
+};
+
+
+ngx_int_t
+ngx_acs_platform(ngx_str_t *name)
+{
+    ngx_uint_t  i;
+
+    for (i = 1; i < sizeof(ngx_acs_platforms) / sizeof(ngx_str_t); i++) {
+        if (ngx_acs_platforms[i].len == name->len
+            && ngx_strncmp(ngx_acs_platforms[i].data, name->data, name->len)
+               == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+ngx_str_t *
+ngx_acs_platform_name(ngx_acs_platform_e platform)
+{
+    return &ngx_acs_platforms[platform];
+}
+
+
+char *
+ngx_acs_registry_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
+    ngx_acs_registry_t **registry)
+{
+    ssize_t              size;
+    ngx_int_t            n;
+    ngx_str_t            v;
+    ngx_uint_t           i;
+    ngx_acs_registry_t  *reg;
+
+    reg = ngx_pcalloc(cf->pool, sizeof(ngx_acs_registry_t));
+    if (reg == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    reg->path = args[0];
+    reg->max_size = 128 * 1024 * 1024;
+    reg->ttl = 86400;
+    reg->max_devices = 16;
+
+    if (ngx_conf_full_name(cf->cycle, &reg->path, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < nargs; i++) {
+
+        if (ngx_strncmp(args[i].data, "max_size=", 9) == 0) {
+            v.data = args[i].data + 9;
+            v.len = args[i].len - 9;
+
+            size = ngx_parse_size(&v);
+            if (size == NGX_ERROR || size < 65536) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "acs_notify_registry: invalid max_size "
+                                   "\"%V\", expected at least 64k", &v);
+                return NGX_CONF_ERROR;
+            }
+
+            reg->max_size = size;
+            continue;
+        }
+
+        if (ngx_strncmp(args[i].data, "ttl=", 4) == 0) {
+            v.data = args[i].data + 4;
+            v.len = args[i].len - 4;
+
+            n = ngx_parse_time(&v, 1);
+            if (n == NGX_ERROR || n < 1 || n > 15552000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "acs_notify_registry: invalid ttl \"%V\", "
+                                   "expected 1s to 180d", &v);
+                return NGX_CONF_ERROR;
+            }
+
+            reg->ttl = n;
+            continue;
+        }
+
+        if (ngx_strncmp(args[i].data, "max_devices=", 12) == 0) {
+            v.data = args[i].data + 12;
+            v.len = args[i].len - 12;
+
+            n = ngx_atoi(v.data, v.len);
+            if (n == NGX_ERROR || n < 1 || n > 1000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "acs_notify_registry: invalid max_devices "
+                                   "\"%V\", expected 1 to 1000", &v);
+                return NGX_CONF_ERROR;
+            }
+
+            reg->max_devices = n;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_registry: invalid parameter \"%V\"",
+                           &args[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    *registry = reg;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * In the master, before any worker exists: create the directory, check
+ * that LMDB opens it, and hand the files to the workers' user.  The
+ * environment is closed again before fork().
+ */
+
+ngx_int_t
+ngx_acs_registry_init_module(ngx_cycle_t *cycle, ngx_acs_registry_t *reg)
+{
+    u_char           *file;
+    ngx_err_t         err;
+    ngx_uint_t        i;
+    ngx_core_conf_t  *ccf;
+
+    static const char  *files[] = { "/data.mdb", "/lock.mdb" };
+
+    if (ngx_create_dir(reg->path.data, 0700) == NGX_FILE_ERROR) {
+        err = ngx_errno;
+        if (err != NGX_EEXIST) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, err,
+                          "acs_notify_registry: cannot create \"%V\"",
+                          &reg->path);
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_acs_registry_open(reg, cycle->log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    mdb_env_close(reg->env);
+    reg->env = NULL;
+
+    if (geteuid() != 0) {
+        return NGX_OK;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if (ccf->user == (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+        return NGX_OK;
+    }
+
+    file = ngx_pnalloc(cycle->pool, reg->path.len + sizeof("/data.mdb"));
+    if (file == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < 3; i++) {
+        if (i == 0) {
+            ngx_cpystrn(file, reg->path.data, reg->path.len + 1);
+
+        } else {
+            ngx_cpystrn(ngx_cpymem(file, reg->path.data, reg->path.len),
+                        (u_char *) files[i - 1], sizeof("/data.mdb"));
+        }
+
+        if (chown((char *) file, ccf->user, (gid_t) -1) == -1) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "acs_notify_registry: chown(\"%s\") failed", file);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_acs_registry_init_process(ngx_cycle_t *cycle, ngx_acs_registry_t *reg)
+{
+    int  dead;
+
+    if (ngx_acs_registry_open(reg, cycle->log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* reader slots of workers killed in a read transaction */
+
+    if (mdb_reader_check(reg->env, &dead) == 0 && dead) {
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "acs_notify_registry: cleared %d stale readers", dead);
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_acs_registry_exit_process(ngx_acs_registry_t *reg)
+{
+    if (reg->rtxn) {
+        mdb_txn_abort(reg->rtxn);
+        reg->rtxn = NULL;
+    }
+
+    if (reg->env) {
+        mdb_env_close(reg->env);
+        reg->env = NULL;
+    }
+}
+
+
+time_t
+ngx_acs_registry_ttl(ngx_acs_registry_t *reg)
+{
+    return reg->ttl;
+}
+
+
+static ngx_int_t
+ngx_acs_registry_open(ngx_acs_registry_t *reg, ngx_log_t *log)
+{
+    int       rc;
+    MDB_txn  *txn;
+
+    rc = mdb_env_create(&reg->env);
+    if (rc != 0) {
+        return ngx_acs_registry_fail(log, rc, "mdb_env_create()");
+    }
+
+    rc = mdb_env_set_mapsize(reg->env, reg->max_size);
+    if (rc == 0) {
+        /* NOTLS: a read transaction is not tied to a thread */
+        rc = mdb_env_open(reg->env, (char *) reg->path.data, MDB_NOTLS, 0600);
+    }
+
+    if (rc != 0) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "acs_notify_registry: cannot open \"%V\": %s",
+                      &reg->path, mdb_strerror(rc));
+        mdb_env_close(reg->env);
+        reg->env = NULL;
+        return NGX_ERROR;
+    }
+
+    rc = mdb_txn_begin(reg->env, NULL, 0, &txn);
+    if (rc == 0) {
+        rc = mdb_dbi_open(txn, NULL, 0, &reg->dbi);
+        if (rc == 0) {
+            rc = mdb_txn_commit(txn);
+
+        } else {
+            mdb_txn_abort(txn);
+        }
+    }
+
+    if (rc != 0) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "acs_notify_registry: cannot open the database in "
+                      "\"%V\": %s", &reg->path, mdb_strerror(rc));
+        mdb_env_close(reg->env);
+        reg->env = NULL;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
+    ngx_acs_device_t *dev, ngx_log_t *log, ngx_uint_t *created)
+{
+    int           rc;
+    u_char       *p, kbuf[NGX_ACS_RAW_ID_MAX + 1 + NGX_ACS_DEVICE_ID_MAX];
+    size_t        prefix;
+    time_t        now;
+    int64_t       t;
+    MDB_val       key, val, k, v;
+    MDB_txn      *txn;
+    uint16_t      len;
+    ngx_uint_t    others, exists;
+    MDB_cursor   *cur;
+
+    now = ngx_time();
+
+    prefix = ngx_acs_registry_key(kbuf, raw_id, NULL);
+    key.mv_data = kbuf;
+    key.mv_size = ngx_acs_registry_key(kbuf, raw_id, &dev->device_id);
+
+    rc = mdb_txn_begin(reg->env, NULL, 0, &txn);
+    if (rc != 0) {
+        return ngx_acs_registry_fail(log, rc, "mdb_txn_begin()");
+    }
+
+    rc = mdb_cursor_open(txn, reg->dbi, &cur);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    /* count the user's other live devices, purging expired ones */
+
+    others = 0;
+    exists = 0;
+
+    k.mv_data = kbuf;
+    k.mv_size = prefix;
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        if (k.mv_size < prefix || ngx_memcmp(k.mv_data, kbuf, prefix) != 0) {
+            break;
+        }
+
+        if (ngx_acs_registry_expires(&v) <= now) {
+            rc = mdb_cursor_del(cur, 0);
+            if (rc != 0) {
+                mdb_cursor_close(cur);
+                goto failed;
+            }
+            continue;
+        }
+
+        if (k.mv_size == key.mv_size
+            && ngx_memcmp(k.mv_data, key.mv_data, key.mv_size) == 0)
+        {
+            exists = 1;
+
+        } else {
+            others++;
+        }
+    }
+
+    mdb_cursor_close(cur);
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        goto failed;
+    }
+
+    if (!exists && others >= reg->max_devices) {
+        mdb_txn_abort(txn);
+        return NGX_BUSY;
+    }
+
+    /* the record */
+
+    val.mv_size = NGX_ACS_REC_HEADER + dev->handle.len + dev->p256dh.len
+                  + dev->auth.len;
+
+    rc = mdb_put(txn, reg->dbi, &key, &val, MDB_RESERVE);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    p = val.mv_data;
+    p[0] = NGX_ACS_REC_VERSION;
+    p[1] = (u_char) dev->platform;
+    len = (uint16_t) dev->handle.len;
+    ngx_memcpy(p + 2, &len, 2);
+    len = (uint16_t) dev->p256dh.len;
+    ngx_memcpy(p + 4, &len, 2);
+    len = (uint16_t) dev->auth.len;
+    ngx_memcpy(p + 6, &len, 2);
+    t = dev->expires;
+    ngx_memcpy(p + 8, &t, 8);
+    t = now;
+    ngx_memcpy(p + 16, &t, 8);
+
+    p += NGX_ACS_REC_HEADER;
+    p = ngx_cpymem(p, dev->handle.data, dev->handle.len);
+    p = ngx_cpymem(p, dev->p256dh.data, dev->p256dh.len);
+    ngx_memcpy(p, dev->auth.data, dev->auth.len);
+
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        if (rc == MDB_MAP_FULL) {
+            return NGX_ABORT;
+        }
+
+        return ngx_acs_registry_fail(log, rc, "mdb_txn_commit()");
+    }
+
+    dev->updated = now;
+    *created = !exists;
+
+    return NGX_OK;
+
+failed:
+
+    mdb_txn_abort(txn);
+
+    if (rc == MDB_MAP_FULL) {
+        return NGX_ABORT;
+    }
+
+    return ngx_acs_registry_fail(log, rc, "put");
+}
+
+
+ngx_int_t
+ngx_acs_registry_get(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
+    ngx_str_t *device_id, ngx_pool_t *pool, ngx_log_t *log,
+    ngx_acs_device_t *dev)
+{
+    int        rc;
+    u_char     kbuf[NGX_ACS_RAW_ID_MAX + 1 + NGX_ACS_DEVICE_ID_MAX];
+    size_t     prefix;
+    MDB_val    key, val;
+    ngx_int_t  n;
+
+    prefix = ngx_acs_registry_key(kbuf, raw_id, NULL);
+    key.mv_data = kbuf;
+    key.mv_size = ngx_acs_registry_key(kbuf, raw_id, device_id);
+
+    if (ngx_acs_registry_read_begin(reg, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = mdb_get(reg->rtxn, reg->dbi, &key, &val);
+
+    if (rc == MDB_NOTFOUND || (rc == 0
+                               && ngx_acs_registry_expires(&val)
+                                  <= ngx_time()))
+    {
+        ngx_acs_registry_read_end(reg);
+        return NGX_DECLINED;
+    }
+
+    if (rc != 0) {
+        ngx_acs_registry_read_end(reg);
+        return ngx_acs_registry_fail(log, rc, "mdb_get()");
+    }
+
+    n = ngx_acs_registry_decode(&key, &val, prefix, pool, dev);
+
+    ngx_acs_registry_read_end(reg);
+
+    return n;
+}
+
+
+/* the live devices of a user, copied into the pool */
+
+ngx_int_t
+ngx_acs_registry_list(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
+    ngx_pool_t *pool, ngx_log_t *log, ngx_array_t *devices)
+{
+    int                rc;
+    u_char             kbuf[NGX_ACS_RAW_ID_MAX + 1 + NGX_ACS_DEVICE_ID_MAX];
+    size_t             prefix;
+    time_t             now;
+    MDB_val            k, v;
+    ngx_int_t          n;
+    MDB_cursor        *cur;
+    ngx_acs_device_t  *dev;
+
+    now = ngx_time();
+    prefix = ngx_acs_registry_key(kbuf, raw_id, NULL);
+
+    if (ngx_acs_registry_read_begin(reg, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = mdb_cursor_open(reg->rtxn, reg->dbi, &cur);
+    if (rc != 0) {
+        ngx_acs_registry_read_end(reg);
+        return ngx_acs_registry_fail(log, rc, "mdb_cursor_open()");
+    }
+
+    k.mv_data = kbuf;
+    k.mv_size = prefix;
+    n = NGX_OK;
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        if (k.mv_size < prefix || ngx_memcmp(k.mv_data, kbuf, prefix) != 0) {
+            break;
+        }
+
+        if (ngx_acs_registry_expires(&v) <= now) {
+            continue;
+        }
+
+        dev = ngx_array_push(devices);
+        if (dev == NULL) {
+            n = NGX_ERROR;
+            break;
+        }
+
+        if (ngx_acs_registry_decode(&k, &v, prefix, pool, dev) != NGX_OK) {
+            devices->nelts--;
+            continue;
+        }
+    }
+
+    mdb_cursor_close(cur);
+    ngx_acs_registry_read_end(reg);
+
+    return n;
+}
+
+
+/* a device, or every device of the user when device_id is NULL */
+
+ngx_int_t
+ngx_acs_registry_delete(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
+    ngx_str_t *device_id, ngx_log_t *log)
+{
+    int          rc;
+    u_char       kbuf[NGX_ACS_RAW_ID_MAX + 1 + NGX_ACS_DEVICE_ID_MAX];
+    size_t       prefix;
+    MDB_val      k, v;
+    MDB_txn     *txn;
+    ngx_uint_t   found;
+    MDB_cursor  *cur;
+
+    rc = mdb_txn_begin(reg->env, NULL, 0, &txn);
+    if (rc != 0) {
+        return ngx_acs_registry_fail(log, rc, "mdb_txn_begin()");
+    }
+
+    if (device_id) {
+        k.mv_data = kbuf;
+        k.mv_size = ngx_acs_registry_key(kbuf, raw_id, device_id);
+
+        rc = mdb_get(txn, reg->dbi, &k, &v);
+
+        /* an expired registration is as good as absent */
+        found = (rc == 0 && ngx_acs_registry_expires(&v) > ngx_time());
+
+        if (rc == 0) {
+            rc = mdb_del(txn, reg->dbi, &k, NULL);
+        }
+
+        if (rc != 0 && rc != MDB_NOTFOUND) {
+            mdb_txn_abort(txn);
+            return ngx_acs_registry_fail(log, rc, "mdb_del()");
+        }
+
+    } else {
+        prefix = ngx_acs_registry_key(kbuf, raw_id, NULL);
+        found = 0;
+
+        rc = mdb_cursor_open(txn, reg->dbi, &cur);
+        if (rc != 0) {
+            mdb_txn_abort(txn);
+            return ngx_acs_registry_fail(log, rc, "mdb_cursor_open()");
+        }
+
+        k.mv_data = kbuf;
+        k.mv_size = prefix;
+
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+             rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        {
+            if (k.mv_size < prefix
+                || ngx_memcmp(k.mv_data, kbuf, prefix) != 0)
+            {
+                break;
+            }
+
+            rc = mdb_cursor_del(cur, 0);
+            if (rc != 0) {
+                break;
+            }
+
+            found++;
+        }
+
+        mdb_cursor_close(cur);
+
+        if (rc != 0 && rc != MDB_NOTFOUND) {
+            mdb_txn_abort(txn);
+            return ngx_acs_registry_fail(log, rc, "mdb_cursor_del()");
+        }
+    }
+
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        return ngx_acs_registry_fail(log, rc, "mdb_txn_commit()");
+    }
+
+    return found ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* the hub said the handle is gone: drop every registration holding it */
+
+ngx_int_t
+ngx_acs_registry_remove_handle(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
+    ngx_str_t *handle, ngx_log_t *log)
+{
+    int          rc;
+    u_char      *p, kbuf[NGX_ACS_RAW_ID_MAX + 1 + NGX_ACS_DEVICE_ID_MAX];
+    size_t       prefix;
+    MDB_val      k, v;
+    MDB_txn     *txn;
+    uint16_t     len;
+    ngx_uint_t   found;
+    MDB_cursor  *cur;
+
+    rc = mdb_txn_begin(reg->env, NULL, 0, &txn);
+    if (rc != 0) {
+        return ngx_acs_registry_fail(log, rc, "mdb_txn_begin()");
+    }
+
+    rc = mdb_cursor_open(txn, reg->dbi, &cur);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return ngx_acs_registry_fail(log, rc, "mdb_cursor_open()");
+    }
+
+    prefix = ngx_acs_registry_key(kbuf, raw_id, NULL);
+    found = 0;
+
+    k.mv_data = kbuf;
+    k.mv_size = prefix;
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        if (k.mv_size < prefix || ngx_memcmp(k.mv_data, kbuf, prefix) != 0) {
+            break;
+        }
+
+        if (v.mv_size < NGX_ACS_REC_HEADER) {
+            continue;
+        }
+
+        p = v.mv_data;
+        ngx_memcpy(&len, p + 2, 2);
+
+        if (len == handle->len
+            && v.mv_size >= NGX_ACS_REC_HEADER + (size_t) len
+            && ngx_memcmp(p + NGX_ACS_REC_HEADER, handle->data, len) == 0)
+        {
+            rc = mdb_cursor_del(cur, 0);
+            if (rc != 0) {
+                break;
+            }
+
+            found++;
+        }
+    }
+
+    mdb_cursor_close(cur);
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return ngx_acs_registry_fail(log, rc, "mdb_cursor_del()");
+    }
+
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        return ngx_acs_registry_fail(log, rc, "mdb_txn_commit()");
+    }
+
+    return found ? NGX_OK : NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_acs_registry_count(ngx_acs_registry_t *reg, ngx_log_t *log,
+    size_t *count)
+{
+    int       rc;
+    MDB_stat  st;
+
+    if (ngx_acs_registry_read_begin(reg, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = mdb_stat(reg->rtxn, reg->dbi, &st);
+
+    ngx_acs_registry_read_end(reg);
+
+    if (rc != 0) {
+        return ngx_acs_registry_fail(log, rc, "mdb_stat()");
+    }
+
+    *count = st.ms_entries;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Purges expired registrations, at most max records visited per call,
+ * going on from where the previous call stopped and wrapping at the end.
+ */
+
+ngx_int_t
+ngx_acs_registry_sweep(ngx_acs_registry_t *reg, ngx_log_t *log,
+    ngx_uint_t max, ngx_uint_t *purged)
+{
+    int          rc;
+    time_t       now;
+    MDB_val      k, v;
+    MDB_txn     *txn;
+    ngx_uint_t   n;
+    MDB_cursor  *cur;
+
+    *purged = 0;
+    now = ngx_time();
+
+    rc = mdb_txn_begin(reg->env, NULL, 0, &txn);
+    if (rc != 0) {
+        return ngx_acs_registry_fail(log, rc, "mdb_txn_begin()");
+    }
+
+    rc = mdb_cursor_open(txn, reg->dbi, &cur);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return ngx_acs_registry_fail(log, rc, "mdb_cursor_open()");
+    }
+
+    k.mv_data = reg->sweep_key;
+    k.mv_size = reg->sweep_len;
+
+    rc = reg->sweep_len ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
+                        : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+
+    for (n = 0; rc == 0 && n < max; n++) {
+
+        if (ngx_acs_registry_expires(&v) <= now) {
+            rc = mdb_cursor_del(cur, 0);
+            if (rc != 0) {
+                break;
+            }
+
+            (*purged)++;
+        }
+
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+
+    if (rc == 0 && k.mv_size <= sizeof(reg->sweep_key)) {
+        ngx_memcpy(reg->sweep_key, k.mv_data, k.mv_size);
+        reg->sweep_len = k.mv_size;
+
+    } else {
+        reg->sweep_len = 0;
+    }
+
+    mdb_cursor_close(cur);
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return ngx_acs_registry_fail(log, rc, "sweep");
+    }
+
+    if (*purged == 0) {
+        mdb_txn_abort(txn);
+        return NGX_OK;
+    }
+
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        return ngx_acs_registry_fail(log, rc, "mdb_txn_commit()");
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_acs_registry_read_begin(ngx_acs_registry_t *reg, ngx_log_t *log)
+{
+    int  rc;
+
+    if (reg->env == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "acs_notify_registry: not open in this process");
+        return NGX_ERROR;
+    }
+
+    if (reg->rtxn) {
+        rc = mdb_txn_renew(reg->rtxn);
+
+    } else {
+        rc = mdb_txn_begin(reg->env, NULL, MDB_RDONLY, &reg->rtxn);
+    }
+
+    if (rc != 0) {
+        if (reg->rtxn) {
+            mdb_txn_abort(reg->rtxn);
+            reg->rtxn = NULL;
+        }
+
+        return ngx_acs_registry_fail(log, rc, "read transaction");
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_acs_registry_read_end(ngx_acs_registry_t *reg)
+{
+    mdb_txn_reset(reg->rtxn);
+}
+
+
+static size_t
+ngx_acs_registry_key(u_char *buf, ngx_str_t *raw_id, ngx_str_t *device_id)
+{
+    u_char  *p;
+
+    p = ngx_cpymem(buf, raw_id->data, raw_id->len);
+    *p++ = '\0';
+
+    if (device_id) {
+        p = ngx_cpymem(p, device_id->data, device_id->len);
+    }
+
+    return p - buf;
+}
+
+
+static time_t
+ngx_acs_registry_expires(MDB_val *val)
+{
+    int64_t  t;
+
+    if (val->mv_size < NGX_ACS_REC_HEADER) {
+        return 0;
+    }
+
+    ngx_memcpy(&t, (u_char *) val->mv_data + 8, 8);
+
+    return (time_t) t;
+}
+
+
+static ngx_int_t
+ngx_acs_registry_decode(MDB_val *key, MDB_val *val, size_t prefix,
+    ngx_pool_t *pool, ngx_acs_device_t *dev)
+{
+    u_char    *p, *copy;
+    int64_t    t;
+    uint16_t   hl, pl, al;
+
+    p = val->mv_data;
+
+    if (val->mv_size < NGX_ACS_REC_HEADER || p[0] != NGX_ACS_REC_VERSION) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memcpy(&hl, p + 2, 2);
+    ngx_memcpy(&pl, p + 4, 2);
+    ngx_memcpy(&al, p + 6, 2);
+
+    if (val->mv_size != (size_t) NGX_ACS_REC_HEADER + hl + pl + al
+        || p[1] < NGX_ACS_PLATFORM_APNS || p[1] > NGX_ACS_PLATFORM_BROWSER)
+    {
+        return NGX_DECLINED;
+    }
+
+    /* the data of a read transaction lives only as long as it: copy */
+
+    copy = ngx_pnalloc(pool, key->mv_size - prefix + hl + pl + al);
+    if (copy == NULL) {
+        return NGX_ERROR;
+    }
+
+    dev->platform = p[1];
+    ngx_memcpy(&t, p + 8, 8);
+    dev->expires = (time_t) t;
+    ngx_memcpy(&t, p + 16, 8);
+    dev->updated = (time_t) t;
+
+    dev->device_id.data = copy;
+    dev->device_id.len = key->mv_size - prefix;
+    copy = ngx_cpymem(copy, (u_char *) key->mv_data + prefix,
+                      dev->device_id.len);
+
+    p += NGX_ACS_REC_HEADER;
+
+    dev->handle.data = copy;
+    dev->handle.len = hl;
+    copy = ngx_cpymem(copy, p, hl);
+    p += hl;
+
+    dev->p256dh.data = copy;
+    dev->p256dh.len = pl;
+    copy = ngx_cpymem(copy, p, pl);
+    p += pl;
+
+    dev->auth.data = copy;
+    dev->auth.len = al;
+    ngx_memcpy(copy, p, al);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_acs_registry_fail(ngx_log_t *log, int rc, const char *op)
+{
+    ngx_log_error(NGX_LOG_CRIT, log, 0, "acs_notify_registry: %s failed: %s",
+                  op, mdb_strerror(rc));
+
+    return NGX_ERROR;
+}

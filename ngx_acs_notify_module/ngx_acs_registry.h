@@ -1,0 +1,82 @@
+
+/*
+ * Copyright (C) ngx_acs_notify_module authors
+ *
+ * The device registry: registrations of push handles per ACS identity
+ * (raw id), in an LMDB environment shared by every worker.
+ */
+
+
+#ifndef _NGX_ACS_REGISTRY_H_INCLUDED_
+#define _NGX_ACS_REGISTRY_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+#define NGX_ACS_RAW_ID_MAX      256
+#define NGX_ACS_DEVICE_ID_MAX   64
+#define NGX_ACS_HANDLE_MAX      4096
+#define NGX_ACS_KEY_PART_MAX    256
+
+
+typedef enum {
+    NGX_ACS_PLATFORM_APNS = 1,
+    NGX_ACS_PLATFORM_APNS_VOIP,
+    NGX_ACS_PLATFORM_FCMV1,
+    NGX_ACS_PLATFORM_WNS,
+    NGX_ACS_PLATFORM_BROWSER
+} ngx_acs_platform_e;
+
+
+typedef struct {
+    ngx_str_t                   device_id;
+    ngx_acs_platform_e          platform;
+    time_t                      expires;
+    time_t                      updated;
+    ngx_str_t                   handle;
+    ngx_str_t                   p256dh;     /* browser only */
+    ngx_str_t                   auth;       /* browser only */
+} ngx_acs_device_t;
+
+
+typedef struct ngx_acs_registry_s  ngx_acs_registry_t;
+
+
+char *ngx_acs_registry_create(ngx_conf_t *cf, ngx_str_t *args,
+    ngx_uint_t nargs, ngx_acs_registry_t **registry);
+ngx_int_t ngx_acs_registry_init_module(ngx_cycle_t *cycle,
+    ngx_acs_registry_t *reg);
+ngx_int_t ngx_acs_registry_init_process(ngx_cycle_t *cycle,
+    ngx_acs_registry_t *reg);
+void ngx_acs_registry_exit_process(ngx_acs_registry_t *reg);
+
+time_t ngx_acs_registry_ttl(ngx_acs_registry_t *reg);
+
+/*
+ * The operations.  Each returns NGX_OK, NGX_DECLINED (not found),
+ * NGX_BUSY (put: the user has max_devices others already),
+ * NGX_ABORT (put: the database is full) or NGX_ERROR (logged).
+ */
+ngx_int_t ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
+    ngx_acs_device_t *dev, ngx_log_t *log, ngx_uint_t *created);
+ngx_int_t ngx_acs_registry_get(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
+    ngx_str_t *device_id, ngx_pool_t *pool, ngx_log_t *log,
+    ngx_acs_device_t *dev);
+ngx_int_t ngx_acs_registry_list(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
+    ngx_pool_t *pool, ngx_log_t *log, ngx_array_t *devices);
+ngx_int_t ngx_acs_registry_delete(ngx_acs_registry_t *reg,
+    ngx_str_t *raw_id, ngx_str_t *device_id, ngx_log_t *log);
+ngx_int_t ngx_acs_registry_remove_handle(ngx_acs_registry_t *reg,
+    ngx_str_t *raw_id, ngx_str_t *handle, ngx_log_t *log);
+ngx_int_t ngx_acs_registry_count(ngx_acs_registry_t *reg, ngx_log_t *log,
+    size_t *count);
+ngx_int_t ngx_acs_registry_sweep(ngx_acs_registry_t *reg, ngx_log_t *log,
+    ngx_uint_t max, ngx_uint_t *purged);
+
+ngx_int_t ngx_acs_platform(ngx_str_t *name);
+ngx_str_t *ngx_acs_platform_name(ngx_acs_platform_e platform);
+
+
+#endif /* _NGX_ACS_REGISTRY_H_INCLUDED_ */
