@@ -32,7 +32,8 @@ sub free_port {
 }
 
 sub write_conf {
-    my ($workers) = @_;
+    my ($workers, $registry) = @_;
+    $registry //= "$root/registry max_devices=1000";
     open my $fh, '>', "$root/conf/nginx.conf" or die $!;
     print $fh map { "load_module " . File::Spec->rel2abs($_) . ";\n" } @modules;
     print $fh <<"CONF";
@@ -44,7 +45,7 @@ events { worker_connections 256; }
 http {
     access_log off;
     client_body_temp_path $root/tmp;
-    acs_notify_registry $root/registry max_devices=1000;
+    acs_notify_registry $registry;
     server {
         listen 127.0.0.1:$port;
         location /acs/ {
@@ -202,5 +203,32 @@ stop();
 open my $log, '<', "$root/logs/error.log" or die $!;
 my @bad = grep { /\[(alert|crit|emerg)\]/ } <$log>;
 is("@bad", '', 'no alert, crit or emerg in the error log');
+close $log;
+
+# a full database: 507, nothing corrupted, reads still work
+write_conf(1, "$root/small max_size=64k max_devices=1000");
+start();
+
+my ($full, $n) = (0, 0);
+for my $i (1 .. 3000) {
+    ($st, $b) = call(PUT => "/acs/users/filler/devices/d$i",
+                     reg_body(platform => 'fcmv1', handle => 'x' x 200));
+    if ($st == 507) { $full = $i; last }
+    $n++ if $st == 201;
+}
+ok($full > 1, "the 64k registry filled up after $n registrations");
+like($b, qr/^\{"error":\{"code":"InsufficientStorage",/, '507 InsufficientStorage');
+($st, $b) = call(GET => "/acs/users/filler/devices/d1");
+is($st, 200, 'reads still work when full');
+($st, $b) = call(GET => "/acs/users/filler/devices");
+my @stored = $b =~ /"deviceId":"d\d+"/g;
+is(scalar @stored, $n, 'every acknowledged registration is there');
+($st) = call(DELETE => "/acs/users/filler/devices/d1");
+is($st, 204, 'deleting works when full');
+stop();
+
+open $log, '<', "$root/logs/error.log" or die $!;
+my @full = grep { /\[crit\].*acs_notify_registry: database full/ } <$log>;
+ok(@full >= 1, 'a full database is logged at crit');
 
 done_testing();
