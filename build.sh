@@ -21,7 +21,8 @@ NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 
 # Build and test dependencies, all from Debian 12.
 PACKAGES=(
-    build-essential lmdb-utils nginx-core nginx-dev libyajl-dev liblmdb-dev libssl-dev
+    build-essential lmdb-utils nginx-core nginx-dev libyajl-dev liblmdb-dev
+    libcurl4-openssl-dev libssl-dev
     libpcre2-dev zlib1g-dev openssl curl
     libtest-base-perl libtext-diff-perl libtest-longstring-perl
     libipc-run-perl libhttp-message-perl liburi-perl liblist-moreutils-perl

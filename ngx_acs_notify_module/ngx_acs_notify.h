@@ -16,6 +16,13 @@
 
 #include "ngx_acs_auth.h"
 #include "ngx_acs_registry.h"
+#include "ngx_acs_render.h"
+#include "ngx_acs_hub.h"
+#include "ngx_acs_dedup.h"
+
+
+#define NGX_ACS_ACK_DISPATCHED  0
+#define NGX_ACS_ACK_ACCEPTED    1
 
 
 typedef struct {
@@ -26,11 +33,22 @@ typedef struct {
 
 typedef struct {
     ngx_acs_registry_t         *registry;
+    ngx_array_t                 hubs;       /* of ngx_acs_hub_t */
+    ngx_acs_dedup_t            *dedup;
+    ngx_uint_t                  queue_size;
 } ngx_http_acs_notify_main_conf_t;
 
 
 typedef struct {
     ngx_flag_t                  eventgrid;
+    ngx_str_t                   hub_name;
+    ngx_str_t                   voip_hub_name;
+    ngx_acs_hub_t              *hub;
+    ngx_acs_hub_t              *voip_hub;
+    ngx_uint_t                  ack;
+    ngx_msec_t                  dispatch_timeout;
+    ngx_acs_render_conf_t       render;
+
     ngx_flag_t                  registrations;
     ngx_array_t                *hmac_keys;  /* of ngx_str_t, decoded */
 
@@ -58,6 +76,8 @@ typedef struct {
 
     ngx_uint_t                  events;
     ngx_uint_t                  pushes;
+    ngx_uint_t                  ignored;
+    ngx_uint_t                  duplicates;
     ngx_str_t                   result;
     ngx_str_t                   event_id;   /* the first event's id */
 

@@ -13,6 +13,8 @@
 #include "ngx_acs_notify.h"
 #include "ngx_acs_webhook.h"
 #include "ngx_acs_registrations.h"
+#include "ngx_acs_dispatch.h"
+#include "ngx_acs_curl.h"
 
 
 #define NGX_ACS_CONF_FILE_MAX   65536
@@ -33,6 +35,15 @@ static char *ngx_http_acs_notify_registrations(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_acs_notify_hmac_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_acs_notify_hub(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_acs_notify_dedup(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_acs_notify_template(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_acs_notify_init_main_conf(ngx_conf_t *cf, void *conf);
+static ngx_acs_hub_t *ngx_http_acs_notify_find_hub(ngx_conf_t *cf,
+    ngx_http_acs_notify_main_conf_t *amcf, ngx_str_t *name);
 static void *ngx_http_acs_notify_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_acs_notify_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -50,6 +61,18 @@ static ngx_int_t ngx_acs_conf_file(ngx_conf_t *cf, ngx_str_t *name,
     ngx_str_t *out);
 
 
+static ngx_conf_enum_t  ngx_http_acs_notify_acks[] = {
+    { ngx_string("dispatched"), NGX_ACS_ACK_DISPATCHED },
+    { ngx_string("accepted"), NGX_ACS_ACK_ACCEPTED },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_num_bounds_t  ngx_http_acs_notify_queue_bounds = {
+    ngx_conf_check_num_bounds, 1, 1000000
+};
+
+
 static ngx_conf_enum_t  ngx_http_acs_notify_log_levels[] = {
     { ngx_string("info"), NGX_LOG_INFO },
     { ngx_string("notice"), NGX_LOG_NOTICE },
@@ -61,8 +84,57 @@ static ngx_conf_enum_t  ngx_http_acs_notify_log_levels[] = {
 
 static ngx_command_t  ngx_http_acs_notify_commands[] = {
 
+    { ngx_string("acs_notify_hub"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_acs_notify_hub,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("acs_notify_dedup"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_acs_notify_dedup,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("acs_notify_queue"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_acs_notify_main_conf_t, queue_size),
+      &ngx_http_acs_notify_queue_bounds },
+
+    { ngx_string("acs_notify_ack"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_acs_notify_loc_conf_t, ack),
+      &ngx_http_acs_notify_acks },
+
+    { ngx_string("acs_notify_dispatch_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_acs_notify_loc_conf_t, dispatch_timeout),
+      NULL },
+
+    { ngx_string("acs_notify_preview"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_acs_notify_loc_conf_t, render.preview),
+      NULL },
+
+    { ngx_string("acs_notify_template"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE3,
+      ngx_http_acs_notify_template,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("acs_notify_eventgrid"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      NGX_HTTP_LOC_CONF|NGX_CONF_ANY,
       ngx_http_acs_notify_eventgrid,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -133,7 +205,7 @@ static ngx_http_module_t  ngx_http_acs_notify_module_ctx = {
     NULL,                                  /* postconfiguration */
 
     ngx_http_acs_notify_create_main_conf,  /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_acs_notify_init_main_conf,    /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -282,7 +354,42 @@ ngx_acs_ctx(ngx_http_request_t *r)
 static void *
 ngx_http_acs_notify_create_main_conf(ngx_conf_t *cf)
 {
-    return ngx_pcalloc(cf->pool, sizeof(ngx_http_acs_notify_main_conf_t));
+    ngx_http_acs_notify_main_conf_t  *amcf;
+
+    amcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_acs_notify_main_conf_t));
+    if (amcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&amcf->hubs, cf->pool, 2, sizeof(ngx_acs_hub_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    amcf->queue_size = NGX_CONF_UNSET_UINT;
+
+    return amcf;
+}
+
+
+static char *
+ngx_http_acs_notify_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_acs_notify_main_conf_t *amcf = conf;
+
+    ngx_conf_init_uint_value(amcf->queue_size, 10000);
+
+    /* pushes are de-duplicated by default: 8m, 24h */
+
+    if (amcf->hubs.nelts && amcf->dedup == NULL) {
+        amcf->dedup = ngx_acs_dedup_create(cf, 8 * 1024 * 1024, 86400);
+        if (amcf->dedup == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -305,12 +412,32 @@ ngx_http_acs_notify_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                        i;
+    ngx_acs_hub_t                    *hub;
     ngx_http_acs_notify_main_conf_t  *amcf;
 
     amcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_acs_notify_module);
 
-    if (amcf == NULL || amcf->registry == NULL) {
+    if (amcf == NULL) {
+        return NGX_OK;
+    }
+
+    if (amcf->hubs.nelts) {
+        hub = amcf->hubs.elts;
+
+        for (i = 0; i < amcf->hubs.nelts; i++) {
+            if (ngx_acs_hub_init_process(&hub[i], cycle->log) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
+
+        if (ngx_acs_dispatch_init_process(cycle) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (amcf->registry == NULL) {
         return NGX_OK;
     }
 
@@ -392,16 +519,29 @@ ngx_http_acs_notify_sweep(ngx_event_t *ev)
 static void
 ngx_http_acs_notify_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                        i;
+    ngx_acs_hub_t                    *hub;
     ngx_http_acs_notify_main_conf_t  *amcf;
 
     amcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_acs_notify_module);
 
-    if (amcf == NULL || amcf->registry == NULL) {
+    if (amcf == NULL) {
         return;
     }
 
-    ngx_acs_registry_exit_process(amcf->registry);
+    if (amcf->hubs.nelts) {
+        ngx_acs_curl_exit_process(cycle);
+
+        hub = amcf->hubs.elts;
+        for (i = 0; i < amcf->hubs.nelts; i++) {
+            ngx_acs_hub_exit_process(&hub[i]);
+        }
+    }
+
+    if (amcf->registry) {
+        ngx_acs_registry_exit_process(amcf->registry);
+    }
 }
 
 
@@ -423,6 +563,10 @@ ngx_http_acs_notify_create_loc_conf(ngx_conf_t *cf)
      */
 
     conf->eventgrid = NGX_CONF_UNSET;
+    conf->ack = NGX_CONF_UNSET_UINT;
+    conf->dispatch_timeout = NGX_CONF_UNSET_MSEC;
+    conf->render.preview = NGX_CONF_UNSET;
+    conf->render.templates = NGX_CONF_UNSET_PTR;
     conf->registrations = NGX_CONF_UNSET;
     conf->hmac_keys = NGX_CONF_UNSET_PTR;
     conf->entra = NGX_CONF_UNSET_PTR;
@@ -443,13 +587,66 @@ ngx_http_acs_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_acs_notify_main_conf_t  *amcf;
 
     ngx_conf_merge_value(conf->eventgrid, prev->eventgrid, 0);
+    ngx_conf_merge_uint_value(conf->ack, prev->ack, NGX_ACS_ACK_DISPATCHED);
+    ngx_conf_merge_msec_value(conf->dispatch_timeout, prev->dispatch_timeout,
+                              20000);
+    ngx_conf_merge_value(conf->render.preview, prev->render.preview, 1);
+    ngx_conf_merge_ptr_value(conf->render.templates, prev->render.templates,
+                             NULL);
     ngx_conf_merge_value(conf->registrations, prev->registrations, 0);
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_acs_notify_module);
+
+    if (conf->dispatch_timeout >= 30000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_dispatch_timeout must stay under "
+                           "Event Grid's 30s");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->eventgrid == 1) {
+        if (conf->hub_name.len) {
+            conf->hub = ngx_http_acs_notify_find_hub(cf, amcf,
+                                                     &conf->hub_name);
+            if (conf->hub == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+        } else if (amcf->hubs.nelts == 1) {
+            conf->hub = amcf->hubs.elts;
+
+        } else if (amcf->hubs.nelts > 1) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "acs_notify_eventgrid: several hubs are "
+                               "defined, choose one with hub=NAME");
+            return NGX_CONF_ERROR;
+        }
+
+        if (conf->voip_hub_name.len) {
+            conf->voip_hub = ngx_http_acs_notify_find_hub(cf, amcf,
+                                                      &conf->voip_hub_name);
+            if (conf->voip_hub == NULL) {
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        if (conf->hub && amcf->registry == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "acs_notify_eventgrid with a hub needs "
+                               "acs_notify_registry in the http block");
+            return NGX_CONF_ERROR;
+        }
+
+        if (conf->hub == NULL) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "acs_notify_eventgrid without acs_notify_hub: "
+                               "events are checked and acknowledged, no push "
+                               "is sent");
+        }
+    }
     ngx_conf_merge_ptr_value(conf->hmac_keys, prev->hmac_keys, NULL);
 
     if (conf->registrations == 1) {
-        amcf = ngx_http_conf_get_module_main_conf(cf,
-                                                  ngx_http_acs_notify_module);
-
         if (amcf->registry == NULL) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "acs_notify_registrations needs "
@@ -486,16 +683,184 @@ ngx_http_acs_notify_eventgrid(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_http_core_loc_conf_t  *clcf;
 
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
     if (ancf->eventgrid != NGX_CONF_UNSET) {
         return "is duplicate";
     }
 
     ancf->eventgrid = 1;
 
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "hub=", 4) == 0) {
+            ancf->hub_name.data = value[i].data + 4;
+            ancf->hub_name.len = value[i].len - 4;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "voip_hub=", 9) == 0) {
+            ancf->voip_hub_name.data = value[i].data + 9;
+            ancf->voip_hub_name.len = value[i].len - 9;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_eventgrid: invalid parameter \"%V\"",
+                           &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_acs_webhook_handler;
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_acs_notify_hub(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_acs_notify_main_conf_t *amcf = conf;
+
+    ngx_str_t      *value;
+    ngx_uint_t      i;
+    ngx_acs_hub_t  *hub;
+
+    value = cf->args->elts;
+    hub = amcf->hubs.elts;
+
+    for (i = 0; i < amcf->hubs.nelts; i++) {
+        if (hub[i].name.len == value[1].len
+            && ngx_strncmp(hub[i].name.data, value[1].data, value[1].len)
+               == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "acs_notify_hub \"%V\" is duplicate",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    hub = ngx_array_push(&amcf->hubs);
+    if (hub == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(hub, sizeof(ngx_acs_hub_t));
+    hub->name = value[1];
+
+    return ngx_acs_hub_create(cf, &value[2], cf->args->nelts - 2, hub);
+}
+
+
+static ngx_acs_hub_t *
+ngx_http_acs_notify_find_hub(ngx_conf_t *cf,
+    ngx_http_acs_notify_main_conf_t *amcf, ngx_str_t *name)
+{
+    ngx_uint_t      i;
+    ngx_acs_hub_t  *hub;
+
+    hub = amcf->hubs.elts;
+
+    for (i = 0; i < amcf->hubs.nelts; i++) {
+        if (hub[i].name.len == name->len
+            && ngx_strncmp(hub[i].name.data, name->data, name->len) == 0)
+        {
+            return &hub[i];
+        }
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "acs_notify_eventgrid: no acs_notify_hub \"%V\"", name);
+
+    return NULL;
+}
+
+
+static char *
+ngx_http_acs_notify_dedup(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_acs_notify_main_conf_t *amcf = conf;
+
+    ssize_t      size;
+    ngx_int_t    ttl;
+    ngx_str_t   *value, v;
+    ngx_uint_t   i;
+
+    if (amcf->dedup) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    size = 8 * 1024 * 1024;
+    ttl = 86400;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "size=", 5) == 0) {
+            v.data = value[i].data + 5;
+            v.len = value[i].len - 5;
+
+            size = ngx_parse_size(&v);
+            if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "acs_notify_dedup: invalid size \"%V\"",
+                                   &v);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0) {
+            v.data = value[i].data + 4;
+            v.len = value[i].len - 4;
+
+            ttl = ngx_parse_time(&v, 1);
+            if (ttl == NGX_ERROR || ttl < 1) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "acs_notify_dedup: invalid ttl \"%V\"",
+                                   &v);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_dedup: invalid parameter \"%V\"",
+                           &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    amcf->dedup = ngx_acs_dedup_create(cf, size, ttl);
+    if (amcf->dedup == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_acs_notify_template(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_acs_notify_loc_conf_t *ancf = conf;
+
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (ancf->render.templates == NGX_CONF_UNSET_PTR) {
+        ancf->render.templates = NULL;
+    }
+
+    return ngx_acs_template_add(cf, &ancf->render.templates, &value[1],
+                                &value[2], &value[3]);
 }
 
 

@@ -18,6 +18,7 @@
 #include "ngx_acs_json.h"
 #include "ngx_acs_event.h"
 #include "ngx_acs_webhook.h"
+#include "ngx_acs_dispatch.h"
 
 
 #define NGX_ACS_READ_CHUNK  65536
@@ -494,6 +495,11 @@ ngx_acs_webhook_body(ngx_http_request_t *r)
 
 done:
 
+    if (rc == NGX_DONE) {
+        /* the pushes answer later (ngx_acs_dispatch.c) */
+        return;
+    }
+
     ngx_http_finalize_request(r, rc);
 }
 
@@ -646,7 +652,13 @@ ngx_acs_webhook_events(ngx_http_request_t *r,
                        &ev[i].id, &ev[i].type, &ev[i].subject);
     }
 
-    ngx_acs_webhook_result(r, "dispatched");
+    if (ancf->hub) {
+        return ngx_acs_dispatch(r, events);
+    }
+
+    /* no hub configured: events are checked and acknowledged only */
+
+    ngx_acs_webhook_result(r, "checked");
 
     return ngx_acs_send(r, NGX_HTTP_OK, NULL);
 }

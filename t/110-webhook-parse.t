@@ -39,7 +39,7 @@ __DATA__
 --- error_code: 200
 --- response_headers
 X-Events: 1
-X-Result: dispatched
+X-Result: checked
 X-Event-Id: 02272459-badb-4e2e-b538-4cb8a2f71da6
 --- response_body
 --- no_error_log
@@ -59,7 +59,7 @@ acs_notify: rejected
 --- error_code eval
 [(200) x 7]
 --- response_headers eval
-[("X-Events: 1\nX-Result: dispatched") x 7]
+[("X-Events: 1\nX-Result: checked") x 7]
 --- no_error_log
 acs_notify: rejected
 

@@ -51,7 +51,7 @@ __DATA__
 main::bearer()
 --- error_code: 200
 --- response_headers
-X-Result: dispatched
+X-Result: checked
 --- no_error_log
 acs_notify: rejected
 

@@ -1,0 +1,64 @@
+
+/*
+ * Copyright (C) ngx_acs_notify_module authors
+ *
+ * A small asynchronous HTTP client: libcurl's multi-socket API driven by
+ * nginx's own events and timers, one per worker.
+ */
+
+
+#ifndef _NGX_ACS_CURL_H_INCLUDED_
+#define _NGX_ACS_CURL_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <curl/curl.h>
+
+
+#define NGX_ACS_CURL_DETAIL_MAX  512
+
+
+typedef struct ngx_acs_http_s  ngx_acs_http_t;
+
+typedef void (*ngx_acs_http_done_pt)(ngx_acs_http_t *h);
+
+
+struct ngx_acs_http_s {
+    /* set by the caller */
+    const char                 *url;
+    struct curl_slist          *headers;     /* freed by the client */
+    u_char                     *body;        /* kept alive by the caller */
+    size_t                      body_len;
+    const char                 *ca_file;     /* NULL: the system store */
+    struct curl_slist          *connect_to;  /* owned by the caller */
+    ngx_uint_t                  max_connections;
+    ngx_msec_t                  timeout;
+    ngx_acs_http_done_pt        handler;
+    void                       *data;
+
+    /* the outcome, when handler runs */
+    long                        status;      /* 0: no HTTP answer */
+    CURLcode                    result;
+    time_t                      retry_after; /* seconds, 0 if none */
+    u_char                      tracking_id[64];
+    size_t                      tracking_id_len;
+    u_char                      detail[NGX_ACS_CURL_DETAIL_MAX];
+    size_t                      detail_len;
+    char                        error[CURL_ERROR_SIZE];
+
+    CURL                       *easy;
+};
+
+
+ngx_int_t ngx_acs_curl_init_process(ngx_cycle_t *cycle);
+void ngx_acs_curl_exit_process(ngx_cycle_t *cycle);
+
+/* starts the request; h->handler runs when it is over, never before */
+ngx_int_t ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log);
+
+/* requests in flight in this worker */
+ngx_uint_t ngx_acs_curl_running(void);
+
+
+#endif /* _NGX_ACS_CURL_H_INCLUDED_ */

@@ -1,0 +1,477 @@
+
+/*
+ * Copyright (C) ngx_acs_notify_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "ngx_acs_notify.h"
+#include "ngx_acs_hub.h"
+
+
+#define NGX_ACS_RESOURCE_MAX  512
+
+
+static ngx_str_t *ngx_acs_trim(ngx_str_t *s);
+
+
+char *
+ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
+    ngx_acs_hub_t *hub)
+{
+    u_char      *p, *last;
+    ngx_int_t    n;
+    ngx_str_t    v, cs, endpoint;
+    ngx_uint_t        i;
+    const char       *err;
+    ngx_file_info_t   fi;
+
+    ngx_str_null(&cs);
+    ngx_str_set(&hub->api_version, "2020-06");
+    hub->max_connections = 16;
+    hub->timeout = 10000;
+
+    for (i = 0; i < nargs; i++) {
+
+        if (ngx_strncmp(args[i].data, "connection_string=", 18) == 0) {
+            v.data = args[i].data + 18;
+            v.len = args[i].len - 18;
+
+            if (ngx_acs_conf_value(cf, &v, &cs) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(args[i].data, "hub=", 4) == 0) {
+            hub->hub.data = args[i].data + 4;
+            hub->hub.len = args[i].len - 4;
+            continue;
+        }
+
+        if (ngx_strncmp(args[i].data, "api_version=", 12) == 0) {
+            hub->api_version.data = args[i].data + 12;
+            hub->api_version.len = args[i].len - 12;
+            continue;
+        }
+
+        if (ngx_strncmp(args[i].data, "connect_to=", 11) == 0) {
+            v.data = args[i].data + 11;
+            v.len = args[i].len - 11;
+
+            p = ngx_strlchr(v.data, v.data + v.len, ':');
+            if (p == NULL || p == v.data
+                || ngx_atoi(p + 1, v.data + v.len - p - 1) == NGX_ERROR)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "acs_notify_hub \"%V\": connect_to must "
+                                   "be HOST:PORT", &hub->name);
+                return NGX_CONF_ERROR;
+            }
+
+            hub->connect_to = v;
+            continue;
+        }
+
+        if (ngx_strncmp(args[i].data, "ca_file=", 8) == 0) {
+            hub->ca_file.data = args[i].data + 8;
+            hub->ca_file.len = args[i].len - 8;
+
+            if (ngx_conf_full_name(cf->cycle, &hub->ca_file, 1) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(args[i].data, "max_connections=", 16) == 0) {
+            n = ngx_atoi(args[i].data + 16, args[i].len - 16);
+            if (n < 1 || n > 1024) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "acs_notify_hub \"%V\": max_connections "
+                                   "must be 1 to 1024", &hub->name);
+                return NGX_CONF_ERROR;
+            }
+
+            hub->max_connections = n;
+            continue;
+        }
+
+        if (ngx_strncmp(args[i].data, "timeout=", 8) == 0) {
+            v.data = args[i].data + 8;
+            v.len = args[i].len - 8;
+
+            n = ngx_parse_time(&v, 0);
+            if (n == NGX_ERROR || n < 100 || n > 60000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "acs_notify_hub \"%V\": timeout must be "
+                                   "100ms to 60s", &hub->name);
+                return NGX_CONF_ERROR;
+            }
+
+            hub->timeout = n;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_hub \"%V\": invalid parameter \"%V\"",
+                           &hub->name, &args[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (cs.len == 0 || hub->hub.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_hub \"%V\" needs connection_string= "
+                           "and hub=", &hub->name);
+        return NGX_CONF_ERROR;
+    }
+
+    for (p = hub->hub.data; p < hub->hub.data + hub->hub.len; p++) {
+        if (!(isalnum(*p) || *p == '-' || *p == '_' || *p == '.')) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "acs_notify_hub \"%V\": invalid hub name "
+                               "\"%V\"", &hub->name, &hub->hub);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (ngx_acs_connection_string(&cs, &endpoint, &hub->key_name, &hub->key,
+                                  &err)
+        != NGX_OK)
+    {
+        /* the message never quotes the string: it holds the key */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_hub \"%V\": invalid connection string: "
+                           "%s", &hub->name, err);
+        return NGX_CONF_ERROR;
+    }
+
+    /* sb://{namespace}.servicebus.windows.net/ -> the host */
+
+    p = endpoint.data + 5;
+    last = endpoint.data + endpoint.len;
+
+    while (last > p && last[-1] == '/') {
+        last--;
+    }
+
+    if (last == p || ngx_strlchr(p, last, '/') != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_hub \"%V\": invalid connection string: "
+                           "Endpoint is not sb://NAMESPACE.servicebus."
+                           "windows.net/", &hub->name);
+        return NGX_CONF_ERROR;
+    }
+
+    hub->host.len = last - p;
+    hub->host.data = ngx_pnalloc(cf->pool, hub->host.len);
+    if (hub->host.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_strlow(hub->host.data, p, hub->host.len);
+
+    hub->resource.len = sizeof("https:///") - 1 + hub->host.len
+                        + hub->hub.len;
+
+    if (hub->resource.len > NGX_ACS_RESOURCE_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_hub \"%V\": namespace and hub names "
+                           "too long", &hub->name);
+        return NGX_CONF_ERROR;
+    }
+    hub->resource.data = ngx_pnalloc(cf->pool, hub->resource.len);
+
+    hub->url.len = hub->resource.len
+                   + sizeof("/messages/?api-version=&direct") - 1
+                   + hub->api_version.len;
+    hub->url.data = ngx_pnalloc(cf->pool, hub->url.len + 1);
+
+    if (hub->resource.data == NULL || hub->url.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(hub->resource.data, "https://%V/%V", &hub->host, &hub->hub);
+
+    /* "direct" must be there: without it NH broadcasts to every device */
+
+    ngx_sprintf(hub->url.data, "%V/messages/?api-version=%V&direct%Z",
+                &hub->resource, &hub->api_version);
+
+    if (hub->connect_to.len) {
+        /* curl's CONNECT_TO: HOST:443:CONNECT-HOST:CONNECT-PORT */
+        v = hub->connect_to;
+        hub->connect_to.len = hub->host.len + sizeof(":443:") - 1 + v.len;
+        hub->connect_to.data = ngx_pnalloc(cf->pool,
+                                           hub->connect_to.len + 1);
+        if (hub->connect_to.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_sprintf(hub->connect_to.data, "%V:443:%V%Z", &hub->host, &v);
+    }
+
+    if (hub->ca_file.len) {
+        p = ngx_pnalloc(cf->pool, hub->ca_file.len + 1);
+        if (p == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_cpystrn(p, hub->ca_file.data, hub->ca_file.len + 1);
+        hub->ca_file.data = p;
+
+        if (ngx_file_info(p, &fi) == NGX_FILE_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               "acs_notify_hub \"%V\": ca_file \"%s\"",
+                               &hub->name, p);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    hub->token = ngx_pnalloc(cf->pool,
+                             ngx_acs_sas_len(&hub->resource, &hub->key_name));
+    if (hub->token == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...: parts
+ * split on ";" (empty ones skipped, whitespace trimmed), each on its first
+ * "=", so the key's base64 padding stays in the value.
+ */
+
+ngx_int_t
+ngx_acs_connection_string(ngx_str_t *cs, ngx_str_t *endpoint,
+    ngx_str_t *key_name, ngx_str_t *key, const char **err)
+{
+    u_char     *p, *last, *semi, *eq;
+    ngx_str_t   part, name, value;
+
+    ngx_str_null(endpoint);
+    ngx_str_null(key_name);
+    ngx_str_null(key);
+
+    p = cs->data;
+    last = cs->data + cs->len;
+
+    while (p < last) {
+        semi = ngx_strlchr(p, last, ';');
+        if (semi == NULL) {
+            semi = last;
+        }
+
+        part.data = p;
+        part.len = semi - p;
+        p = semi + 1;
+
+        if (ngx_acs_trim(&part)->len == 0) {
+            continue;
+        }
+
+        eq = ngx_strlchr(part.data, part.data + part.len, '=');
+        if (eq == NULL) {
+            *err = "a part has no \"=\"";
+            return NGX_DECLINED;
+        }
+
+        name.data = part.data;
+        name.len = eq - part.data;
+        value.data = eq + 1;
+        value.len = part.data + part.len - value.data;
+
+        ngx_acs_trim(&name);
+        ngx_acs_trim(&value);
+
+        if (name.len == 8
+            && ngx_strncasecmp(name.data, (u_char *) "Endpoint", 8) == 0)
+        {
+            *endpoint = value;
+
+        } else if (name.len == 19
+                   && ngx_strncasecmp(name.data,
+                                      (u_char *) "SharedAccessKeyName", 19)
+                      == 0)
+        {
+            *key_name = value;
+
+        } else if (name.len == 15
+                   && ngx_strncasecmp(name.data,
+                                      (u_char *) "SharedAccessKey", 15) == 0)
+        {
+            *key = value;
+        }
+    }
+
+    if (endpoint->len == 0) {
+        *err = "no Endpoint";
+        return NGX_DECLINED;
+    }
+
+    if (endpoint->len < 6
+        || ngx_strncasecmp(endpoint->data, (u_char *) "sb://", 5) != 0)
+    {
+        *err = "Endpoint does not start with sb://";
+        return NGX_DECLINED;
+    }
+
+    if (key_name->len == 0 || key_name->len > 256) {
+        *err = "SharedAccessKeyName missing or over 256 characters";
+        return NGX_DECLINED;
+    }
+
+    if (key->len == 0 || key->len > 256) {
+        *err = "SharedAccessKey missing or over 256 characters";
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_str_t *
+ngx_acs_trim(ngx_str_t *s)
+{
+    while (s->len && (s->data[0] == ' ' || s->data[0] == '\t'
+                      || s->data[0] == '\n' || s->data[0] == '\r'))
+    {
+        s->data++;
+        s->len--;
+    }
+
+    while (s->len && (s->data[s->len - 1] == ' '
+                      || s->data[s->len - 1] == '\t'
+                      || s->data[s->len - 1] == '\n'
+                      || s->data[s->len - 1] == '\r'))
+    {
+        s->len--;
+    }
+
+    return s;
+}
+
+
+size_t
+ngx_acs_sas_len(ngx_str_t *resource, ngx_str_t *key_name)
+{
+    /*
+     * every byte of sr may take 3 encoded, the signature is 44 base64
+     * characters; "\n" and se are written after sr while signing
+     */
+
+    return sizeof("SharedAccessSignature sr=&sig=&se=&skn=") - 1
+           + 3 * ngx_min(resource->len, NGX_ACS_RESOURCE_MAX) + 3 * 44
+           + 2 * NGX_TIME_T_LEN + key_name->len;
+}
+
+
+u_char *
+ngx_acs_sas(u_char *buf, ngx_str_t *resource, ngx_str_t *key_name,
+    ngx_str_t *key, time_t se)
+{
+    u_char        *p, *sr, *last;
+    u_char         lower[NGX_ACS_RESOURCE_MAX], mac[EVP_MAX_MD_SIZE], b64[64];
+    size_t         len;
+    ngx_str_t      src, dst;
+    unsigned int   mac_len;
+
+    /* sr = percent-encode(lowercase(resource)): lowercase first */
+
+    len = ngx_min(resource->len, sizeof(lower));
+    ngx_strlow(lower, resource->data, len);
+
+    p = ngx_cpymem(buf, "SharedAccessSignature sr=",
+                   sizeof("SharedAccessSignature sr=") - 1);
+    sr = p;
+    last = (u_char *) ngx_escape_uri(p, lower, len, NGX_ESCAPE_URI_COMPONENT);
+
+    /*
+     * The string to sign is sr exactly as sent, "\n", se: written after sr
+     * for the HMAC, then overwritten by the rest of the header.  The key
+     * is the UTF-8 bytes of the key text, never base64-decoded.
+     */
+
+    p = ngx_sprintf(last, "\n%T", se);
+
+    if (HMAC(EVP_sha256(), key->data, (int) key->len, sr, p - sr, mac,
+             &mac_len)
+        == NULL)
+    {
+        mac_len = 0;
+    }
+
+    src.data = mac;
+    src.len = mac_len;
+    dst.data = b64;
+    ngx_encode_base64(&dst, &src);
+
+    p = ngx_cpymem(last, "&sig=", 5);
+    p = (u_char *) ngx_escape_uri(p, dst.data, dst.len,
+                                  NGX_ESCAPE_URI_COMPONENT);
+
+    return ngx_sprintf(p, "&se=%T&skn=%V", se, key_name);
+}
+
+
+ngx_str_t
+ngx_acs_hub_token(ngx_acs_hub_t *hub, time_t now)
+{
+    u_char     *last;
+    ngx_str_t   token;
+
+    if (hub->token_len == 0 || hub->token_expires - now < NGX_ACS_SAS_RENEW) {
+        hub->token_expires = now + NGX_ACS_SAS_LIFETIME;
+
+        last = ngx_acs_sas(hub->token, &hub->resource, &hub->key_name,
+                           &hub->key, hub->token_expires);
+        hub->token_len = last - hub->token;
+    }
+
+    token.data = hub->token;
+    token.len = hub->token_len;
+
+    return token;
+}
+
+
+void
+ngx_acs_hub_token_reset(ngx_acs_hub_t *hub)
+{
+    hub->token_len = 0;
+}
+
+
+ngx_int_t
+ngx_acs_hub_init_process(ngx_acs_hub_t *hub, ngx_log_t *log)
+{
+    if (hub->connect_to.len == 0) {
+        return NGX_OK;
+    }
+
+    hub->connect_to_list = curl_slist_append(NULL,
+                                             (char *) hub->connect_to.data);
+    if (hub->connect_to_list == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "acs_notify: curl_slist_append() failed");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_acs_hub_exit_process(ngx_acs_hub_t *hub)
+{
+    curl_slist_free_all(hub->connect_to_list);
+    hub->connect_to_list = NULL;
+}

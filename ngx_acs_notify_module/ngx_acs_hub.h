@@ -1,0 +1,68 @@
+
+/*
+ * Copyright (C) ngx_acs_notify_module authors
+ *
+ * Notification Hubs links: connection strings, SAS tokens, the send URL.
+ */
+
+
+#ifndef _NGX_ACS_HUB_H_INCLUDED_
+#define _NGX_ACS_HUB_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <curl/curl.h>
+
+
+#define NGX_ACS_SAS_LIFETIME   3600     /* seconds a token is signed for */
+#define NGX_ACS_SAS_RENEW      600      /* renewed this long before expiry */
+
+
+typedef struct {
+    ngx_str_t                   name;          /* acs_notify_hub NAME */
+    ngx_str_t                   host;          /* {ns}.servicebus.windows.net */
+    ngx_str_t                   hub;
+    ngx_str_t                   key_name;
+    ngx_str_t                   key;
+    ngx_str_t                   api_version;
+    ngx_str_t                   resource;      /* https://host/hub */
+    ngx_str_t                   url;           /* the direct send URL, C string */
+    ngx_str_t                   connect_to;    /* curl CONNECT_TO entry or empty */
+    struct curl_slist          *connect_to_list;   /* per worker */
+    ngx_str_t                   ca_file;       /* C string or empty */
+    ngx_uint_t                  max_connections;
+    ngx_msec_t                  timeout;
+
+    /* per worker: the cached SAS token */
+    u_char                     *token;
+    size_t                      token_len;
+    time_t                      token_expires;
+} ngx_acs_hub_t;
+
+
+char *ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
+    ngx_acs_hub_t *hub);
+
+/* PROTOCOLS 3.1; NGX_OK or NGX_DECLINED with *err */
+ngx_int_t ngx_acs_connection_string(ngx_str_t *cs, ngx_str_t *endpoint,
+    ngx_str_t *key_name, ngx_str_t *key, const char **err);
+
+/*
+ * PROTOCOLS 3.2: writes the Authorization header value for resource (any
+ * case, lowered here) valid until se into buf (at least
+ * ngx_acs_sas_len() bytes); returns its end.
+ */
+size_t ngx_acs_sas_len(ngx_str_t *resource, ngx_str_t *key_name);
+u_char *ngx_acs_sas(u_char *buf, ngx_str_t *resource, ngx_str_t *key_name,
+    ngx_str_t *key, time_t se);
+
+/* the hub's token, signed anew when it is within NGX_ACS_SAS_RENEW of expiry */
+ngx_str_t ngx_acs_hub_token(ngx_acs_hub_t *hub, time_t now);
+void ngx_acs_hub_token_reset(ngx_acs_hub_t *hub);
+
+ngx_int_t ngx_acs_hub_init_process(ngx_acs_hub_t *hub, ngx_log_t *log);
+void ngx_acs_hub_exit_process(ngx_acs_hub_t *hub);
+
+
+#endif /* _NGX_ACS_HUB_H_INCLUDED_ */
