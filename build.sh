@@ -4,6 +4,7 @@
 #   ./build.sh [build]   install missing Debian packages (as root), build objs/*.so
 #   ./build.sh run       build, then run nginx in the foreground on 127.0.0.1:8080
 #   ./build.sh test      build, then run the whole test suite (prove -j2 -r t)
+#   ./build.sh valgrind  the suite with nginx under valgrind memcheck
 #   ./build.sh deps      only install the Debian packages
 #
 # Environment:
@@ -114,7 +115,10 @@ build() {
         exit 1
     }
     if ! cmp -s "$src/objs/$MODULE.so" "$ROOT/objs/$MODULE.so"; then
-        cp "$src/objs/$MODULE.so" "$ROOT/objs/$MODULE.so"
+        # a new file, renamed into place: nginx processes that have the old
+        # one mapped keep it intact
+        cp "$src/objs/$MODULE.so" "$ROOT/objs/.$MODULE.so.tmp"
+        mv -f "$ROOT/objs/.$MODULE.so.tmp" "$ROOT/objs/$MODULE.so"
         log "built objs/$MODULE.so"
     fi
 }
@@ -160,6 +164,26 @@ tests() {
     prove -I "$ROOT/t/lib" -j "${TEST_JOBS:-2}" -r t "$@"
 }
 
+# the whole suite with nginx under valgrind memcheck; prints every report
+# that names an error or a definite leak
+valgrind_tests() {
+    build
+    command -v valgrind >/dev/null || apt-get install -y -qq valgrind >/dev/null
+    cd "$ROOT"
+    export VALGRIND_DIR="$BUILD/valgrind"
+    rm -rf "$VALGRIND_DIR"
+    export TEST_NGINX_BINARY="$ROOT/t/valgrind-nginx"
+    export TEST_NGINX_LOAD_MODULES="$ROOT/objs/$MODULE.so"
+    export TEST_NGINX_SERVROOT="$ROOT/t/servroot"
+    rm -rf "$TEST_NGINX_SERVROOT"
+    prove -I "$ROOT/t/lib" -j "${TEST_JOBS:-2}" -r t "$@" || true
+    local bad
+    bad=$(grep -lE "Invalid (read|write|free)|uninitialised|Jump to|definitely lost" \
+          "$VALGRIND_DIR"/*.log 2>/dev/null || true)
+    echo "valgrind: $(ls "$VALGRIND_DIR" | wc -l) process reports, $(echo -n "$bad" | grep -c .) with errors or definite leaks"
+    for f in $bad; do echo "== $f"; sed -n 1,40p "$f"; done
+}
+
 cmd=${1:-build}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -167,5 +191,6 @@ case "$cmd" in
     build) build ;;
     run)   run ;;
     test)  tests "$@" ;;
-    *)     echo "usage: $0 [deps|build|run|test]" >&2; exit 2 ;;
+    valgrind) valgrind_tests "$@" ;;
+    *)     echo "usage: $0 [deps|build|run|test|valgrind]" >&2; exit 2 ;;
 esac

@@ -14,9 +14,9 @@
 #include <ngx_core.h>
 #include <curl/curl.h>
 
+#include "ngx_acs_sas.h"
 
-#define NGX_ACS_SAS_LIFETIME   3600     /* seconds a token is signed for */
-#define NGX_ACS_SAS_RENEW      600      /* renewed this long before expiry */
+
 
 
 typedef struct {
@@ -43,19 +43,6 @@ typedef struct {
 
 char *ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
     ngx_acs_hub_t *hub);
-
-/* PROTOCOLS 3.1; NGX_OK or NGX_DECLINED with *err */
-ngx_int_t ngx_acs_connection_string(ngx_str_t *cs, ngx_str_t *endpoint,
-    ngx_str_t *key_name, ngx_str_t *key, const char **err);
-
-/*
- * PROTOCOLS 3.2: writes the Authorization header value for resource (any
- * case, lowered here) valid until se into buf (at least
- * ngx_acs_sas_len() bytes); returns its end.
- */
-size_t ngx_acs_sas_len(ngx_str_t *resource, ngx_str_t *key_name);
-u_char *ngx_acs_sas(u_char *buf, ngx_str_t *resource, ngx_str_t *key_name,
-    ngx_str_t *key, time_t se);
 
 /* the hub's token, signed anew when it is within NGX_ACS_SAS_RENEW of expiry */
 ngx_str_t ngx_acs_hub_token(ngx_acs_hub_t *hub, time_t now);

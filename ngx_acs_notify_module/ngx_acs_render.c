@@ -63,7 +63,8 @@
  * fcmv1, chat:
  *     {"message":{"notification":{"title":TITLE,"body":BODY},
  *      "data":{the "acs" object of apns},
- *      "android":{"priority":"high","collapse_key":COLLAPSE}}}
+ *      "android":{"priority":"high"}}}
+ *     (no collapse_key: FCM keeps 4 per offline device, see below)
  *
  * fcmv1, incoming call (a data message):
  *     {"message":{"data":{"eventId":"107","cp":CC,...,"videoCall":"false"},
@@ -84,13 +85,18 @@
  *
  * Templates (acs_notify_template EVENT_TYPE PLATFORM PAYLOAD) replace the
  * built-in body, never the headers.  ${data.PATH} is the scalar at PATH in
- * "data" (any case; array elements by index: ${data.participants.0.rawId}),
- * ${id}, ${type} or ${eventType}, ${subject}, ${topic} or ${source},
- * ${time} or ${eventTime}, ${dataVersion} are the envelope; ${recipientId},
- * ${cp}, ${collapseId}, ${title} and ${body} are what the built-in payload
- * would use.  Values are JSON-escaped (XML-escaped for wns); a missing one
- * is "".  A template is compiled and checked at configuration time, and
- * one that renders over the size limit is NGX_DECLINED.
+ * "data" (any case; array elements by index: ${data.participants.0.rawId};
+ * numbers and booleans as their JSON text), ${id}, ${type} or ${eventType},
+ * ${subject}, ${topic} or ${source}, ${time} or ${eventTime}, ${dataVersion}
+ * are the envelope; ${recipientId}, ${cp}, ${collapseId}, ${title} and
+ * ${body} are what the built-in payload would use (the texts as above,
+ * acs_notify_preview applied, not shortened).  Names are letters, digits,
+ * "_", "-" and "."; envelope names match in any case.  Values are
+ * JSON-escaped (XML-escaped for wns), so a placeholder belongs inside a
+ * JSON string; a missing value is "".  A template is compiled into literal
+ * and placeholder parts and checked at configuration time (JSON of the
+ * platform's shape with every placeholder as "x"; XML-looking for wns);
+ * one that renders over the size limit is NGX_DECLINED, not shortened.
  */
 
 
@@ -509,8 +515,22 @@ ngx_acs_render(ngx_pool_t *pool, ngx_acs_render_conf_t *conf,
         break;
 
     case NGX_ACS_PLATFORM_BROWSER:
-        ngx_acs_render_header(push, "Auth", &dev->auth);
-        ngx_acs_render_header(push, "P256DH", &dev->p256dh);
+
+        v.len = dev->auth.len;
+        v.data = ngx_pstrdup(pool, &dev->auth);
+        if (v.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_acs_render_header(push, "Auth", &v);
+
+        v.len = dev->p256dh.len;
+        v.data = ngx_pstrdup(pool, &dev->p256dh);
+        if (v.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_acs_render_header(push, "P256DH", &v);
         break;
 
     default:
@@ -1413,7 +1433,13 @@ ngx_acs_render_fcmv1(ngx_acs_render_ctx_t *ctx, ngx_str_t *out)
         ngx_acs_gen_cstr(&gen, "60s");
     }
 
-    if (ctx->collapse.len) {
+    /*
+     * FCM keeps only 4 collapse keys per offline device: a key per chat
+     * message would lose messages.  Calls (60s TTL) carry one; chat
+     * messages rely on de-duplication instead.
+     */
+
+    if (call && ctx->collapse.len) {
         ngx_acs_gen_pair(&gen, "collapse_key", &ctx->collapse);
     }
 
