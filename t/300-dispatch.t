@@ -11,45 +11,16 @@ use JSON::PP;
 use Time::HiRes qw(time sleep);
 use AcsTest::Util;
 use AcsTest::Reg;
-use AcsTest::Server;
-use AcsTest::FakeNH;
+use AcsTest::Dispatch;
 
-my $srv = AcsTest::Server->new('300-dispatch');
-my $dir = $srv->root . '/nh';
-
-my $nh = AcsTest::FakeNH->start(
-    dir       => $dir,
-    namespace => 'acs-test-ns',
-    hubs      => ['acs-push', 'acs-voip'],
-    key_name  => 'DefaultFullSharedAccessSignature',
-    key       => 'c2FtcGxlLXNoYXJlZC1hY2Nlc3Mta2V5LW5vdC1yZWFsPQ==',
-    keys      => { ListenOnly => ['bGlzdGVuLW9ubHkta2V5LW5vdC1yZWFsLTAxMjM0NQ==', 'listen'] },
-    rights    => 'manage',
-);
-
-open my $fh, '>', "$dir/nh.conn" or die $!;
-print $fh $nh->connection_string, "\n";
-close $fh;
-open $fh, '>', "$dir/nh-listen.conn" or die $!;
-print $fh $nh->connection_string('ListenOnly'), "\n";
-close $fh;
-
-my $port = $nh->port;
-my $ca = $nh->ca;
-my $other_ca = $nh->other_ca;
+my $t = AcsTest::Dispatch->new('300-dispatch');
+my $srv = $t->srv;
+my $nh = $t->nh;
 
 sub conf {
     my (%o) = @_;
-    my $hub_opts = "connect_to=127.0.0.1:$port ca_file=$ca timeout=2s";
-    $srv->write_conf(workers => $o{workers} // 1, http => <<"HTTP", server => <<"SERVER");
-    acs_notify_registry $dir/../registry;
-    acs_notify_hub main connection_string=file:$dir/nh.conn hub=acs-push $hub_opts;
-    acs_notify_hub voip connection_string=file:$dir/nh.conn hub=acs-voip $hub_opts;
-    acs_notify_hub listen connection_string=file:$dir/nh-listen.conn hub=acs-push $hub_opts;
-    acs_notify_hub badca connection_string=file:$dir/nh.conn hub=acs-push connect_to=127.0.0.1:$port ca_file=$other_ca;
-    acs_notify_hub down connection_string=file:$dir/nh.conn hub=acs-push connect_to=127.0.0.1:1 ca_file=$ca timeout=1s;
-    ${\ ($o{http} // '')}
-HTTP
+    $srv->write_conf(workers => $o{workers} // 1,
+                     http => $t->hubs_conf . ($o{http} // ''), server => <<"SERVER");
         location = /eg {
             acs_notify_eventgrid hub=main voip_hub=voip;
             acs_notify_dispatch_timeout 4s;
@@ -87,24 +58,9 @@ my $APNS_BOB = 'b0b0' x 16;
 my $VOIP_BOB = 'b0b1' x 16;
 my $FCM_BOB = 'bob-fcm-token:APA91bE_abc-123';
 
-my %EG = ('aeg-event-type' => 'Notification', 'Content-Type' => 'application/json');
-
-sub deliver {
-    my ($path, $body, %o) = @_;
-    my $t0 = time;
-    my ($st, $h, $b) = $srv->request(POST => $path, $body, { %EG, %{ $o{headers} // {} } });
-    return ($st, $h, $b, time - $t0);
-}
-
-sub journal_since {
-    my ($n) = @_;
-    my @all = $nh->requests;
-    return @all[$n .. $#all];
-}
-
-sub count_since { my @x = journal_since(@_); return scalar @x }
-
-sub decode { my $j = eval { decode_json($_[0]) }; return $j }
+sub deliver { $t->deliver(@_) }
+sub journal_since { $t->since(@_) }
+sub count_since { my @x = $t->since(@_); return scalar @x }
 
 conf();
 $srv->start;
@@ -314,5 +270,5 @@ $srv->stop;
 my @bad = grep { /\[(alert|crit|emerg)\]/ } split /\n/, $srv->whole_log;
 is(join("\n", @bad), '', 'no alert, crit or emerg in the error log');
 
-$nh->stop;
+undef $t;
 done_testing();

@@ -1,0 +1,302 @@
+# Configuration of hubs, dispatch and templates: every mistake is refused
+# at start-up with a message that says what to change, never the key.
+
+use lib 't/lib';
+use Test::Nginx::Socket 'no_plan';
+
+no_shuffle();
+no_root_location();
+
+our $CS = 'Endpoint=sb://acs-test-ns.servicebus.windows.net/;'
+        . 'SharedAccessKeyName=send-only;SharedAccessKey=c2VjcmV0LWtleS12YWx1ZS0wMTIz';
+
+add_block_preprocessor(sub {
+    my $block = shift;
+
+    $block->set_value('config', <<'CONF') unless defined $block->config;
+    location = /eg { acs_notify_eventgrid; }
+CONF
+    $block->set_value('request', "GET /nothing") unless defined $block->request;
+    $block->set_value('error_code', 404)
+        unless defined $block->error_code || defined $block->must_die;
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: a literal connection string, quoted, and a hub: nginx starts
+--- http_config
+    acs_notify_registry registry;
+    acs_notify_hub main "connection_string=Endpoint=sb://acs-test-ns.servicebus.windows.net/;SharedAccessKeyName=send-only;SharedAccessKey=c2VjcmV0LWtleS12YWx1ZS0wMTIz" hub=contoso-push;
+--- no_error_log
+[emerg]
+[warn]
+
+
+
+=== TEST 2: a connection string from a file and from the environment
+--- main_config
+    env ACS_TEST_CS;
+--- init
+$ENV{ACS_TEST_CS} = $main::CS;
+Test::Nginx::Socket::write_file(Test::Nginx::Socket::html_dir() . '/nh.conn', "$main::CS\n");
+--- http_config
+    acs_notify_registry registry;
+    acs_notify_hub a connection_string=file:../html/nh.conn hub=h1;
+    acs_notify_hub b connection_string=env:ACS_TEST_CS hub=h2 api_version=2020-06 max_connections=4 timeout=3s;
+--- config
+    location = /eg { acs_notify_eventgrid hub=a voip_hub=b; }
+--- no_error_log
+[emerg]
+
+
+
+=== TEST 3: a connection string without Endpoint is refused, the key never logged
+--- http_config
+    acs_notify_registry registry;
+    acs_notify_hub main "connection_string=SharedAccessKeyName=send-only;SharedAccessKey=c2VjcmV0LWtleS12YWx1ZS0wMTIz" hub=h;
+--- must_die
+--- error_log
+acs_notify_hub "main": invalid connection string: no Endpoint
+--- no_error_log
+c2VjcmV0
+
+
+
+=== TEST 4: an Endpoint that is not sb:// is refused
+--- http_config
+    acs_notify_hub main "connection_string=Endpoint=https://acs-test-ns.servicebus.windows.net/;SharedAccessKeyName=a;SharedAccessKey=b" hub=h;
+--- must_die
+--- error_log
+acs_notify_hub "main": invalid connection string: Endpoint does not start with sb://
+
+
+
+=== TEST 5: a missing key name or key is refused
+--- http_config
+    acs_notify_hub main "connection_string=Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKey=b" hub=h;
+--- must_die
+--- error_log
+acs_notify_hub "main": invalid connection string: SharedAccessKeyName missing or over 256 characters
+
+
+
+=== TEST 6: a part without "=" is refused
+--- http_config
+    acs_notify_hub main "connection_string=Endpoint=sb://ns.servicebus.windows.net/;oops;SharedAccessKeyName=a;SharedAccessKey=b" hub=h;
+--- must_die
+--- error_log
+acs_notify_hub "main": invalid connection string: a part has no "="
+
+
+
+=== TEST 7: an Endpoint with a path is refused
+--- http_config
+    acs_notify_hub main "connection_string=Endpoint=sb://ns.servicebus.windows.net/x/;SharedAccessKeyName=a;SharedAccessKey=b" hub=h;
+--- must_die
+--- error_log
+Endpoint is not sb://NAMESPACE.servicebus.windows.net/
+
+
+
+=== TEST 8: a hub without hub= is refused
+--- http_config
+    acs_notify_hub main connection_string=env:PATH;
+--- must_die
+--- error_log
+acs_notify_hub "main" needs connection_string= and hub=
+
+
+
+=== TEST 9: a missing connection string file is refused
+--- http_config
+    acs_notify_hub main connection_string=file:/nonexistent/nh.conn hub=h;
+--- must_die
+--- error_log
+open() "/nonexistent/nh.conn" failed
+
+
+
+=== TEST 10: bad parameters are refused, each with its own message
+--- http_config
+    acs_notify_hub main "connection_string=Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=a;SharedAccessKey=b" hub=h connect_to=nohost;
+--- must_die
+--- error_log
+acs_notify_hub "main": connect_to must be HOST:PORT
+
+
+
+=== TEST 11: max_connections out of range is refused
+--- http_config
+    acs_notify_hub main "connection_string=Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=a;SharedAccessKey=b" hub=h max_connections=0;
+--- must_die
+--- error_log
+acs_notify_hub "main": max_connections must be 1 to 1024
+
+
+
+=== TEST 12: an unknown parameter is refused
+--- http_config
+    acs_notify_hub main "connection_string=Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=a;SharedAccessKey=b" hub=h region=west;
+--- must_die
+--- error_log
+acs_notify_hub "main": invalid parameter "region=west"
+
+
+
+=== TEST 13: a missing CA file is refused
+--- http_config
+    acs_notify_hub main "connection_string=Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=a;SharedAccessKey=b" hub=h ca_file=/nonexistent/ca.pem;
+--- must_die
+--- error_log
+acs_notify_hub "main": ca_file "/nonexistent/ca.pem"
+
+
+
+=== TEST 14: two hubs of one name are refused
+--- http_config
+    acs_notify_hub main "connection_string=Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=a;SharedAccessKey=b" hub=h;
+    acs_notify_hub main "connection_string=Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=a;SharedAccessKey=b" hub=h2;
+--- must_die
+--- error_log
+acs_notify_hub "main" is duplicate
+
+
+
+=== TEST 15: an unknown hub= is refused
+--- http_config
+    acs_notify_registry registry;
+    acs_notify_hub main "connection_string=Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=a;SharedAccessKey=b" hub=h;
+--- config
+    location = /eg { acs_notify_eventgrid hub=other; }
+--- must_die
+--- error_log
+acs_notify_eventgrid: no acs_notify_hub "other"
+
+
+
+=== TEST 16: several hubs without hub= are refused
+--- http_config
+    acs_notify_registry registry;
+    acs_notify_hub a "connection_string=Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=a;SharedAccessKey=b" hub=h;
+    acs_notify_hub b "connection_string=Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=a;SharedAccessKey=b" hub=h2;
+--- must_die
+--- error_log
+acs_notify_eventgrid: several hubs are defined, choose one with hub=NAME
+
+
+
+=== TEST 17: a hub without a registry is refused
+--- http_config
+    acs_notify_hub main "connection_string=Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=a;SharedAccessKey=b" hub=h;
+--- must_die
+--- error_log
+acs_notify_eventgrid with a hub needs acs_notify_registry in the http block
+
+
+
+=== TEST 18: a webhook without any hub starts with a warning
+--- error_log
+acs_notify_eventgrid without acs_notify_hub: events are checked and acknowledged, no push is sent
+
+
+
+=== TEST 19: a dispatch timeout of Event Grid's 30s or more is refused
+--- config
+    location = /eg { acs_notify_eventgrid; acs_notify_dispatch_timeout 30s; }
+--- must_die
+--- error_log
+acs_notify_dispatch_timeout must stay under Event Grid's 30s
+
+
+
+=== TEST 20: acs_notify_ack takes dispatched or accepted
+--- config
+    location = /eg { acs_notify_eventgrid; acs_notify_ack later; }
+--- must_die
+--- error_log
+invalid value "later"
+
+
+
+=== TEST 21: bad dedup parameters are refused
+--- http_config
+    acs_notify_dedup size=1k;
+--- must_die
+--- error_log
+acs_notify_dedup: invalid size "1k"
+
+
+
+=== TEST 22: a template is checked at start-up: unterminated placeholder
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_template ChatMessageReceived apns '{"aps":{"alert":"${data.messageBody"}}';
+    }
+--- must_die
+--- error_log
+acs_notify_template ChatMessageReceived apns: unterminated "${" at byte
+
+
+
+=== TEST 23: a template is checked at start-up: invalid JSON
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_template ChatMessageReceived fcmv1 '{"message":{"data":{"a":"${id}"}}';
+    }
+--- must_die
+--- error_log
+acs_notify_template ChatMessageReceived fcmv1: the payload is not valid JSON
+
+
+
+=== TEST 24: a template is checked at start-up: APNs needs aps
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_template Microsoft.Communication.ChatMessageReceived apns '{"alert":"${data.messageBody}"}';
+    }
+--- must_die
+--- error_log
+an APNs payload needs an "aps" object
+
+
+
+=== TEST 25: a template is checked at start-up: unknown platform
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_template ChatMessageReceived gcm '{"data":{}}';
+    }
+--- must_die
+--- error_log
+acs_notify_template: unknown platform "gcm", use apns, apns-voip, fcmv1, wns or browser
+
+
+
+=== TEST 26: a template for an event that is never pushed is refused
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_template CallStarted apns '{"aps":{}}';
+    }
+--- must_die
+--- error_log
+acs_notify_template: event type "CallStarted" is never pushed
+
+
+
+=== TEST 27: valid templates start
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_preview off;
+        acs_notify_template ChatMessageReceived apns '{"aps":{"alert":{"title":"${data.senderDisplayName}","body":"${data.messageBody}"}},"thread":"${data.threadId}"}';
+        acs_notify_template IncomingCall apns-voip '{"aps":{},"data":{"cp":"${cp}","caller":"${data.callerDisplayName}"}}';
+        acs_notify_template ChatMessageReceived fcmv1 '{"message":{"data":{"text":"${data.messageBody}","id":"${id}"}}}';
+    }
+--- no_error_log
+[emerg]
