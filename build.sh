@@ -3,6 +3,7 @@
 #
 #   ./build.sh [build]   install missing Debian packages (as root), build objs/*.so
 #   ./build.sh run       build, then run nginx in the foreground on 127.0.0.1:8080
+#                        with a local registry and a Notification Hubs stand-in
 #   ./build.sh test      build, then run the whole test suite (prove -j2 -r t)
 #   ./build.sh valgrind  the suite with nginx under valgrind memcheck
 #   ./build.sh deps      only install the Debian packages
@@ -125,29 +126,55 @@ build() {
 
 run() {
     build
-    local dir="$BUILD/run" secret
-    mkdir -p "$dir/logs" "$dir/conf" "$dir/tmp"
-    secret=$(cat "$dir/conf/eg-secret" 2>/dev/null || true)
-    if [ -z "$secret" ]; then
-        secret=$(openssl rand -hex 16)
-        echo "$secret" >"$dir/conf/eg-secret"
-    fi
+    local dir="$BUILD/run" secret key nhport nhpid bob
+    mkdir -p "$dir/logs" "$dir/conf" "$dir/tmp" "$dir/nh"
+    [ -s "$dir/conf/eg-secret" ] || openssl rand -hex 16 >"$dir/conf/eg-secret"
+    [ -s "$dir/conf/access.key" ] || openssl rand -base64 32 >"$dir/conf/access.key"
+    secret=$(cat "$dir/conf/eg-secret")
+    key=$(cat "$dir/conf/access.key")
+
+    # the Notification Hubs stand-in, in the background
+    nhport=${NH_PORT:-8443}
+    perl "$ROOT/t/lib/fake-nh" --dir "$dir/nh" --port "$nhport" \
+        --hub acs-push >"$dir/logs/fake-nh.out" 2>&1 &
+    nhpid=$!
+    trap 'kill $nhpid 2>/dev/null' EXIT
+    for _ in $(seq 1 100); do
+        grep -q '^connection string:' "$dir/logs/fake-nh.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    sed -n 's/^connection string: //p' "$dir/logs/fake-nh.out" >"$dir/conf/nh.conn"
+    [ -s "$dir/conf/nh.conn" ] || { cat "$dir/logs/fake-nh.out" >&2; exit 1; }
+
     sed -e "s|@MODULE@|$ROOT/objs/$MODULE.so|g" \
-        -e "s|@RUN@|$dir|g" \
+        -e "s|@RUN@|$dir|g" -e "s|@NHPORT@|$nhport|g" \
         "$ROOT/docs/run.conf" >"$dir/conf/nginx.conf"
     "$NGINX_BIN" -p "$dir" -c "$dir/conf/nginx.conf" -t -q
+
+    bob='8%3Aacs%3A109f0644-b956-4cd9-87b1-71024f6e2f44_00000008-578d-7d05-83fe-084822000f6d'
     cat <<EOF
 
-nginx with $MODULE is starting on http://127.0.0.1:8080 (Ctrl-C stops it).
-A validation handshake, as Event Grid sends it:
+nginx with $MODULE runs on http://127.0.0.1:8080 (Ctrl-C stops it), with a
+local registry and a Notification Hubs stand-in on 127.0.0.1:$nhport as its hub.
 
-  curl -i -H 'aeg-event-type: SubscriptionValidation' \\
-       -H 'Content-Type: application/json' \\
-       --data-binary @$ROOT/t/data/events/eg-validation.json \\
-       'http://127.0.0.1:8080/eventgrid?code=$secret'
+1. Register Bob's phone (a request signed like ACS's own REST calls):
+
+  $ROOT/tools/acs-curl '$key' PUT \\
+      'http://127.0.0.1:8080/acs/users/$bob/devices/demo-phone' \\
+      '{"platform":"fcmv1","handle":"demo-fcm-token"}'
+
+2. Deliver a chat message for Bob, as Event Grid does:
+
+  curl -i -H 'aeg-event-type: Notification' -H 'Content-Type: application/json' \\
+      --data-binary @$ROOT/t/data/events/eg-chat-message-received.json \\
+      'http://127.0.0.1:8080/eventgrid?code=$secret'
+
+3. See the push the stand-in received:
+
+  tail -n 1 $dir/nh/journal.jsonl
 
 EOF
-    exec "$NGINX_BIN" -p "$dir" -c "$dir/conf/nginx.conf" -g 'daemon off;'
+    "$NGINX_BIN" -p "$dir" -c "$dir/conf/nginx.conf" -g 'daemon off;'
 }
 
 tests() {
