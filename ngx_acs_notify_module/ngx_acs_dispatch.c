@@ -32,6 +32,7 @@
 #include "ngx_acs_curl.h"
 #include "ngx_acs_dedup.h"
 #include "ngx_acs_dispatch.h"
+#include "ngx_acs_stats.h"
 
 
 #define NGX_ACS_BACKOFF_BASE     250     /* ms */
@@ -59,6 +60,8 @@ typedef struct {
     ngx_str_t                   event_id;
     ngx_str_t                   raw_id;
     ngx_str_t                   handle;
+    ngx_uint_t                  platform;
+    ngx_msec_t                  attempt_start;
     u_char                      dedup_key[NGX_ACS_DEDUP_KEY_LEN];
     ngx_uint_t                  attempt;
     ngx_uint_t                  renewed;       /* unsigned:1 */
@@ -78,6 +81,7 @@ struct ngx_acs_batch_s {
     ngx_uint_t                  sent;
     ngx_uint_t                  failed;
     ngx_msec_t                  deadline;      /* ngx_current_msec based */
+    ngx_msec_t                  received;      /* when the delivery came */
     ngx_event_t                 timer;
     ngx_connection_t            dummy;         /* timer's data, see curl */
     ngx_acs_registry_t         *registry;
@@ -116,7 +120,8 @@ ngx_acs_dispatch_init_process(ngx_cycle_t *cycle)
 ngx_int_t
 ngx_acs_dispatch(ngx_http_request_t *r, ngx_array_t *events)
 {
-    ngx_uint_t                        i;
+    ngx_int_t                         rc;
+    ngx_uint_t                        i, n;
     ngx_pool_t                       *pool;
     ngx_array_t                       jobs;
     ngx_acs_job_t                    *job;
@@ -157,11 +162,22 @@ ngx_acs_dispatch(ngx_http_request_t *r, ngx_array_t *events)
     batch->dedup = amcf->dedup;
     batch->log = ngx_cycle->log;
     batch->deadline = ngx_current_msec + ancf->dispatch_timeout;
+    batch->received = r->start_msec;
 
     ev = events->elts;
 
     for (i = 0; i < events->nelts; i++) {
-        if (ngx_acs_dispatch_event(r, batch, &jobs, &ev[i]) != NGX_OK) {
+        rc = ngx_acs_dispatch_event(r, batch, &jobs, &ev[i]);
+
+        if (rc == NGX_DECLINED) {
+            /* the registry failed (logged at crit): Event Grid retries */
+            ngx_destroy_pool(pool);
+            ngx_str_set(&ctx->result, "unavailable:registry");
+            return ngx_acs_dispatch_answer(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           0);
+        }
+
+        if (rc != NGX_OK) {
             ngx_destroy_pool(pool);
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -173,9 +189,13 @@ ngx_acs_dispatch(ngx_http_request_t *r, ngx_array_t *events)
         return ngx_acs_dispatch_answer(r, NGX_HTTP_OK, 0);
     }
 
-    /* back-pressure: all of the batch, or none of it */
+    /*
+     * back-pressure: all of the batch, or none of it; a batch larger than
+     * the whole queue goes alone, so that it can succeed at all
+     */
 
-    if (ngx_acs_inflight + jobs.nelts > amcf->queue_size) {
+    if (ngx_acs_inflight && ngx_acs_inflight + jobs.nelts > amcf->queue_size)
+    {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "acs_notify: queue full (%ui pushes in flight, %ui "
                       "more asked), delivery refused with 503",
@@ -188,6 +208,7 @@ ngx_acs_dispatch(ngx_http_request_t *r, ngx_array_t *events)
     batch->jobs = jobs.elts;
     batch->njobs = jobs.nelts;
     ngx_acs_inflight += jobs.nelts;
+    ngx_acs_stats_queue(jobs.nelts);
 
     /* one more, held while the jobs start: none may free the batch yet */
     batch->pending = jobs.nelts + 1;
@@ -214,10 +235,18 @@ ngx_acs_dispatch(ngx_http_request_t *r, ngx_array_t *events)
 
     if (--batch->pending == 0) {
         /* every job is final already (a deadline shorter than a backoff) */
-        ngx_str_set(&ctx->result, "dispatched");
-        i = batch->failed ? NGX_HTTP_SERVICE_UNAVAILABLE : NGX_HTTP_OK;
+        if (batch->failed) {
+            ngx_str_set(&ctx->result, "unavailable:dispatch");
+            i = NGX_HTTP_SERVICE_UNAVAILABLE;
+
+        } else {
+            ngx_str_set(&ctx->result, "dispatched");
+            i = NGX_HTTP_OK;
+        }
+
+        n = batch->sent;
         ngx_acs_batch_release(batch);
-        return ngx_acs_dispatch_answer(r, i, 0);
+        return ngx_acs_dispatch_answer(r, i, n);
     }
 
     if (ancf->ack == NGX_ACS_ACK_ACCEPTED) {
@@ -294,7 +323,7 @@ ngx_acs_dispatch_event(ngx_http_request_t *r, ngx_acs_batch_t *batch,
                               r->connection->log, &devices)
         != NGX_OK)
     {
-        return NGX_ERROR;
+        return NGX_DECLINED;
     }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -326,6 +355,7 @@ ngx_acs_dispatch_event(ngx_http_request_t *r, ngx_acs_batch_t *batch,
         if (batch->dedup && ngx_acs_dedup_seen(batch->dedup, key) == NGX_OK)
         {
             ctx->duplicates++;
+            ngx_acs_stats_push(dev[i].platform, NGX_ACS_OUT_DUPLICATE);
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "acs_notify: event \"%V\" already pushed to device "
                           "\"%V\", skipped", &ev->id, &dev[i].device_id);
@@ -340,6 +370,19 @@ ngx_acs_dispatch_event(ngx_http_request_t *r, ngx_acs_batch_t *batch,
         }
 
         if (rc == NGX_DECLINED) {
+            /* VoIP devices get nothing but calls, by design; else: why */
+
+            if (dev[i].platform != NGX_ACS_PLATFORM_APNS_VOIP
+                || route.intent == NGX_ACS_INTENT_INCOMING_CALL)
+            {
+                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                              "acs_notify: no push of event \"%V\" for "
+                              "device \"%V\" (%V): the payload does not fit "
+                              "the platform's limit or the registration "
+                              "lacks its keys", &ev->id, &dev[i].device_id,
+                              ngx_acs_platform_name(dev[i].platform));
+            }
+
             continue;
         }
 
@@ -355,6 +398,7 @@ ngx_acs_dispatch_event(ngx_http_request_t *r, ngx_acs_batch_t *batch,
         job->event_id = ev->id;
         job->raw_id = route.recipient;
         job->handle = dev[i].handle;
+        job->platform = dev[i].platform;
         ngx_memcpy(job->dedup_key, key, NGX_ACS_DEDUP_KEY_LEN);
     }
 
@@ -388,12 +432,15 @@ ngx_acs_job_start(ngx_acs_job_t *job)
 
     job->state = NGX_ACS_JOB_RUNNING;
     job->attempt++;
+    job->attempt_start = ngx_current_msec;
 
     if (ngx_acs_curl_submit(h, job->batch->log) != NGX_OK) {
         curl_slist_free_all(h->headers);
         h->headers = NULL;
         return NGX_ERROR;
     }
+
+    ngx_acs_stats_in_flight(1);
 
     return NGX_OK;
 }
@@ -427,7 +474,7 @@ ngx_acs_job_headers(ngx_acs_job_t *job)
     ngx_acs_add("Content-Type: %V", &push->content_type);
     ngx_acs_add("ServiceBusNotification-Format: %V", &push->format);
     ngx_acs_add("ServiceBusNotification-DeviceHandle: %V", &job->handle);
-    ngx_acs_add("x-ms-version: %s", "2020-06");
+    ngx_acs_add("x-ms-version: %V", &job->hub->api_version);
 
     for (i = 0; i < push->nheaders; i++) {
         ngx_acs_add("%V: %V", &push->headers[i].name,
@@ -454,6 +501,11 @@ ngx_acs_job_done(ngx_acs_http_t *h)
 
     log = job->batch->log;
     status = h->status;
+
+    ngx_acs_stats_in_flight(-1);
+    ngx_acs_stats_hub_answer(job->hub->index,
+                             (h->result == CURLE_OK) ? status : 0,
+                             ngx_current_msec - job->attempt_start);
 
     tracking.data = h->tracking_id;
     tracking.len = h->tracking_id_len;
@@ -485,7 +537,7 @@ ngx_acs_job_done(ngx_acs_http_t *h)
     case 410:
         ngx_log_error(NGX_LOG_INFO, log, 0,
                       "acs_notify: Notification Hubs reports device handle "
-                      "%*s... of \"%V\" gone, removed", 
+                      "%*s... of \"%V\" gone, removed",
                       ngx_min(job->handle.len, 8), job->handle.data,
                       &job->raw_id);
 
@@ -510,27 +562,25 @@ ngx_acs_job_done(ngx_acs_http_t *h)
     case 403:
         if (h->retry_after) {
             /* the quota answer of older API versions */
-            ngx_acs_job_retry(job, h->retry_after * 1000, "403 quota");
+            ngx_acs_job_retry(job, h->retry_after * 1000, "HTTP 403 quota");
             return;
         }
 
         break;
 
     case 429:
-        ngx_acs_job_retry(job, h->retry_after * 1000, "429 throttled");
+        ngx_acs_job_retry(job, h->retry_after * 1000, "HTTP 429 throttled");
         return;
 
     case 408:
-    case 500:
-    case 502:
-    case 503:
-    case 504:
-        ngx_acs_job_retry(job, 0, status == 408 ? "408" : "5xx");
+        ngx_acs_job_retry(job, 0, "HTTP 408");
         return;
 
     default:
         if (status >= 500) {
-            ngx_acs_job_retry(job, 0, "5xx");
+            ngx_snprintf((u_char *) h->error, CURL_ERROR_SIZE - 1,
+                         "HTTP %l%Z", status);
+            ngx_acs_job_retry(job, 0, h->error);
             return;
         }
     }
@@ -545,10 +595,10 @@ ngx_acs_job_done(ngx_acs_http_t *h)
 
     ngx_log_error(NGX_LOG_ERR, log, 0,
                   "acs_notify: Notification Hubs \"%V\" rejected the push of "
-                  "event \"%V\" to %*s...: %l, TrackingId: %V, %V",
+                  "event \"%V\" to %*s...: %l, TrackingId: %V%s%V",
                   &job->hub->name, &job->event_id,
                   ngx_min(job->handle.len, 8), job->handle.data, status,
-                  &tracking, &detail);
+                  &tracking, detail.len ? ", " : "", &detail);
 
     ngx_acs_job_final(job, NGX_ACS_JOB_REJECTED);
 }
@@ -583,6 +633,8 @@ ngx_acs_job_retry(ngx_acs_job_t *job, ngx_msec_t delay, const char *why)
         ngx_acs_job_final(job, NGX_ACS_JOB_FAILED);
         return;
     }
+
+    ngx_acs_stats_retry();
 
     if (why) {
         ngx_log_error(NGX_LOG_INFO, batch->log, 0,
@@ -639,8 +691,16 @@ ngx_acs_job_final(ngx_acs_job_t *job, ngx_acs_job_state_e state)
     job->state = state;
     batch->pending--;
     ngx_acs_inflight--;
+    ngx_acs_stats_queue(-1);
+
+    ngx_acs_stats_push(job->platform,
+                       (state == NGX_ACS_JOB_SENT) ? NGX_ACS_OUT_SENT
+                       : (state == NGX_ACS_JOB_GONE) ? NGX_ACS_OUT_GONE
+                       : (state == NGX_ACS_JOB_REJECTED) ? NGX_ACS_OUT_REJECTED
+                       : NGX_ACS_OUT_FAILED);
 
     if (state == NGX_ACS_JOB_SENT) {
+        ngx_acs_stats_delivery_time(ngx_current_msec - batch->received);
         batch->sent++;
 
     } else if (state == NGX_ACS_JOB_FAILED) {

@@ -51,6 +51,25 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
         if (ngx_strncmp(args[i].data, "api_version=", 12) == 0) {
             hub->api_version.data = args[i].data + 12;
             hub->api_version.len = args[i].len - 12;
+
+            for (p = hub->api_version.data;
+                 p < hub->api_version.data + hub->api_version.len;
+                 p++)
+            {
+                if (!(isdigit(*p) || *p == '-')) {
+                    break;
+                }
+            }
+
+            if (hub->api_version.len < 7 || hub->api_version.len > 10
+                || p != hub->api_version.data + hub->api_version.len)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "acs_notify_hub \"%V\": api_version must "
+                                   "look like 2020-06", &hub->name);
+                return NGX_CONF_ERROR;
+            }
+
             continue;
         }
 
@@ -58,13 +77,20 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
             v.data = args[i].data + 11;
             v.len = args[i].len - 11;
 
-            p = ngx_strlchr(v.data, v.data + v.len, ':');
-            if (p == NULL || p == v.data
-                || ngx_atoi(p + 1, v.data + v.len - p - 1) == NGX_ERROR)
-            {
+            /* the port follows the last ":", IPv6 hosts are in brackets */
+
+            for (p = v.data + v.len; p > v.data && p[-1] != ':'; p--) {
+                /* void */
+            }
+
+            n = (p > v.data + 1) ? ngx_atoi(p, v.data + v.len - p)
+                                 : NGX_ERROR;
+
+            if (n < 1 || n > 65535) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "acs_notify_hub \"%V\": connect_to must "
-                                   "be HOST:PORT", &hub->name);
+                                   "be HOST:PORT or [IPV6]:PORT",
+                                   &hub->name);
                 return NGX_CONF_ERROR;
             }
 

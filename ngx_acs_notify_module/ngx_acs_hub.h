@@ -21,6 +21,7 @@
 
 typedef struct {
     ngx_str_t                   name;          /* acs_notify_hub NAME */
+    ngx_uint_t                  index;         /* in the http block's list */
     ngx_str_t                   host;          /* {ns}.servicebus.windows.net */
     ngx_str_t                   hub;
     ngx_str_t                   key_name;

@@ -50,6 +50,7 @@ typedef struct {
     ngx_acs_render_conf_t       render;
 
     ngx_flag_t                  registrations;
+    ngx_flag_t                  status;
     ngx_array_t                *hmac_keys;  /* of ngx_str_t, decoded */
 
     ngx_http_complex_value_t   *secret;     /* what the sender presents */
@@ -72,6 +73,7 @@ typedef enum {
 
 typedef struct {
     ngx_uint_t                  aeg_type;   /* ngx_acs_aeg_type_e */
+    ngx_uint_t                  registration;   /* unsigned:1 */
     ngx_uint_t                  tokenless;  /* unsigned:1 */
 
     ngx_uint_t                  events;

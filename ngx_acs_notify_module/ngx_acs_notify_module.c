@@ -15,6 +15,7 @@
 #include "ngx_acs_registrations.h"
 #include "ngx_acs_dispatch.h"
 #include "ngx_acs_curl.h"
+#include "ngx_acs_stats.h"
 
 
 #define NGX_ACS_CONF_FILE_MAX   65536
@@ -42,6 +43,10 @@ static char *ngx_http_acs_notify_dedup(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_acs_notify_template(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_acs_notify_init_main_conf(ngx_conf_t *cf, void *conf);
+static ngx_int_t ngx_http_acs_notify_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_acs_notify_log_handler(ngx_http_request_t *r);
+static char *ngx_http_acs_notify_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_acs_hub_t *ngx_http_acs_notify_find_hub(ngx_conf_t *cf,
     ngx_http_acs_notify_main_conf_t *amcf, ngx_str_t *name);
 static void *ngx_http_acs_notify_create_loc_conf(ngx_conf_t *cf);
@@ -182,6 +187,13 @@ static ngx_command_t  ngx_http_acs_notify_commands[] = {
       0,
       NULL },
 
+    { ngx_string("acs_notify_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_acs_notify_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("acs_notify_hmac_key"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_acs_notify_hmac_key,
@@ -202,7 +214,7 @@ static ngx_command_t  ngx_http_acs_notify_commands[] = {
 
 static ngx_http_module_t  ngx_http_acs_notify_module_ctx = {
     ngx_http_acs_notify_add_variables,     /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_acs_notify_init,              /* postconfiguration */
 
     ngx_http_acs_notify_create_main_conf,  /* create main configuration */
     ngx_http_acs_notify_init_main_conf,    /* init main configuration */
@@ -380,6 +392,10 @@ ngx_http_acs_notify_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_uint_value(amcf->queue_size, 10000);
 
+    if (ngx_acs_stats_init_conf(cf, amcf->hubs.nelts) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     /* pushes are de-duplicated by default: 8m, 24h */
 
     if (amcf->hubs.nelts && amcf->dedup == NULL) {
@@ -545,6 +561,50 @@ ngx_http_acs_notify_exit_process(ngx_cycle_t *cycle)
 }
 
 
+static ngx_int_t
+ngx_http_acs_notify_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_acs_notify_log_handler;
+
+    return NGX_OK;
+}
+
+
+/* every request of the module's locations is counted once, when it ends */
+
+static ngx_int_t
+ngx_http_acs_notify_log_handler(ngx_http_request_t *r)
+{
+    ngx_str_t                   other = ngx_string("other");
+    ngx_http_acs_notify_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
+
+    if (ctx == NULL || r != r->main) {
+        return NGX_OK;
+    }
+
+    if (ctx->registration) {
+        ngx_acs_stats_registration(r->method, r->headers_out.status);
+        return NGX_OK;
+    }
+
+    ngx_acs_stats_request(ctx->result.len ? &ctx->result : &other);
+
+    return NGX_OK;
+}
+
+
 static void *
 ngx_http_acs_notify_create_loc_conf(ngx_conf_t *cf)
 {
@@ -597,10 +657,10 @@ ngx_http_acs_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_acs_notify_module);
 
-    if (conf->dispatch_timeout >= 30000) {
+    if (conf->dispatch_timeout >= 30000 || conf->dispatch_timeout < 1000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "acs_notify_dispatch_timeout must stay under "
-                           "Event Grid's 30s");
+                           "acs_notify_dispatch_timeout must be from 1s and "
+                           "stay under Event Grid's 30s");
         return NGX_CONF_ERROR;
     }
 
@@ -628,6 +688,14 @@ ngx_http_acs_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
             if (conf->voip_hub == NULL) {
                 return NGX_CONF_ERROR;
             }
+        }
+
+        if (conf->hub && conf->hub->timeout >= conf->dispatch_timeout) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "the timeout of acs_notify_hub \"%V\" is not "
+                               "shorter than acs_notify_dispatch_timeout: a "
+                               "slow push cannot be retried in time",
+                               &conf->hub->name);
         }
 
         if (conf->hub && amcf->registry == NULL) {
@@ -752,6 +820,7 @@ ngx_http_acs_notify_hub(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_memzero(hub, sizeof(ngx_acs_hub_t));
     hub->name = value[1];
+    hub->index = amcf->hubs.nelts - 1;
 
     return ngx_acs_hub_create(cf, &value[2], cf->args->nelts - 2, hub);
 }
@@ -861,6 +930,26 @@ ngx_http_acs_notify_template(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     return ngx_acs_template_add(cf, &ancf->render.templates, &value[1],
                                 &value[2], &value[3]);
+}
+
+
+static char *
+ngx_http_acs_notify_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_acs_notify_loc_conf_t *ancf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (ancf->status) {
+        return "is duplicate";
+    }
+
+    ancf->status = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_acs_stats_handler;
+
+    return NGX_CONF_OK;
 }
 
 
@@ -1298,7 +1387,7 @@ ngx_acs_send(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.status = status;
     r->headers_out.content_length_n = body ? (off_t) body->len : 0;
 
-    if (body) {
+    if (body && r->headers_out.content_type.len == 0) {
         ngx_str_set(&r->headers_out.content_type, "application/json");
         r->headers_out.content_type_len = r->headers_out.content_type.len;
     }

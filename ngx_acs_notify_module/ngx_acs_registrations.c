@@ -89,6 +89,7 @@ ngx_acs_registrations_handler(ngx_http_request_t *r)
     }
 
     ctx->data = rq;
+    ctx->registration = 1;
 
     rc = ngx_acs_reg_route(r, rq);
 

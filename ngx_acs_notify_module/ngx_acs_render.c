@@ -1987,7 +1987,7 @@ ngx_acs_template_check(ngx_conf_t *cf, ngx_acs_template_t *tpl,
             /* void */
         }
 
-        if (*p != '<') {
+        if (ngx_strncmp(p, "<toast", 6) != 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "acs_notify_template %V %V: the payload must "
                                "be toast XML, starting with \"<toast\"",

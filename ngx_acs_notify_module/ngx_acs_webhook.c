@@ -19,6 +19,7 @@
 #include "ngx_acs_event.h"
 #include "ngx_acs_webhook.h"
 #include "ngx_acs_dispatch.h"
+#include "ngx_acs_stats.h"
 
 
 #define NGX_ACS_READ_CHUNK  65536
@@ -586,6 +587,10 @@ ngx_acs_webhook_events(ngx_http_request_t *r,
     ev = events->elts;
     ctx->events = events->nelts;
     ctx->event_id = ev[0].id;
+
+    for (i = 0; i < events->nelts; i++) {
+        ngx_acs_stats_event(&ev[i].type);
+    }
 
     /* a handshake arrives alone, under its own aeg-event-type */
 

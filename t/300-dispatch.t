@@ -239,9 +239,21 @@ $srv->stop;
 conf(http => 'acs_notify_queue 1;');
 $srv->start;
 ($st, $h) = deliver('/eg', $chat =~ s/02272459-badb/82272459-badb/r);
-is($st, 503, 'more pushes than the queue holds: 503');
+is($st, 200, 'a batch larger than the queue goes alone when the worker is idle');
+
+$nh->set_rules([{ prefix => $APNS_BOB, status => 201, delay_ms => 1500, times => 100 }]);
+my $busy = fork // die;
+if ($busy == 0) {
+    deliver('/eg', $chat =~ s/02272459-badb/83272459-badb/r);
+    POSIX::_exit(0);
+}
+sleep 0.4;
+($st, $h) = deliver('/eg', $chat =~ s/02272459-badb/84272459-badb/r);
+is($st, 503, 'pushes that do not fit beside those in flight: 503');
 is($h->{'retry-after'}, '10', '... with Retry-After');
 like($srv->new_log, qr/queue full/, 'logged');
+waitpid $busy, 0;
+$nh->set_rules([]);
 $srv->stop;
 
 # --- reload while pushes are in flight: each completes once

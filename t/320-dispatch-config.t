@@ -207,7 +207,7 @@ acs_notify_eventgrid without acs_notify_hub: events are checked and acknowledged
     location = /eg { acs_notify_eventgrid; acs_notify_dispatch_timeout 30s; }
 --- must_die
 --- error_log
-acs_notify_dispatch_timeout must stay under Event Grid's 30s
+acs_notify_dispatch_timeout must be from 1s and stay under Event Grid's 30s
 
 
 

@@ -1,0 +1,779 @@
+
+/*
+ * Copyright (C) ngx_acs_notify_module authors
+ *
+ * One block of ngx_atomic_t in a shared zone; every worker adds to it with
+ * ngx_atomic_fetch_add(), the status handler reads it.  The zone keeps its
+ * counters across reloads while the number of hubs stays the same (its
+ * size depends on it).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <yajl/yajl_gen.h>
+
+#include "ngx_acs_notify.h"
+#include "ngx_acs_stats.h"
+
+
+#define NGX_ACS_HIST_BUCKETS   12
+
+
+typedef enum {
+    NGX_ACS_HUB_2XX = 0,
+    NGX_ACS_HUB_400,
+    NGX_ACS_HUB_401,
+    NGX_ACS_HUB_403,
+    NGX_ACS_HUB_404,
+    NGX_ACS_HUB_410,
+    NGX_ACS_HUB_413,
+    NGX_ACS_HUB_429,
+    NGX_ACS_HUB_4XX,
+    NGX_ACS_HUB_5XX,
+    NGX_ACS_HUB_ERROR,
+    NGX_ACS_HUB_MAX
+} ngx_acs_hub_class_e;
+
+
+typedef struct {
+    ngx_atomic_t                buckets[NGX_ACS_HIST_BUCKETS + 1];
+    ngx_atomic_t                sum;
+    ngx_atomic_t                count;
+} ngx_acs_hist_t;
+
+
+/* the names, in the order of the counters */
+
+static char  *ngx_acs_results[] = {
+    "validated", "deleted", "options", "dispatched", "accepted", "checked",
+    "unavailable:dispatch", "unavailable:queue_full", "unavailable:shutdown",
+    "rejected:method", "rejected:secret", "rejected:token",
+    "rejected:subscription", "rejected:content_type",
+    "rejected:aeg_event_type", "rejected:json", "rejected:too_large",
+    "rejected:schema", "rejected:topic", "rejected:origin", "other"
+};
+
+#define NGX_ACS_RESULTS  (sizeof(ngx_acs_results) / sizeof(char *))
+
+
+static char  *ngx_acs_event_types[] = {
+    "ChatMessageReceived", "ChatMessageReceivedInThread",
+    "ChatMessageEdited", "ChatMessageEditedInThread",
+    "ChatMessageDeleted", "ChatMessageDeletedInThread",
+    "ChatThreadCreatedWithUser", "ChatThreadCreated",
+    "ChatThreadWithUserDeleted", "ChatThreadDeleted",
+    "ChatThreadPropertiesUpdatedPerUser", "ChatThreadPropertiesUpdated",
+    "ChatParticipantAddedToThreadWithUser",
+    "ChatParticipantRemovedFromThreadWithUser",
+    "ChatThreadParticipantAdded", "ChatThreadParticipantRemoved",
+    "IncomingCall", "CallStarted", "CallEnded", "CallParticipantAdded",
+    "CallParticipantRemoved", "SMSReceived", "SMSDeliveryReportReceived",
+    "SubscriptionValidationEvent", "SubscriptionDeletedEvent", "other"
+};
+
+#define NGX_ACS_EVENT_TYPES  (sizeof(ngx_acs_event_types) / sizeof(char *))
+
+
+static char  *ngx_acs_platforms[] = {
+    "unknown", "apns", "apns-voip", "fcmv1", "wns", "browser"
+};
+
+#define NGX_ACS_PLATFORMS  (sizeof(ngx_acs_platforms) / sizeof(char *))
+
+
+static char  *ngx_acs_outcomes[] = {
+    "sent", "gone", "rejected", "failed", "duplicate"
+};
+
+
+static char  *ngx_acs_hub_classes[] = {
+    "2xx", "400", "401", "403", "404", "410", "413", "429", "4xx", "5xx",
+    "error"
+};
+
+
+static char  *ngx_acs_methods[] = { "PUT", "GET", "DELETE", "other" };
+static char  *ngx_acs_classes[] = { "2xx", "4xx", "5xx" };
+
+
+/* milliseconds */
+static ngx_msec_t  ngx_acs_bounds[NGX_ACS_HIST_BUCKETS] = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000
+};
+
+
+typedef struct {
+    ngx_atomic_t                requests[NGX_ACS_RESULTS];
+    ngx_atomic_t                events[NGX_ACS_EVENT_TYPES];
+    ngx_atomic_t                pushes[NGX_ACS_PLATFORMS][NGX_ACS_OUT_MAX];
+    ngx_atomic_t                registrations[4][3];
+    ngx_atomic_t                retries;
+    ngx_atomic_t                queue;
+    ngx_atomic_t                in_flight;
+    ngx_acs_hist_t              delivery;
+    ngx_acs_hist_t              hub_time;
+    ngx_atomic_t                hubs[1][NGX_ACS_HUB_MAX];   /* nhubs rows */
+} ngx_acs_stats_t;
+
+
+typedef struct {
+    ngx_acs_stats_t            *stats;
+    ngx_uint_t                  nhubs;
+} ngx_acs_stats_zone_t;
+
+
+static ngx_int_t ngx_acs_stats_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static void ngx_acs_hist_add(ngx_acs_hist_t *h, ngx_msec_t ms);
+static ngx_int_t ngx_acs_stats_json(ngx_http_request_t *r, ngx_str_t *out);
+static ngx_int_t ngx_acs_stats_prometheus(ngx_http_request_t *r,
+    ngx_str_t *out);
+static void ngx_acs_json_hist(yajl_gen g, const char *name,
+    ngx_acs_hist_t *h);
+static u_char *ngx_acs_prom_hist(u_char *p, const char *name,
+    const char *help, ngx_acs_hist_t *h);
+static size_t ngx_acs_registry_size(ngx_http_request_t *r);
+
+
+static ngx_acs_stats_t  *ngx_acs_stats;
+static ngx_uint_t        ngx_acs_stats_nhubs;
+static ngx_str_t         ngx_acs_stats_zone_name =
+    ngx_string("acs_notify_stats");
+
+
+ngx_int_t
+ngx_acs_stats_init_conf(ngx_conf_t *cf, ngx_uint_t nhubs)
+{
+    size_t                 size;
+    ngx_shm_zone_t        *shm_zone;
+    ngx_acs_stats_zone_t  *z;
+
+    z = ngx_pcalloc(cf->pool, sizeof(ngx_acs_stats_zone_t));
+    if (z == NULL) {
+        return NGX_ERROR;
+    }
+
+    z->nhubs = nhubs;
+
+    size = sizeof(ngx_acs_stats_t)
+           + ngx_max(nhubs, 1) * sizeof(ngx_atomic_t) * NGX_ACS_HUB_MAX;
+    size = ngx_align(size, ngx_pagesize) + 8 * ngx_pagesize;
+
+    shm_zone = ngx_shared_memory_add(cf, &ngx_acs_stats_zone_name, size,
+                                     &ngx_acs_stats_zone_name);
+    if (shm_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    shm_zone->init = ngx_acs_stats_init_zone;
+    shm_zone->data = z;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_acs_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_acs_stats_zone_t  *oz = data;
+
+    size_t                 size;
+    ngx_slab_pool_t       *shpool;
+    ngx_acs_stats_zone_t  *z;
+
+    z = shm_zone->data;
+
+    if (oz && oz->nhubs == z->nhubs) {
+        /* a reload: the counters go on */
+        z->stats = oz->stats;
+        goto done;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    size = sizeof(ngx_acs_stats_t)
+           + ngx_max(z->nhubs, 1) * sizeof(ngx_atomic_t) * NGX_ACS_HUB_MAX;
+
+    z->stats = ngx_slab_calloc(shpool, size);
+    if (z->stats == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = z->stats;
+
+done:
+
+    ngx_acs_stats = z->stats;
+    ngx_acs_stats_nhubs = z->nhubs;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_acs_stats_request(ngx_str_t *result)
+{
+    ngx_uint_t  i;
+
+    if (ngx_acs_stats == NULL || result->len == 0) {
+        return;
+    }
+
+    for (i = 0; i < NGX_ACS_RESULTS - 1; i++) {
+        if (ngx_strlen(ngx_acs_results[i]) == result->len
+            && ngx_strncmp(ngx_acs_results[i], result->data, result->len)
+               == 0)
+        {
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&ngx_acs_stats->requests[i], 1);
+}
+
+
+void
+ngx_acs_stats_event(ngx_str_t *type)
+{
+    u_char      *p;
+    size_t       len;
+    ngx_uint_t   i;
+
+    if (ngx_acs_stats == NULL) {
+        return;
+    }
+
+    /* "Microsoft.Communication.X" and "Microsoft.EventGrid.X": X */
+
+    p = type->data;
+    len = type->len;
+
+    for (i = len; i > 0; i--) {
+        if (p[i - 1] == '.') {
+            break;
+        }
+    }
+
+    p += i;
+    len -= i;
+
+    for (i = 0; i < NGX_ACS_EVENT_TYPES - 1; i++) {
+        if (ngx_strlen(ngx_acs_event_types[i]) == len
+            && ngx_strncasecmp((u_char *) ngx_acs_event_types[i], p, len)
+               == 0)
+        {
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&ngx_acs_stats->events[i], 1);
+}
+
+
+void
+ngx_acs_stats_registration(ngx_uint_t method, ngx_uint_t status)
+{
+    ngx_uint_t  m, c;
+
+    if (ngx_acs_stats == NULL) {
+        return;
+    }
+
+    m = (method == NGX_HTTP_PUT) ? 0
+        : (method == NGX_HTTP_GET) ? 1
+        : (method == NGX_HTTP_DELETE) ? 2 : 3;
+
+    c = (status < 300) ? 0 : (status < 500) ? 1 : 2;
+
+    (void) ngx_atomic_fetch_add(&ngx_acs_stats->registrations[m][c], 1);
+}
+
+
+void
+ngx_acs_stats_push(ngx_uint_t platform, ngx_acs_outcome_e outcome)
+{
+    if (ngx_acs_stats == NULL) {
+        return;
+    }
+
+    if (platform >= NGX_ACS_PLATFORMS) {
+        platform = 0;
+    }
+
+    (void) ngx_atomic_fetch_add(&ngx_acs_stats->pushes[platform][outcome], 1);
+}
+
+
+void
+ngx_acs_stats_delivery_time(ngx_msec_t ms)
+{
+    if (ngx_acs_stats) {
+        ngx_acs_hist_add(&ngx_acs_stats->delivery, ms);
+    }
+}
+
+
+void
+ngx_acs_stats_hub_answer(ngx_uint_t hub, long status, ngx_msec_t ms)
+{
+    ngx_uint_t  c;
+
+    if (ngx_acs_stats == NULL || hub >= ngx_acs_stats_nhubs) {
+        return;
+    }
+
+    switch (status) {
+    case 0:   c = NGX_ACS_HUB_ERROR; break;
+    case 400: c = NGX_ACS_HUB_400; break;
+    case 401: c = NGX_ACS_HUB_401; break;
+    case 403: c = NGX_ACS_HUB_403; break;
+    case 404: c = NGX_ACS_HUB_404; break;
+    case 410: c = NGX_ACS_HUB_410; break;
+    case 413: c = NGX_ACS_HUB_413; break;
+    case 429: c = NGX_ACS_HUB_429; break;
+    default:
+        c = (status >= 200 && status < 300) ? NGX_ACS_HUB_2XX
+            : (status >= 500) ? NGX_ACS_HUB_5XX : NGX_ACS_HUB_4XX;
+    }
+
+    (void) ngx_atomic_fetch_add(&ngx_acs_stats->hubs[hub][c], 1);
+
+    if (status) {
+        ngx_acs_hist_add(&ngx_acs_stats->hub_time, ms);
+    }
+}
+
+
+void
+ngx_acs_stats_retry(void)
+{
+    if (ngx_acs_stats) {
+        (void) ngx_atomic_fetch_add(&ngx_acs_stats->retries, 1);
+    }
+}
+
+
+void
+ngx_acs_stats_queue(ngx_int_t delta)
+{
+    if (ngx_acs_stats) {
+        (void) ngx_atomic_fetch_add(&ngx_acs_stats->queue, delta);
+    }
+}
+
+
+void
+ngx_acs_stats_in_flight(ngx_int_t delta)
+{
+    if (ngx_acs_stats) {
+        (void) ngx_atomic_fetch_add(&ngx_acs_stats->in_flight, delta);
+    }
+}
+
+
+static void
+ngx_acs_hist_add(ngx_acs_hist_t *h, ngx_msec_t ms)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_ACS_HIST_BUCKETS; i++) {
+        if (ms <= ngx_acs_bounds[i]) {
+            break;
+        }
+    }
+
+    /* per bucket here; cumulative when printed */
+
+    (void) ngx_atomic_fetch_add(&h->buckets[i], 1);
+    (void) ngx_atomic_fetch_add(&h->sum, ms);
+    (void) ngx_atomic_fetch_add(&h->count, 1);
+}
+
+
+ngx_int_t
+ngx_acs_stats_handler(ngx_http_request_t *r)
+{
+    ngx_int_t   rc;
+    ngx_str_t   body, format;
+    ngx_uint_t  prometheus;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_acs_stats == NULL) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    prometheus = (ngx_http_arg(r, (u_char *) "format", 6, &format) == NGX_OK
+                  && format.len == 10
+                  && ngx_strncmp(format.data, "prometheus", 10) == 0);
+
+    rc = prometheus ? ngx_acs_stats_prometheus(r, &body)
+                    : ngx_acs_stats_json(r, &body);
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (prometheus) {
+        ngx_str_set(&r->headers_out.content_type,
+                    "text/plain; version=0.0.4; charset=utf-8");
+
+    } else {
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+    }
+
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = body.len;
+
+    return ngx_acs_send(r, NGX_HTTP_OK, &body);
+}
+
+
+static size_t
+ngx_acs_registry_size(ngx_http_request_t *r)
+{
+    size_t                            n;
+    ngx_http_acs_notify_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_acs_notify_module);
+
+    if (amcf->registry == NULL
+        || ngx_acs_registry_count(amcf->registry, r->connection->log, &n)
+           != NGX_OK)
+    {
+        return 0;
+    }
+
+    return n;
+}
+
+
+#define ngx_acs_gen_key(g, k)                                                 \
+    yajl_gen_string(g, (const u_char *) (k), ngx_strlen(k))
+
+#define ngx_acs_gen_num(g, k, v)                                              \
+    ngx_acs_gen_key(g, k);                                                    \
+    yajl_gen_integer(g, (long long) (v))
+
+
+static ngx_int_t
+ngx_acs_stats_json(ngx_http_request_t *r, ngx_str_t *out)
+{
+    size_t                            len;
+    yajl_gen                          g;
+    ngx_uint_t                        i, j;
+    ngx_acs_hub_t                    *hub;
+    ngx_acs_stats_t                  *s;
+    const u_char                     *buf;
+    ngx_http_acs_notify_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_acs_notify_module);
+    s = ngx_acs_stats;
+
+    g = yajl_gen_alloc(NULL);
+    if (g == NULL) {
+        return NGX_ERROR;
+    }
+
+    yajl_gen_map_open(g);
+
+    ngx_acs_gen_key(g, "requests");
+    yajl_gen_map_open(g);
+    for (i = 0; i < NGX_ACS_RESULTS; i++) {
+        ngx_acs_gen_num(g, ngx_acs_results[i], s->requests[i]);
+    }
+    yajl_gen_map_close(g);
+
+    ngx_acs_gen_key(g, "events");
+    yajl_gen_map_open(g);
+    for (i = 0; i < NGX_ACS_EVENT_TYPES; i++) {
+        ngx_acs_gen_num(g, ngx_acs_event_types[i], s->events[i]);
+    }
+    yajl_gen_map_close(g);
+
+    ngx_acs_gen_key(g, "pushes");
+    yajl_gen_map_open(g);
+    for (i = 1; i < NGX_ACS_PLATFORMS; i++) {
+        ngx_acs_gen_key(g, ngx_acs_platforms[i]);
+        yajl_gen_map_open(g);
+        for (j = 0; j < NGX_ACS_OUT_MAX; j++) {
+            ngx_acs_gen_num(g, ngx_acs_outcomes[j], s->pushes[i][j]);
+        }
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_map_close(g);
+
+    ngx_acs_gen_key(g, "hubs");
+    yajl_gen_map_open(g);
+    hub = amcf->hubs.elts;
+    for (i = 0; i < amcf->hubs.nelts && i < ngx_acs_stats_nhubs; i++) {
+        yajl_gen_string(g, hub[i].name.data, hub[i].name.len);
+        yajl_gen_map_open(g);
+        for (j = 0; j < NGX_ACS_HUB_MAX; j++) {
+            ngx_acs_gen_num(g, ngx_acs_hub_classes[j], s->hubs[i][j]);
+        }
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_map_close(g);
+
+    ngx_acs_gen_key(g, "registrations");
+    yajl_gen_map_open(g);
+    for (i = 0; i < 4; i++) {
+        ngx_acs_gen_key(g, ngx_acs_methods[i]);
+        yajl_gen_map_open(g);
+        for (j = 0; j < 3; j++) {
+            ngx_acs_gen_num(g, ngx_acs_classes[j], s->registrations[i][j]);
+        }
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_map_close(g);
+
+    ngx_acs_gen_num(g, "retries", s->retries);
+    ngx_acs_gen_num(g, "queue_depth", (ngx_atomic_int_t) s->queue);
+    ngx_acs_gen_num(g, "in_flight", (ngx_atomic_int_t) s->in_flight);
+    ngx_acs_gen_num(g, "registry_size", ngx_acs_registry_size(r));
+
+    j = 0;
+    for (i = 0; i < NGX_ACS_PLATFORMS; i++) {
+        j += s->pushes[i][NGX_ACS_OUT_DUPLICATE];
+    }
+    ngx_acs_gen_num(g, "dedup_hits", j);
+
+    ngx_acs_json_hist(g, "delivery_latency_ms", &s->delivery);
+    ngx_acs_json_hist(g, "hub_response_ms", &s->hub_time);
+
+    yajl_gen_map_close(g);
+
+    if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok) {
+        yajl_gen_free(g);
+        return NGX_ERROR;
+    }
+
+    out->data = ngx_pnalloc(r->pool, len);
+    if (out->data == NULL) {
+        yajl_gen_free(g);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->data, buf, len);
+    out->len = len;
+
+    yajl_gen_free(g);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_acs_json_hist(yajl_gen g, const char *name, ngx_acs_hist_t *h)
+{
+    u_char            key[NGX_INT_T_LEN + 1];
+    ngx_uint_t        i;
+    ngx_atomic_int_t  cum;
+
+    ngx_acs_gen_key(g, name);
+    yajl_gen_map_open(g);
+
+    ngx_acs_gen_key(g, "buckets");
+    yajl_gen_map_open(g);
+
+    cum = 0;
+    for (i = 0; i <= NGX_ACS_HIST_BUCKETS; i++) {
+        cum += h->buckets[i];
+
+        if (i < NGX_ACS_HIST_BUCKETS) {
+            *ngx_sprintf(key, "%M", ngx_acs_bounds[i]) = '\0';
+            ngx_acs_gen_num(g, (char *) key, cum);
+
+        } else {
+            ngx_acs_gen_num(g, "+Inf", cum);
+        }
+    }
+
+    yajl_gen_map_close(g);
+
+    /* the count is the buckets' total: consistent even while they move */
+    ngx_acs_gen_num(g, "sum", h->sum);
+    ngx_acs_gen_num(g, "count", cum);
+
+    yajl_gen_map_close(g);
+}
+
+
+/*
+ * The Prometheus text format 0.0.4: # HELP and # TYPE once per metric,
+ * then its samples; rejected and unavailable requests carry their reason
+ * in a label of their own.
+ */
+
+static ngx_int_t
+ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
+{
+    u_char                           *p, *colon;
+    size_t                            size;
+    ngx_uint_t                        i, j, dups;
+    ngx_acs_hub_t                    *hub;
+    ngx_acs_stats_t                  *s;
+    ngx_http_acs_notify_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_acs_notify_module);
+    s = ngx_acs_stats;
+
+    size = 16384 + 160 * (NGX_ACS_RESULTS + NGX_ACS_EVENT_TYPES
+                          + NGX_ACS_PLATFORMS * NGX_ACS_OUT_MAX + 12
+                          + 2 * (NGX_ACS_HIST_BUCKETS + 3))
+           + amcf->hubs.nelts * NGX_ACS_HUB_MAX * (160 + NGX_MAX_ERROR_STR);
+
+    p = ngx_pnalloc(r->pool, size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+
+    p = ngx_sprintf(p,
+            "# HELP acs_notify_requests_total Event Grid requests by result.\n"
+            "# TYPE acs_notify_requests_total counter\n");
+
+    for (i = 0; i < NGX_ACS_RESULTS; i++) {
+        colon = (u_char *) ngx_strchr(ngx_acs_results[i], ':');
+
+        if (colon) {
+            p = ngx_sprintf(p, "acs_notify_requests_total{result=\"%*s\","
+                            "reason=\"%s\"} %uA\n",
+                            colon - (u_char *) ngx_acs_results[i],
+                            ngx_acs_results[i], colon + 1, s->requests[i]);
+
+        } else {
+            p = ngx_sprintf(p, "acs_notify_requests_total{result=\"%s\"} "
+                            "%uA\n", ngx_acs_results[i], s->requests[i]);
+        }
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP acs_notify_events_total Events received, by type.\n"
+            "# TYPE acs_notify_events_total counter\n");
+
+    for (i = 0; i < NGX_ACS_EVENT_TYPES; i++) {
+        p = ngx_sprintf(p, "acs_notify_events_total{type=\"%s\"} %uA\n",
+                        ngx_acs_event_types[i], s->events[i]);
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP acs_notify_pushes_total Pushes by platform and final "
+            "outcome.\n"
+            "# TYPE acs_notify_pushes_total counter\n");
+
+    dups = 0;
+
+    for (i = 1; i < NGX_ACS_PLATFORMS; i++) {
+        for (j = 0; j < NGX_ACS_OUT_MAX; j++) {
+            p = ngx_sprintf(p, "acs_notify_pushes_total{platform=\"%s\","
+                            "outcome=\"%s\"} %uA\n", ngx_acs_platforms[i],
+                            ngx_acs_outcomes[j], s->pushes[i][j]);
+        }
+
+        dups += s->pushes[i][NGX_ACS_OUT_DUPLICATE];
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP acs_notify_hub_responses_total Notification Hubs answers "
+            "by hub and status class (error: no answer).\n"
+            "# TYPE acs_notify_hub_responses_total counter\n");
+
+    hub = amcf->hubs.elts;
+
+    for (i = 0; i < amcf->hubs.nelts && i < ngx_acs_stats_nhubs; i++) {
+        for (j = 0; j < NGX_ACS_HUB_MAX; j++) {
+            p = ngx_sprintf(p, "acs_notify_hub_responses_total{hub=\"%V\","
+                            "status=\"%s\"} %uA\n", &hub[i].name,
+                            ngx_acs_hub_classes[j], s->hubs[i][j]);
+        }
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP acs_notify_registrations_total Registration API requests "
+            "by method and status class.\n"
+            "# TYPE acs_notify_registrations_total counter\n");
+
+    for (i = 0; i < 4; i++) {
+        for (j = 0; j < 3; j++) {
+            p = ngx_sprintf(p, "acs_notify_registrations_total{method=\"%s\","
+                            "status=\"%s\"} %uA\n", ngx_acs_methods[i],
+                            ngx_acs_classes[j], s->registrations[i][j]);
+        }
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP acs_notify_retries_total Push attempts scheduled again.\n"
+            "# TYPE acs_notify_retries_total counter\n"
+            "acs_notify_retries_total %uA\n"
+            "# HELP acs_notify_dedup_hits_total Pushes skipped because the "
+            "device already got the event.\n"
+            "# TYPE acs_notify_dedup_hits_total counter\n"
+            "acs_notify_dedup_hits_total %ui\n"
+            "# HELP acs_notify_queue_depth Pushes not yet final, all "
+            "workers.\n"
+            "# TYPE acs_notify_queue_depth gauge\n"
+            "acs_notify_queue_depth %A\n"
+            "# HELP acs_notify_in_flight Requests to Notification Hubs "
+            "waiting for an answer, all workers.\n"
+            "# TYPE acs_notify_in_flight gauge\n"
+            "acs_notify_in_flight %A\n"
+            "# HELP acs_notify_registry_registrations Registrations in the "
+            "registry, expired ones not yet purged included.\n"
+            "# TYPE acs_notify_registry_registrations gauge\n"
+            "acs_notify_registry_registrations %uz\n",
+            s->retries, dups, (ngx_atomic_int_t) s->queue,
+            (ngx_atomic_int_t) s->in_flight, ngx_acs_registry_size(r));
+
+    p = ngx_acs_prom_hist(p, "acs_notify_delivery_latency_seconds",
+                          "From the event's arrival to Notification Hubs' "
+                          "acceptance of its push.", &s->delivery);
+    p = ngx_acs_prom_hist(p, "acs_notify_hub_response_seconds",
+                          "Time of one request to Notification Hubs.",
+                          &s->hub_time);
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_acs_prom_hist(u_char *p, const char *name, const char *help,
+    ngx_acs_hist_t *h)
+{
+    ngx_uint_t        i;
+    ngx_atomic_int_t  cum;
+
+    p = ngx_sprintf(p, "# HELP %s %s\n# TYPE %s histogram\n",
+                    name, help, name);
+
+    cum = 0;
+
+    for (i = 0; i < NGX_ACS_HIST_BUCKETS; i++) {
+        cum += h->buckets[i];
+        p = ngx_sprintf(p, "%s_bucket{le=\"%M.%03M\"} %A\n", name,
+                        ngx_acs_bounds[i] / 1000, ngx_acs_bounds[i] % 1000,
+                        cum);
+    }
+
+    cum += h->buckets[NGX_ACS_HIST_BUCKETS];
+
+    /* _count is the +Inf bucket, as the format requires, even mid-update */
+
+    return ngx_sprintf(p, "%s_bucket{le=\"+Inf\"} %A\n"
+                       "%s_sum %uA.%03uA\n%s_count %A\n",
+                       name, cum, name, h->sum / 1000, h->sum % 1000, name,
+                       cum);
+}

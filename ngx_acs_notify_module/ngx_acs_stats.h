@@ -1,0 +1,47 @@
+
+/*
+ * Copyright (C) ngx_acs_notify_module authors
+ *
+ * Counters in one shared memory zone, updated with atomics (no lock on
+ * the hot path), summed over workers by construction, kept across reloads.
+ */
+
+
+#ifndef _NGX_ACS_STATS_H_INCLUDED_
+#define _NGX_ACS_STATS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+typedef enum {
+    NGX_ACS_OUT_SENT = 0,
+    NGX_ACS_OUT_GONE,
+    NGX_ACS_OUT_REJECTED,
+    NGX_ACS_OUT_FAILED,
+    NGX_ACS_OUT_DUPLICATE,
+    NGX_ACS_OUT_MAX
+} ngx_acs_outcome_e;
+
+
+ngx_int_t ngx_acs_stats_init_conf(ngx_conf_t *cf, ngx_uint_t nhubs);
+
+/* a request's result, as $acs_notify_result says it */
+void ngx_acs_stats_request(ngx_str_t *result);
+void ngx_acs_stats_event(ngx_str_t *type);
+void ngx_acs_stats_registration(ngx_uint_t method, ngx_uint_t status);
+
+void ngx_acs_stats_push(ngx_uint_t platform, ngx_acs_outcome_e outcome);
+void ngx_acs_stats_delivery_time(ngx_msec_t ms);
+void ngx_acs_stats_hub_answer(ngx_uint_t hub, long status, ngx_msec_t ms);
+void ngx_acs_stats_retry(void);
+void ngx_acs_stats_queue(ngx_int_t delta);
+void ngx_acs_stats_in_flight(ngx_int_t delta);
+
+/* the status location's handler: JSON, or Prometheus text */
+ngx_int_t ngx_acs_stats_handler(ngx_http_request_t *r);
+
+
+#endif /* _NGX_ACS_STATS_H_INCLUDED_ */
