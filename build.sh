@@ -126,7 +126,7 @@ build() {
 
 run() {
     build
-    local dir="$BUILD/run" secret key nhport nhpid bob
+    local dir="$BUILD/run" secret key nhport port bob
     mkdir -p "$dir/logs" "$dir/conf" "$dir/tmp" "$dir/nh"
     [ -s "$dir/conf/eg-secret" ] || openssl rand -hex 16 >"$dir/conf/eg-secret"
     [ -s "$dir/conf/access.key" ] || openssl rand -base64 32 >"$dir/conf/access.key"
@@ -135,10 +135,12 @@ run() {
 
     # the Notification Hubs stand-in, in the background
     nhport=${NH_PORT:-8443}
+    port=${PORT:-8080}
     perl "$ROOT/t/lib/fake-nh" --dir "$dir/nh" --port "$nhport" \
         --hub acs-push >"$dir/logs/fake-nh.out" 2>&1 &
-    nhpid=$!
-    trap 'kill $nhpid 2>/dev/null' EXIT
+    # the pid is expanded now: the trap runs after run() has returned
+    # shellcheck disable=SC2064
+    trap "kill $! 2>/dev/null" EXIT
     for _ in $(seq 1 100); do
         grep -q '^connection string:' "$dir/logs/fake-nh.out" 2>/dev/null && break
         sleep 0.1
@@ -147,27 +149,29 @@ run() {
     [ -s "$dir/conf/nh.conn" ] || { cat "$dir/logs/fake-nh.out" >&2; exit 1; }
 
     sed -e "s|@MODULE@|$ROOT/objs/$MODULE.so|g" \
-        -e "s|@RUN@|$dir|g" -e "s|@NHPORT@|$nhport|g" \
+        -e "s|@RUN@|$dir|g" -e "s|@NHPORT@|$nhport|g" -e "s|@PORT@|$port|g" \
         "$ROOT/docs/run.conf" >"$dir/conf/nginx.conf"
     "$NGINX_BIN" -p "$dir" -c "$dir/conf/nginx.conf" -t -q
 
     bob='8%3Aacs%3A109f0644-b956-4cd9-87b1-71024f6e2f44_00000008-578d-7d05-83fe-084822000f6d'
     cat <<EOF
 
-nginx with $MODULE runs on http://127.0.0.1:8080 (Ctrl-C stops it), with a
-local registry and a Notification Hubs stand-in on 127.0.0.1:$nhport as its hub.
+nginx with $MODULE starts on http://127.0.0.1:$port (Ctrl-C stops
+it), with a local registry and a Notification Hubs stand-in on 127.0.0.1:$nhport
+as its hub (PORT= and NH_PORT= choose other ports).
 
 1. Register Bob's phone (a request signed like ACS's own REST calls):
 
   $ROOT/tools/acs-curl '$key' PUT \\
-      'http://127.0.0.1:8080/acs/users/$bob/devices/demo-phone' \\
+      'http://127.0.0.1:$port/acs/users/$bob/devices/demo-phone' \\
       '{"platform":"fcmv1","handle":"demo-fcm-token"}'
 
 2. Deliver a chat message for Bob, as Event Grid does:
 
   curl -i -H 'aeg-event-type: Notification' -H 'Content-Type: application/json' \\
+      -H 'X-EventGrid-Secret: $secret' \\
       --data-binary @$ROOT/t/data/events/eg-chat-message-received.json \\
-      'http://127.0.0.1:8080/eventgrid?code=$secret'
+      'http://127.0.0.1:$port/eventgrid'
 
 3. See the push the stand-in received:
 

@@ -101,47 +101,300 @@ ngx_encode_base64(ngx_str_t *dst, ngx_str_t *src)
 }
 
 
-u_char * ngx_cdecl
-ngx_sprintf(u_char *buf, const char *fmt, ...)
+/* pools: every allocation on a list, freed with the pool; cleanups run */
+
+typedef struct ngx_shim_block_s  ngx_shim_block_t;
+
+struct ngx_shim_block_s {
+    ngx_shim_block_t  *next;
+    size_t             size;
+    u_char             data[];
+};
+
+
+ngx_pool_t *
+ngx_create_pool(size_t size, ngx_log_t *log)
 {
-    va_list     args;
+    ngx_pool_t  *p;
+
+    (void) size;
+
+    p = calloc(1, sizeof(ngx_pool_t));
+    if (p) {
+        p->log = log;
+    }
+
+    return p;
+}
+
+
+void
+ngx_destroy_pool(ngx_pool_t *pool)
+{
+    ngx_pool_cleanup_t  *c;
+    ngx_shim_block_t    *b, *n;
+
+    for (c = pool->cleanup; c; c = c->next) {
+        if (c->handler) {
+            c->handler(c->data);
+        }
+    }
+
+    for (b = (ngx_shim_block_t *) pool->chain; b; b = n) {
+        n = b->next;
+        free(b);
+    }
+
+    free(pool);
+}
+
+
+void *
+ngx_palloc(ngx_pool_t *pool, size_t size)
+{
+    ngx_shim_block_t  *b;
+
+    b = malloc(sizeof(ngx_shim_block_t) + size);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    b->size = size;
+    b->next = (ngx_shim_block_t *) pool->chain;
+    pool->chain = (ngx_chain_t *) b;
+
+    return b->data;
+}
+
+
+void *
+ngx_pnalloc(ngx_pool_t *pool, size_t size)
+{
+    return ngx_palloc(pool, size);
+}
+
+
+void *
+ngx_pcalloc(ngx_pool_t *pool, size_t size)
+{
+    void  *p;
+
+    p = ngx_palloc(pool, size);
+    if (p) {
+        memset(p, 0, size);
+    }
+
+    return p;
+}
+
+
+ngx_pool_cleanup_t *
+ngx_pool_cleanup_add(ngx_pool_t *p, size_t size)
+{
+    ngx_pool_cleanup_t  *c;
+
+    c = ngx_palloc(p, sizeof(ngx_pool_cleanup_t));
+    if (c == NULL) {
+        return NULL;
+    }
+
+    c->data = size ? ngx_palloc(p, size) : NULL;
+    c->handler = NULL;
+    c->next = p->cleanup;
+    p->cleanup = c;
+
+    return c;
+}
+
+
+void *
+ngx_array_push(ngx_array_t *a)
+{
+    void  *new;
+
+    if (a->nelts == a->nalloc) {
+        new = ngx_palloc(a->pool, 2 * a->size * a->nalloc);
+        if (new == NULL) {
+            return NULL;
+        }
+
+        memcpy(new, a->elts, a->size * a->nalloc);
+        a->elts = new;
+        a->nalloc *= 2;
+    }
+
+    return (u_char *) a->elts + a->size * a->nelts++;
+}
+
+
+/*
+ * The formats the module's plain-buffer code uses: %V %s %*s %d %i %l
+ * %ui %uz %z %O %M %T %Z %%, bounded by last.
+ */
+
+u_char *
+ngx_vslprintf(u_char *buf, u_char *last, const char *fmt, va_list args)
+{
+    char        tmp[64];
+    u_char     *s;
+    size_t      len;
     ngx_str_t  *v;
-    char       *s;
+    int         star;
 
-    va_start(args, fmt);
+    while (*fmt && buf < last) {
 
-    while (*fmt) {
         if (*fmt != '%') {
             *buf++ = (u_char) *fmt++;
             continue;
         }
 
         fmt++;
+        star = 0;
+        len = 0;
+
+        if (*fmt == '*') {
+            star = 1;
+            len = va_arg(args, size_t);
+            fmt++;
+        }
+
+        s = (u_char *) tmp;
+        tmp[0] = '\0';
 
         switch (*fmt++) {
         case 'V':
             v = va_arg(args, ngx_str_t *);
-            buf = ngx_cpymem(buf, v->data, v->len);
+            s = v->data;
+            len = v->len;
+            star = 1;
             break;
         case 's':
-            s = va_arg(args, char *);
-            buf = ngx_cpymem(buf, s, strlen(s));
-            break;
-        case 'T':
-            buf += sprintf((char *) buf, "%ld", (long) va_arg(args, time_t));
+            s = va_arg(args, u_char *);
+            if (!star) {
+                len = strlen((char *) s);
+            }
+            star = 1;
             break;
         case 'd':
-            buf += sprintf((char *) buf, "%d", va_arg(args, int));
+            snprintf(tmp, sizeof(tmp), "%d", va_arg(args, int));
+            break;
+        case 'i':
+            snprintf(tmp, sizeof(tmp), "%ld", (long) va_arg(args, ngx_int_t));
+            break;
+        case 'l':
+            snprintf(tmp, sizeof(tmp), "%ld", va_arg(args, long));
+            break;
+        case 'z':
+            snprintf(tmp, sizeof(tmp), "%ld", (long) va_arg(args, ssize_t));
+            break;
+        case 'O':
+            snprintf(tmp, sizeof(tmp), "%lld", (long long) va_arg(args, off_t));
+            break;
+        case 'M':
+            snprintf(tmp, sizeof(tmp), "%lu",
+                     (unsigned long) va_arg(args, ngx_msec_t));
+            break;
+        case 'T':
+            snprintf(tmp, sizeof(tmp), "%ld", (long) va_arg(args, time_t));
             break;
         case 'u':
-            fmt++;  /* %ui */
-            buf += sprintf((char *) buf, "%lu",
-                           (unsigned long) va_arg(args, ngx_uint_t));
+            if (*fmt == 'z') {
+                snprintf(tmp, sizeof(tmp), "%zu", va_arg(args, size_t));
+            } else {
+                snprintf(tmp, sizeof(tmp), "%lu",
+                         (unsigned long) va_arg(args, ngx_uint_t));
+            }
+            fmt++;
             break;
+        case 'Z':
+            *buf++ = '\0';
+            continue;
+        default:
+            *buf++ = '%';
+            continue;
+        }
+
+        if (!star) {
+            len = strlen(tmp);
+        }
+
+        len = ngx_min(len, (size_t) (last - buf));
+        buf = ngx_cpymem(buf, s, len);
+    }
+
+    return buf;
+}
+
+
+u_char * ngx_cdecl
+ngx_sprintf(u_char *buf, const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, (void *) -1, fmt, args);
+    va_end(args);
+
+    return p;
+}
+
+
+u_char * ngx_cdecl
+ngx_snprintf(u_char *buf, size_t max, const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, buf + max, fmt, args);
+    va_end(args);
+
+    return p;
+}
+
+
+/* nginx's decoder: the URL alphabet, stops at "=", a lone 6-bit tail fails */
+
+ngx_int_t
+ngx_decode_base64url(ngx_str_t *dst, ngx_str_t *src)
+{
+    size_t   len, i;
+    u_char  *d, v[4];
+    int      c, j;
+
+    for (len = 0; len < src->len && src->data[len] != '='; len++) {
+        c = src->data[len];
+        if (!(isalnum(c) || c == '-' || c == '_')) {
+            return NGX_ERROR;
         }
     }
 
-    va_end(args);
+    if (len % 4 == 1) {
+        return NGX_ERROR;
+    }
 
-    return buf;
+    d = dst->data;
+
+    for (i = 0; i < len; i += 4) {
+        for (j = 0; j < 4; j++) {
+            c = (i + j < len) ? src->data[i + j] : 'A';
+            v[j] = (c >= 'A' && c <= 'Z') ? c - 'A'
+                   : (c >= 'a' && c <= 'z') ? c - 'a' + 26
+                   : (c >= '0' && c <= '9') ? c - '0' + 52
+                   : (c == '-') ? 62 : 63;
+        }
+
+        *d++ = (u_char) (v[0] << 2 | v[1] >> 4);
+        if (i + 2 < len) {
+            *d++ = (u_char) (v[1] << 4 | v[2] >> 2);
+        }
+        if (i + 3 < len) {
+            *d++ = (u_char) (v[2] << 6 | v[3]);
+        }
+    }
+
+    dst->len = d - dst->data;
+
+    return NGX_OK;
 }

@@ -1,0 +1,113 @@
+
+/*
+ * The event parser (ngx_acs_event.c) on arbitrary bytes: a libFuzzer target
+ * (-DNGX_ACS_FUZZ with clang -fsanitize=fuzzer), or a program that replays
+ * the files named on its command line (each also cut in two at every
+ * 1/16th, as nginx may hand the body over in several buffers).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_acs_event.h"
+
+
+static void
+ngx_acs_fuzz_one(const u_char *data, size_t size, size_t cut)
+{
+    ngx_str_t                path = ngx_string("recipientcommunicationidentifier.rawid");
+    ngx_uint_t               i;
+    ngx_pool_t              *pool;
+    ngx_array_t             *events;
+    ngx_acs_event_t         *ev;
+    ngx_acs_event_parser_t  *p;
+
+    pool = ngx_create_pool(4096, NULL);
+    if (pool == NULL) {
+        return;
+    }
+
+    p = ngx_acs_event_parser_create(pool, NGX_ACS_EVENT_MAX_SIZE,
+                                    NGX_ACS_EVENT_MAX_EVENTS);
+
+    if (p
+        && ngx_acs_event_parse(p, (u_char *) data, cut) == NGX_OK
+        && ngx_acs_event_parse(p, (u_char *) data + cut, size - cut) == NGX_OK
+        && ngx_acs_event_parse_done(p) == NGX_OK)
+    {
+        events = ngx_acs_event_parser_events(p);
+        ev = events->elts;
+
+        for (i = 0; i < events->nelts; i++) {
+            (void) ngx_acs_event_field(&ev[i], &path);
+
+            if (ev[i].data_string.len) {
+                (void) ngx_acs_event_parse_data_string(pool, &ev[i]);
+            }
+        }
+
+    } else if (p) {
+        /* a refusal always says why, with a status */
+        if (ngx_acs_event_parser_status(p) == 0
+            || ngx_acs_event_parser_error(p)->len == 0)
+        {
+            abort();
+        }
+    }
+
+    ngx_destroy_pool(pool);
+}
+
+
+#ifdef NGX_ACS_FUZZ
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    ngx_acs_fuzz_one(data, size, size ? data[0] % (size + 1) : 0);
+    return 0;
+}
+
+#else
+
+int
+main(int argc, char **argv)
+{
+    int      i;
+    long     n;
+    FILE    *f;
+    size_t   k;
+    u_char  *buf;
+
+    for (i = 1; i < argc; i++) {
+        f = fopen(argv[i], "rb");
+        if (f == NULL) {
+            perror(argv[i]);
+            return 2;
+        }
+
+        fseek(f, 0, SEEK_END);
+        n = ftell(f);
+        fseek(f, 0, SEEK_SET);
+
+        buf = malloc(n + 1);
+        if (buf == NULL || fread(buf, 1, n, f) != (size_t) n) {
+            return 2;
+        }
+
+        fclose(f);
+
+        for (k = 0; k <= 16; k++) {
+            ngx_acs_fuzz_one(buf, n, n * k / 16);
+        }
+
+        free(buf);
+    }
+
+    printf("replayed %d inputs\n", argc - 1);
+
+    return 0;
+}
+
+#endif

@@ -1,0 +1,100 @@
+
+/*
+ * The small parsers on arbitrary bytes: connection strings (ngx_acs_sas.c),
+ * strict base64url and JSON trees (ngx_acs_json.c), as used for JWT
+ * segments, JWKS files and registration bodies.  A libFuzzer target with
+ * -DNGX_ACS_FUZZ, else a replay program like event_fuzz.c.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_acs_json.h"
+#include "ngx_acs_sas.h"
+
+
+static void
+ngx_acs_fuzz_one(const u_char *data, size_t size)
+{
+    yajl_val     tree, keys;
+    ngx_str_t    in, out, ep, kn, k, s;
+    ngx_pool_t  *pool;
+    const char  *err;
+
+    pool = ngx_create_pool(4096, NULL);
+    if (pool == NULL) {
+        return;
+    }
+
+    in.data = (u_char *) data;
+    in.len = size;
+
+    if (ngx_acs_connection_string(&in, &ep, &kn, &k, &err) == NGX_OK) {
+        if (ep.len == 0 || kn.len == 0 || k.len == 0) {
+            abort();
+        }
+    }
+
+    if (ngx_acs_base64url_decode(pool, &in, &out) == NGX_OK) {
+        (void) ngx_acs_json_tree(pool, &out);
+    }
+
+    tree = ngx_acs_json_tree(pool, &in);
+
+    if (tree) {
+        (void) ngx_acs_json_tree_string(tree, "alg", &s);
+        keys = ngx_acs_json_tree_get(tree, "keys");
+        (void) keys;
+    }
+
+    ngx_destroy_pool(pool);
+}
+
+
+#ifdef NGX_ACS_FUZZ
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    ngx_acs_fuzz_one(data, size);
+    return 0;
+}
+
+#else
+
+int
+main(int argc, char **argv)
+{
+    int      i;
+    long     n;
+    FILE    *f;
+    u_char  *buf;
+
+    for (i = 1; i < argc; i++) {
+        f = fopen(argv[i], "rb");
+        if (f == NULL) {
+            perror(argv[i]);
+            return 2;
+        }
+
+        fseek(f, 0, SEEK_END);
+        n = ftell(f);
+        fseek(f, 0, SEEK_SET);
+
+        buf = malloc(n + 1);
+        if (buf == NULL || fread(buf, 1, n, f) != (size_t) n) {
+            return 2;
+        }
+
+        fclose(f);
+        ngx_acs_fuzz_one(buf, n);
+        free(buf);
+    }
+
+    printf("replayed %d inputs\n", argc - 1);
+
+    return 0;
+}
+
+#endif
