@@ -45,6 +45,8 @@ struct ngx_acs_registry_s {
 
 static ngx_int_t ngx_acs_registry_open(ngx_acs_registry_t *reg,
     ngx_log_t *log);
+static ngx_int_t ngx_acs_registry_delete_all(ngx_acs_registry_t *reg,
+    ngx_str_t *raw_id, ngx_str_t *handle, ngx_log_t *log);
 static ngx_int_t ngx_acs_registry_read_begin(ngx_acs_registry_t *reg,
     ngx_log_t *log);
 static void ngx_acs_registry_read_end(ngx_acs_registry_t *reg);
@@ -583,72 +585,34 @@ ngx_acs_registry_delete(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
 {
     int          rc;
     u_char       kbuf[NGX_ACS_RAW_ID_MAX + 1 + NGX_ACS_DEVICE_ID_MAX];
-    size_t       prefix;
     MDB_val      k, v;
     MDB_txn     *txn;
     ngx_uint_t   found;
-    MDB_cursor  *cur;
+
+    if (device_id == NULL) {
+        return ngx_acs_registry_delete_all(reg, raw_id, NULL, log);
+    }
 
     rc = mdb_txn_begin(reg->env, NULL, 0, &txn);
     if (rc != 0) {
         return ngx_acs_registry_fail(log, rc, "mdb_txn_begin()");
     }
 
-    if (device_id) {
-        k.mv_data = kbuf;
-        k.mv_size = ngx_acs_registry_key(kbuf, raw_id, device_id);
+    k.mv_data = kbuf;
+    k.mv_size = ngx_acs_registry_key(kbuf, raw_id, device_id);
 
-        rc = mdb_get(txn, reg->dbi, &k, &v);
+    rc = mdb_get(txn, reg->dbi, &k, &v);
 
-        /* an expired registration is as good as absent */
-        found = (rc == 0 && ngx_acs_registry_expires(&v) > ngx_time());
+    /* an expired registration is as good as absent */
+    found = (rc == 0 && ngx_acs_registry_expires(&v) > ngx_time());
 
-        if (rc == 0) {
-            rc = mdb_del(txn, reg->dbi, &k, NULL);
-        }
+    if (rc == 0) {
+        rc = mdb_del(txn, reg->dbi, &k, NULL);
+    }
 
-        if (rc != 0 && rc != MDB_NOTFOUND) {
-            mdb_txn_abort(txn);
-            return ngx_acs_registry_fail(log, rc, "mdb_del()");
-        }
-
-    } else {
-        prefix = ngx_acs_registry_key(kbuf, raw_id, NULL);
-        found = 0;
-
-        rc = mdb_cursor_open(txn, reg->dbi, &cur);
-        if (rc != 0) {
-            mdb_txn_abort(txn);
-            return ngx_acs_registry_fail(log, rc, "mdb_cursor_open()");
-        }
-
-        k.mv_data = kbuf;
-        k.mv_size = prefix;
-
-        for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-             rc == 0;
-             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-        {
-            if (k.mv_size < prefix
-                || ngx_memcmp(k.mv_data, kbuf, prefix) != 0)
-            {
-                break;
-            }
-
-            rc = mdb_cursor_del(cur, 0);
-            if (rc != 0) {
-                break;
-            }
-
-            found++;
-        }
-
-        mdb_cursor_close(cur);
-
-        if (rc != 0 && rc != MDB_NOTFOUND) {
-            mdb_txn_abort(txn);
-            return ngx_acs_registry_fail(log, rc, "mdb_cursor_del()");
-        }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return ngx_acs_registry_fail(log, rc, "mdb_del()");
     }
 
     rc = mdb_txn_commit(txn);
@@ -664,6 +628,19 @@ ngx_acs_registry_delete(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
 
 ngx_int_t
 ngx_acs_registry_remove_handle(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
+    ngx_str_t *handle, ngx_log_t *log)
+{
+    return ngx_acs_registry_delete_all(reg, raw_id, handle, log);
+}
+
+
+/*
+ * Deletes the devices of a user, all of them, or those holding handle:
+ * NGX_OK when one was, NGX_DECLINED when none.
+ */
+
+static ngx_int_t
+ngx_acs_registry_delete_all(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     ngx_str_t *handle, ngx_log_t *log)
 {
     int          rc;
@@ -700,24 +677,28 @@ ngx_acs_registry_remove_handle(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
             break;
         }
 
-        if (v.mv_size < NGX_ACS_REC_HEADER) {
-            continue;
-        }
-
-        p = v.mv_data;
-        ngx_memcpy(&len, p + 2, 2);
-
-        if (len == handle->len
-            && v.mv_size >= NGX_ACS_REC_HEADER + (size_t) len
-            && ngx_memcmp(p + NGX_ACS_REC_HEADER, handle->data, len) == 0)
-        {
-            rc = mdb_cursor_del(cur, 0);
-            if (rc != 0) {
-                break;
+        if (handle) {
+            if (v.mv_size < NGX_ACS_REC_HEADER) {
+                continue;
             }
 
-            found++;
+            p = v.mv_data;
+            ngx_memcpy(&len, p + 2, 2);
+
+            if (len != handle->len
+                || v.mv_size < NGX_ACS_REC_HEADER + (size_t) len
+                || ngx_memcmp(p + NGX_ACS_REC_HEADER, handle->data, len) != 0)
+            {
+                continue;
+            }
         }
+
+        rc = mdb_cursor_del(cur, 0);
+        if (rc != 0) {
+            break;
+        }
+
+        found++;
     }
 
     mdb_cursor_close(cur);
