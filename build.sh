@@ -39,9 +39,11 @@ deps() {
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' \
             || missing+=("$p")
     done
-    # the registration interop test runs Microsoft's own signing code
-    command -v node >/dev/null 2>&1 || missing+=(nodejs)
-    command -v npm >/dev/null 2>&1 || missing+=(npm)
+    if [ "${1:-}" = test ]; then
+        # the registration interop test runs Microsoft's own signing code
+        command -v node >/dev/null 2>&1 || missing+=(nodejs)
+        command -v npm >/dev/null 2>&1 || missing+=(npm)
+    fi
     [ ${#missing[@]} -eq 0 ] && return 0
 
     if [ "$(id -u)" -ne 0 ]; then
@@ -54,10 +56,6 @@ deps() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # Debian starts the packaged nginx on port 80; the module does not need it.
-    if command -v systemctl >/dev/null 2>&1; then
-        systemctl disable --now nginx >/dev/null 2>&1 || true
-    fi
 }
 
 # Configure a private copy of the nginx source once; reconfigure only when the
@@ -182,6 +180,7 @@ EOF
 }
 
 tests() {
+    deps test
     build
     cd "$ROOT"
     export TEST_NGINX_BINARY="$NGINX_BIN"
@@ -198,6 +197,7 @@ tests() {
 # the whole suite with nginx under valgrind memcheck; prints every report
 # that names an error or a definite leak
 valgrind_tests() {
+    deps test
     build
     command -v valgrind >/dev/null || apt-get install -y -qq valgrind >/dev/null
     cd "$ROOT"

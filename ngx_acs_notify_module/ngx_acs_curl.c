@@ -212,6 +212,9 @@ ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
     curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->error);
+
+    /* Notification Hubs answers in a few hundred bytes: 4k, not curl's 16k */
+    curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, 4096L);
     curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, ngx_acs_curl_header);
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, h);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, ngx_acs_curl_write);

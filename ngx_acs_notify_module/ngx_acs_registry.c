@@ -302,6 +302,12 @@ ngx_acs_registry_open(ngx_acs_registry_t *reg, ngx_log_t *log)
     }
 
     rc = mdb_env_set_mapsize(reg->env, reg->max_size);
+
+    if (rc == 0) {
+        /* a reader slot per worker, old and new ones during a reload */
+        rc = mdb_env_set_maxreaders(reg->env, 1024);
+    }
+
     if (rc == 0) {
         /* NOTLS: a read transaction is not tied to a thread */
         rc = mdb_env_open(reg->env, (char *) reg->path.data, MDB_NOTLS, 0600);

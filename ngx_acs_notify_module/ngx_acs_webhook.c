@@ -109,6 +109,17 @@ ngx_acs_webhook_handler(ngx_http_request_t *r)
     }
 
     if (r->method == NGX_HTTP_OPTIONS) {
+
+        /* as for a validation: no token is proof only with allowed topics */
+
+        if (ctx->tokenless && ancf->topics == NULL) {
+            return ngx_acs_webhook_refuse(r,
+                       ngx_acs_webhook_fail(r, NGX_HTTP_UNAUTHORIZED, "token",
+                                            NULL, "no bearer token, and no "
+                                            "acs_notify_topics to accept a "
+                                            "handshake without one"));
+        }
+
         return ngx_acs_webhook_options(r, ancf);
     }
 

@@ -581,3 +581,47 @@ acs_notify_entra: invalid parameter "issuer=x"
 --- must_die
 --- error_log
 acs_notify_entra: invalid leeway "2h", expected a time up to 1h
+
+
+
+=== TEST 46: a CloudEvents OPTIONS handshake without a token and without topics is refused
+--- request
+OPTIONS /eg
+--- more_headers
+WebHook-Request-Origin: eventgrid.azure.net
+--- error_code: 401
+--- response_headers
+WebHook-Allowed-Origin:
+WWW-Authenticate: Bearer error="invalid_token"
+--- error_log
+acs_notify: rejected 401 token: no bearer token, and no acs_notify_topics to accept a handshake without one
+
+
+
+=== TEST 47: a CloudEvents OPTIONS handshake without a token is consented when topics are allowed
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_entra jwks=$TEST_NGINX_ENTRA/jwks.json
+                         audience=api://acs-notify-test
+                         tenant=72f988bf-86f1-41af-91ab-2d7cd011db47;
+        acs_notify_topics /subscriptions/6b3d9a2e-4f1c-4b8e-9d7a-2c5e8f1a0b3c/*;
+    }
+--- request
+OPTIONS /eg
+--- more_headers
+WebHook-Request-Origin: eventgrid.azure.net
+--- error_code: 200
+--- response_headers
+WebHook-Allowed-Origin: eventgrid.azure.net
+
+
+
+=== TEST 48: a CloudEvents OPTIONS handshake with a bad token is refused
+--- request
+OPTIONS /eg
+--- more_headers eval
+"WebHook-Request-Origin: eventgrid.azure.net\nAuthorization: Bearer " . main::tok(alg => 'none')
+--- error_code: 401
+--- error_log
+acs_notify: rejected 401 token: token alg is not RS256
