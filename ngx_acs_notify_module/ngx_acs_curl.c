@@ -213,8 +213,13 @@ ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
     curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->error);
 
-    /* Notification Hubs answers in a few hundred bytes: 4k, not curl's 16k */
+    /*
+     * Memory per push in flight: NH answers in a few hundred bytes and a
+     * payload is at most a few kilobytes, so the smallest buffers curl
+     * allows (4k to read instead of 16k, 16k to send instead of 64k)
+     */
     curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, 4096L);
+    curl_easy_setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
     curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, ngx_acs_curl_header);
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, h);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, ngx_acs_curl_write);

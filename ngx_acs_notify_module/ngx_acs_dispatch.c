@@ -504,7 +504,7 @@ ngx_acs_job_done(ngx_acs_http_t *h)
 
     ngx_acs_stats_in_flight(-1);
     ngx_acs_stats_hub_answer(job->hub->index,
-                             (h->result == CURLE_OK) ? status : 0,
+                             (status >= 200) ? status : 0,
                              ngx_current_msec - job->attempt_start);
 
     tracking.data = h->tracking_id;
@@ -512,7 +512,14 @@ ngx_acs_job_done(ngx_acs_http_t *h)
     detail.data = h->detail;
     detail.len = h->detail_len;
 
-    if (h->result != CURLE_OK) {
+    /*
+     * A transfer error after a final status (an HTTP/2 peer may answer
+     * before it read the body, then reset the stream with NO_ERROR, and
+     * libcurl reports CURLE_HTTP2_STREAM): the hub decided, the status
+     * says what; retrying would push twice.
+     */
+
+    if (h->result != CURLE_OK && status < 200) {
         ngx_acs_job_retry(job, 0, h->error[0] ? h->error
                                   : curl_easy_strerror(h->result));
         return;
