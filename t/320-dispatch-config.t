@@ -3,6 +3,7 @@
 
 use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
+use AcsTest::Defaults;
 
 no_shuffle();
 no_root_location();

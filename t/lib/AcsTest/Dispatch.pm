@@ -10,6 +10,7 @@ package AcsTest::Dispatch;
 #   my @pushes = $t->since($mark);        # journal entries after $mark
 
 use strict;
+use AcsTest::Defaults;
 use warnings;
 
 use Time::HiRes qw(time);

@@ -13,6 +13,7 @@ package AcsTest::Entra;
 # See the POD at the end of this file for all options.
 
 use strict;
+use AcsTest::Defaults;
 use warnings;
 
 use Carp qw(croak);

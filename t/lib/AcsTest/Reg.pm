@@ -8,6 +8,7 @@ package AcsTest::Reg;
 # signed with $KEY for host "localhost" (the harness's Host header).
 
 use strict;
+use AcsTest::Defaults;
 use warnings;
 
 use Exporter 'import';

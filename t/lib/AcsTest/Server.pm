@@ -11,6 +11,7 @@ package AcsTest::Server;
 #   $s->stop;
 
 use strict;
+use AcsTest::Defaults;
 use warnings;
 
 use File::Path qw(make_path remove_tree);

@@ -3,6 +3,7 @@ package AcsTest::Util;
 # Helpers shared by the test files: fixtures and Event Grid bodies.
 
 use strict;
+use AcsTest::Defaults;
 use warnings;
 
 use Exporter 'import';
