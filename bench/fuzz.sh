@@ -25,7 +25,7 @@ declare -A srcs=(
 for t in event parsers; do
     # shellcheck disable=SC2086
     clang -g -O1 -fsanitize=fuzzer,address,undefined -DNGX_ACS_FUZZ $inc \
-        t/unit/ngx_shim.c ${srcs[$t]} -lyajl -lcrypto -o "$out/$t-fuzz"
+        t/unit/ngx_shim.c t/unit/fuzz_main.c ${srcs[$t]} -lyajl -lcrypto -o "$out/$t-fuzz"
     mkdir -p "$out/$t-corpus"
     cp t/data/events/*.json "$out/$t-corpus/"
     echo "== $t: ${secs}s"

@@ -25,7 +25,7 @@ my %prog = (
 );
 
 for my $p (sort keys %prog) {
-    my $out = `$cc t/unit/ngx_shim.c $prog{$p} -lyajl -lcrypto -o $dir/$p 2>&1`;
+    my $out = `$cc t/unit/ngx_shim.c t/unit/fuzz_main.c $prog{$p} -lyajl -lcrypto -o $dir/$p 2>&1`;
     is($?, 0, "the $p replay program compiles with the sanitizers") or diag $out;
 }
 

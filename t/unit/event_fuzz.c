@@ -1,9 +1,8 @@
 
 /*
- * The event parser (ngx_acs_event.c) on arbitrary bytes: a libFuzzer target
- * (-DNGX_ACS_FUZZ with clang -fsanitize=fuzzer), or a program that replays
- * the files named on its command line (each also cut in two at every
- * 1/16th, as nginx may hand the body over in several buffers).
+ * The event parser (ngx_acs_event.c) on arbitrary bytes, for fuzz_main.c:
+ * the body cut in two where its first byte says, or, replaying a file, at
+ * every 1/16th, as nginx may hand the body over in several buffers.
  */
 
 
@@ -11,6 +10,9 @@
 #include <ngx_core.h>
 
 #include "ngx_acs_event.h"
+
+
+void ngx_acs_fuzz_input(const u_char *data, size_t size, ngx_uint_t replay);
 
 
 static void
@@ -60,54 +62,17 @@ ngx_acs_fuzz_one(const u_char *data, size_t size, size_t cut)
 }
 
 
-#ifdef NGX_ACS_FUZZ
-
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+void
+ngx_acs_fuzz_input(const u_char *data, size_t size, ngx_uint_t replay)
 {
-    ngx_acs_fuzz_one(data, size, size ? data[0] % (size + 1) : 0);
-    return 0;
-}
+    size_t  k;
 
-#else
-
-int
-main(int argc, char **argv)
-{
-    int      i;
-    long     n;
-    FILE    *f;
-    size_t   k;
-    u_char  *buf;
-
-    for (i = 1; i < argc; i++) {
-        f = fopen(argv[i], "rb");
-        if (f == NULL) {
-            perror(argv[i]);
-            return 2;
-        }
-
-        fseek(f, 0, SEEK_END);
-        n = ftell(f);
-        fseek(f, 0, SEEK_SET);
-
-        buf = malloc(n + 1);
-        if (buf == NULL || fread(buf, 1, n, f) != (size_t) n) {
-            return 2;
-        }
-
-        fclose(f);
-
-        for (k = 0; k <= 16; k++) {
-            ngx_acs_fuzz_one(buf, n, n * k / 16);
-        }
-
-        free(buf);
+    if (!replay) {
+        ngx_acs_fuzz_one(data, size, size ? data[0] % (size + 1) : 0);
+        return;
     }
 
-    printf("replayed %d inputs\n", argc - 1);
-
-    return 0;
+    for (k = 0; k <= 16; k++) {
+        ngx_acs_fuzz_one(data, size, size * k / 16);
+    }
 }
-
-#endif

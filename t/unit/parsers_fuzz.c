@@ -14,6 +14,9 @@
 #include "ngx_acs_sas.h"
 
 
+void ngx_acs_fuzz_input(const u_char *data, size_t size, ngx_uint_t replay);
+
+
 static void
 ngx_acs_fuzz_one(const u_char *data, size_t size)
 {
@@ -52,49 +55,10 @@ ngx_acs_fuzz_one(const u_char *data, size_t size)
 }
 
 
-#ifdef NGX_ACS_FUZZ
-
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+void
+ngx_acs_fuzz_input(const u_char *data, size_t size, ngx_uint_t replay)
 {
+    (void) replay;
+
     ngx_acs_fuzz_one(data, size);
-    return 0;
 }
-
-#else
-
-int
-main(int argc, char **argv)
-{
-    int      i;
-    long     n;
-    FILE    *f;
-    u_char  *buf;
-
-    for (i = 1; i < argc; i++) {
-        f = fopen(argv[i], "rb");
-        if (f == NULL) {
-            perror(argv[i]);
-            return 2;
-        }
-
-        fseek(f, 0, SEEK_END);
-        n = ftell(f);
-        fseek(f, 0, SEEK_SET);
-
-        buf = malloc(n + 1);
-        if (buf == NULL || fread(buf, 1, n, f) != (size_t) n) {
-            return 2;
-        }
-
-        fclose(f);
-        ngx_acs_fuzz_one(buf, n);
-        free(buf);
-    }
-
-    printf("replayed %d inputs\n", argc - 1);
-
-    return 0;
-}
-
-#endif
