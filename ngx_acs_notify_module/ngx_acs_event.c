@@ -244,7 +244,7 @@ ngx_acs_event_parse(ngx_acs_event_parser_t *p, u_char *data, size_t len)
 
     msg = yajl_get_error(p->yajl, 0, data, len);
     (void) ngx_acs_event_fail(p, 400, "invalid JSON at byte %O: %s",
-                              p->base + (off_t) yajl_get_bytes_consumed(p->yajl),
+                              ngx_acs_event_offset(p),
                               msg ? (char *) msg : "syntax error");
     if (msg) {
         yajl_free_error(p->yajl, msg);

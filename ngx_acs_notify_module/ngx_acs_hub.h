@@ -28,9 +28,9 @@ typedef struct {
     ngx_str_t                   key;
     ngx_str_t                   api_version;
     ngx_str_t                   resource;      /* https://host/hub */
-    ngx_str_t                   url;           /* the direct send URL, C string */
-    ngx_str_t                   connect_to;    /* curl CONNECT_TO entry or empty */
-    struct curl_slist          *connect_to_list;   /* per worker */
+    ngx_str_t                   url;           /* direct send, C string */
+    ngx_str_t                   connect_to;    /* CONNECT_TO entry, or "" */
+    struct curl_slist          *connect_to_list;    /* per worker */
     ngx_str_t                   ca_file;       /* C string or empty */
     ngx_uint_t                  max_connections;
     ngx_msec_t                  timeout;

@@ -50,10 +50,10 @@ typedef struct {
 /* the direct-send request for one device */
 
 typedef struct {
-    ngx_str_t                   format;        /* apple, fcmv1, windows, browser */
+    ngx_str_t                   format;        /* apple, fcmv1, windows... */
     ngx_str_t                   content_type;
     ngx_str_t                   body;
-    ngx_acs_header_t            headers[6];    /* apns-*, X-WNS-Type, Auth, P256DH */
+    ngx_acs_header_t            headers[6];    /* apns-*, X-WNS-Type, Auth */
     ngx_uint_t                  nheaders;
     ngx_uint_t                  voip;          /* unsigned:1: to the VoIP hub */
 } ngx_acs_push_t;
