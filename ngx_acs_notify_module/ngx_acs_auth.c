@@ -74,6 +74,7 @@ static EVP_PKEY *ngx_acs_jwk_rsa(ngx_pool_t *pool, ngx_str_t *n,
     ngx_str_t *e);
 static void ngx_acs_jwks_free(void *data);
 static void ngx_acs_entra_cleanup(void *data);
+static void ngx_acs_jwks_destroy(ngx_acs_jwks_t *ks);
 static ngx_acs_jwk_t *ngx_acs_entra_key(ngx_acs_entra_t *entra,
     ngx_str_t *kid, time_t now, ngx_log_t *log);
 static ngx_int_t ngx_acs_entra_claims(ngx_acs_entra_t *entra, yajl_val c,
@@ -563,7 +564,20 @@ ngx_acs_entra_cleanup(void *data)
 {
     ngx_acs_entra_t  *e = data;
 
-    ngx_destroy_pool(e->jwks->pool);
+    ngx_acs_jwks_destroy(e->jwks);
+}
+
+
+/*
+ * A key set's pool may have been made with a log that is gone by now (a
+ * configuration's or a request's): it is destroyed with the current one.
+ */
+
+static void
+ngx_acs_jwks_destroy(ngx_acs_jwks_t *ks)
+{
+    ks->pool->log = ngx_cycle->log;
+    ngx_destroy_pool(ks->pool);
 }
 
 
@@ -607,7 +621,11 @@ ngx_acs_entra_key(ngx_acs_entra_t *entra, ngx_str_t *kid, time_t now,
             return NULL;
         }
 
-        if (ngx_acs_jwks_load(&entra->jwks_path, log, &ks, &err) != NGX_OK) {
+        /* the pool outlives the request: the cycle's log, not its */
+
+        if (ngx_acs_jwks_load(&entra->jwks_path, ngx_cycle->log, &ks, &err)
+            != NGX_OK)
+        {
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "acs_notify: jwks \"%V\" not reloaded: %s",
                           &entra->jwks_path, err);
@@ -618,7 +636,7 @@ ngx_acs_entra_key(ngx_acs_entra_t *entra, ngx_str_t *kid, time_t now,
                       "acs_notify: jwks \"%V\" reloaded, %ui keys",
                       &entra->jwks_path, ks->keys.nelts);
 
-        ngx_destroy_pool(entra->jwks->pool);
+        ngx_acs_jwks_destroy(entra->jwks);
         entra->jwks = ks;
     }
 }
