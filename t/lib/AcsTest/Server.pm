@@ -73,7 +73,7 @@ http {
     scgi_temp_path $root/tmp;
 ${\ ($o{http} // '')}
     server {
-        listen 127.0.0.1:$self->{port};
+        listen 127.0.0.1:$self->{port}${\ ($o{listen} ? " $o{listen}" : "")};
 ${\ ($o{server} // '')}
     }
 }

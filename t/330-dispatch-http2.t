@@ -1,0 +1,76 @@
+# Pushes over HTTP/2: a stock nginx with TLS and HTTP/2 stands in for the
+# hub's front end (it checks nothing, the FakeNH suites do that); many
+# pushes of one delivery share its connections as HTTP/2 streams, and every
+# one is answered once.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use Test::More;
+use AcsTest::Util;
+use AcsTest::Server;
+use AcsTest::FakeNH;
+
+my $sink = AcsTest::Server->new('330-sink');
+my $tls = AcsTest::FakeNH::setup_ca($sink->root . '/ca');
+
+$sink->write_conf(listen => 'ssl http2', http => <<'HTTP', server => <<"SERVER");
+    log_format proto '$server_protocol $request_method $uri $http_servicebusnotification_devicehandle';
+HTTP
+        ssl_certificate $tls->{cert};
+        ssl_certificate_key $tls->{key};
+        keepalive_requests 100000;
+        access_log ${\ $sink->root}/logs/pushes.log proto;
+        location / { return 201; }
+SERVER
+$sink->start;
+
+my $srv = AcsTest::Server->new('330-dispatch-http2');
+my $root = $srv->root;
+open my $fh, '>', "$root/nh.conn" or die $!;
+print $fh "Endpoint=sb://acs-test-ns.servicebus.windows.net/;SharedAccessKeyName=send;"
+        . "SharedAccessKey=c2FtcGxlLWtleQ==\n";
+close $fh;
+
+$srv->write_conf(workers => 1, http => <<"HTTP", server => <<"SERVER");
+    acs_notify_registry $root/registry max_devices=100;
+    acs_notify_hub main connection_string=file:$root/nh.conn hub=acs-push
+                   connect_to=127.0.0.1:${\ $sink->port} ca_file=$tls->{ca}
+                   max_connections=2;
+HTTP
+        location = /eg { acs_notify_eventgrid; }
+        location = /status { acs_notify_status; }
+        location /acs/ {
+            acs_notify_registrations;
+            acs_notify_hmac_key dGVzdC1hY2Nlc3Mta2V5LTAxMjM0NTY3ODlhYmNkZWY=;
+        }
+SERVER
+$srv->start;
+
+my $BOB = '8:acs:109f0644-b956-4cd9-87b1-71024f6e2f44_00000008-578d-7d05-83fe-084822000f6d';
+my $ok = 0;
+$ok += $srv->register($BOB, "d$_", platform => 'fcmv1', handle => "h2-token-$_") == 201 for 1 .. 40;
+is($ok, 40, '40 devices registered');
+
+my ($st) = $srv->request(POST => '/eg', fixture('eg-chat-message-received.json'),
+                         { 'aeg-event-type' => 'Notification', 'Content-Type' => 'application/json' });
+is($st, 200, 'a delivery with 40 pushes: 200');
+
+my (undef, undef, $status) = $srv->request(GET => '/status');
+like($status, qr/"fcmv1":\{"sent":40,/, '40 pushes sent');
+
+$sink->stop;
+open my $log, '<', $sink->root . '/logs/pushes.log' or die $!;
+my @lines = <$log>;
+is(scalar @lines, 40, 'the sink answered 40 requests, none twice');
+is(scalar(grep { m{^HTTP/2\.0 POST /acs-push/messages/ h2-token-} } @lines), 40,
+   'every one over HTTP/2');
+my %handles = map { (split ' ')[3] => 1 } @lines;
+is(scalar keys %handles, 40, 'each device once');
+
+$srv->stop;
+my @bad = grep { /\[(alert|crit|emerg|error)\]/ } split /\n/, $srv->whole_log;
+is(join("\n", @bad), '', 'no error, alert, crit or emerg');
+
+done_testing();
