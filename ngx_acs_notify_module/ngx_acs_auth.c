@@ -19,6 +19,7 @@
 #include <openssl/rsa.h>
 #endif
 
+#include "ngx_acs_notify.h"
 #include "ngx_acs_json.h"
 #include "ngx_acs_auth.h"
 
@@ -156,9 +157,7 @@ ngx_acs_entra_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
 
     for (i = 0; i < nargs; i++) {
 
-        if (ngx_strncmp(args[i].data, "jwks=", 5) == 0) {
-            e->jwks_path.data = args[i].data + 5;
-            e->jwks_path.len = args[i].len - 5;
+        if (ngx_acs_conf_param(&args[i], "jwks=", &e->jwks_path)) {
 
             if (ngx_conf_full_name(cf->cycle, &e->jwks_path, 1) != NGX_OK) {
                 return NGX_CONF_ERROR;
@@ -167,9 +166,9 @@ ngx_acs_entra_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
             continue;
         }
 
-        if (ngx_strncmp(args[i].data, "audience=", 9) == 0) {
-            p = args[i].data + 9;
-            last = args[i].data + args[i].len;
+        if (ngx_acs_conf_param(&args[i], "audience=", &v)) {
+            p = v.data;
+            last = v.data + v.len;
 
             while (p < last) {
                 v.data = p;
@@ -195,27 +194,19 @@ ngx_acs_entra_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
             continue;
         }
 
-        if (ngx_strncmp(args[i].data, "tenant=", 7) == 0) {
-            tenant.data = args[i].data + 7;
-            tenant.len = args[i].len - 7;
+        if (ngx_acs_conf_param(&args[i], "tenant=", &tenant)) {
             continue;
         }
 
-        if (ngx_strncmp(args[i].data, "app_id=", 7) == 0) {
-            e->app_id.data = args[i].data + 7;
-            e->app_id.len = args[i].len - 7;
+        if (ngx_acs_conf_param(&args[i], "app_id=", &e->app_id)) {
             continue;
         }
 
-        if (ngx_strncmp(args[i].data, "role=", 5) == 0) {
-            e->role.data = args[i].data + 5;
-            e->role.len = args[i].len - 5;
+        if (ngx_acs_conf_param(&args[i], "role=", &e->role)) {
             continue;
         }
 
-        if (ngx_strncmp(args[i].data, "leeway=", 7) == 0) {
-            v.data = args[i].data + 7;
-            v.len = args[i].len - 7;
+        if (ngx_acs_conf_param(&args[i], "leeway=", &v)) {
 
             leeway = ngx_parse_time(&v, 1);
             if (leeway == NGX_ERROR || leeway > 3600) {

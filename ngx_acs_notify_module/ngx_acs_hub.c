@@ -31,9 +31,7 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
 
     for (i = 0; i < nargs; i++) {
 
-        if (ngx_strncmp(args[i].data, "connection_string=", 18) == 0) {
-            v.data = args[i].data + 18;
-            v.len = args[i].len - 18;
+        if (ngx_acs_conf_param(&args[i], "connection_string=", &v)) {
 
             if (ngx_acs_conf_value(cf, &v, &cs) != NGX_OK) {
                 return NGX_CONF_ERROR;
@@ -42,15 +40,12 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
             continue;
         }
 
-        if (ngx_strncmp(args[i].data, "hub=", 4) == 0) {
-            hub->hub.data = args[i].data + 4;
-            hub->hub.len = args[i].len - 4;
+        if (ngx_acs_conf_param(&args[i], "hub=", &hub->hub)) {
             continue;
         }
 
-        if (ngx_strncmp(args[i].data, "api_version=", 12) == 0) {
-            hub->api_version.data = args[i].data + 12;
-            hub->api_version.len = args[i].len - 12;
+        if (ngx_acs_conf_param(&args[i], "api_version=", &hub->api_version))
+        {
 
             for (p = hub->api_version.data;
                  p < hub->api_version.data + hub->api_version.len;
@@ -73,9 +68,7 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
             continue;
         }
 
-        if (ngx_strncmp(args[i].data, "connect_to=", 11) == 0) {
-            v.data = args[i].data + 11;
-            v.len = args[i].len - 11;
+        if (ngx_acs_conf_param(&args[i], "connect_to=", &v)) {
 
             /* the port follows the last ":", IPv6 hosts are in brackets */
 
@@ -98,9 +91,7 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
             continue;
         }
 
-        if (ngx_strncmp(args[i].data, "ca_file=", 8) == 0) {
-            hub->ca_file.data = args[i].data + 8;
-            hub->ca_file.len = args[i].len - 8;
+        if (ngx_acs_conf_param(&args[i], "ca_file=", &hub->ca_file)) {
 
             if (ngx_conf_full_name(cf->cycle, &hub->ca_file, 1) != NGX_OK) {
                 return NGX_CONF_ERROR;
@@ -109,8 +100,8 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
             continue;
         }
 
-        if (ngx_strncmp(args[i].data, "max_connections=", 16) == 0) {
-            n = ngx_atoi(args[i].data + 16, args[i].len - 16);
+        if (ngx_acs_conf_param(&args[i], "max_connections=", &v)) {
+            n = ngx_atoi(v.data, v.len);
             if (n < 1 || n > 1024) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "acs_notify_hub \"%V\": max_connections "
@@ -122,9 +113,7 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
             continue;
         }
 
-        if (ngx_strncmp(args[i].data, "timeout=", 8) == 0) {
-            v.data = args[i].data + 8;
-            v.len = args[i].len - 8;
+        if (ngx_acs_conf_param(&args[i], "timeout=", &v)) {
 
             n = ngx_parse_time(&v, 0);
             if (n == NGX_ERROR || n < 100 || n > 60000) {

@@ -96,6 +96,8 @@ extern ngx_module_t  ngx_http_acs_notify_module;
 
 ngx_int_t ngx_acs_conf_value(ngx_conf_t *cf, ngx_str_t *value,
     ngx_str_t *out);
+ngx_uint_t ngx_acs_conf_param(ngx_str_t *arg, const char *name,
+    ngx_str_t *value);
 ngx_int_t ngx_acs_pattern_match(ngx_array_t *patterns, ngx_str_t *value);
 ngx_http_acs_notify_ctx_t *ngx_acs_ctx(ngx_http_request_t *r);
 ngx_table_elt_t *ngx_acs_header(ngx_http_request_t *r, const char *name);

@@ -764,15 +764,12 @@ ngx_http_acs_notify_eventgrid(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 1; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "hub=", 4) == 0) {
-            ancf->hub_name.data = value[i].data + 4;
-            ancf->hub_name.len = value[i].len - 4;
+        if (ngx_acs_conf_param(&value[i], "hub=", &ancf->hub_name)) {
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "voip_hub=", 9) == 0) {
-            ancf->voip_hub_name.data = value[i].data + 9;
-            ancf->voip_hub_name.len = value[i].len - 9;
+        if (ngx_acs_conf_param(&value[i], "voip_hub=", &ancf->voip_hub_name))
+        {
             continue;
         }
 
@@ -870,9 +867,7 @@ ngx_http_acs_notify_dedup(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 1; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "size=", 5) == 0) {
-            v.data = value[i].data + 5;
-            v.len = value[i].len - 5;
+        if (ngx_acs_conf_param(&value[i], "size=", &v)) {
 
             size = ngx_parse_size(&v);
             if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
@@ -885,9 +880,7 @@ ngx_http_acs_notify_dedup(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0) {
-            v.data = value[i].data + 4;
-            v.len = value[i].len - 4;
+        if (ngx_acs_conf_param(&value[i], "ttl=", &v)) {
 
             ttl = ngx_parse_time(&v, 1);
             if (ttl == NGX_ERROR || ttl < 1) {
@@ -1201,6 +1194,26 @@ ngx_acs_pattern_match(ngx_array_t *patterns, ngx_str_t *value)
     }
 
     return NGX_DECLINED;
+}
+
+
+/* "name=value" parameters: 1 and the value when arg is one of name */
+
+ngx_uint_t
+ngx_acs_conf_param(ngx_str_t *arg, const char *name, ngx_str_t *value)
+{
+    size_t  len;
+
+    len = ngx_strlen(name);
+
+    if (arg->len < len || ngx_strncmp(arg->data, name, len) != 0) {
+        return 0;
+    }
+
+    value->data = arg->data + len;
+    value->len = arg->len - len;
+
+    return 1;
 }
 
 

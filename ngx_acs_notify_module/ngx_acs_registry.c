@@ -14,6 +14,7 @@
 #include <ngx_core.h>
 #include <lmdb.h>
 
+#include "ngx_acs_notify.h"
 #include "ngx_acs_registry.h"
 
 
@@ -46,7 +47,8 @@ struct ngx_acs_registry_s {
 static ngx_int_t ngx_acs_registry_open(ngx_acs_registry_t *reg,
     ngx_log_t *log);
 static ngx_int_t ngx_acs_registry_delete_all(ngx_acs_registry_t *reg,
-    ngx_str_t *raw_id, ngx_str_t *handle, ngx_log_t *log);
+    ngx_str_t *raw_id, ngx_str_t *device_id, ngx_str_t *handle,
+    ngx_log_t *log);
 static ngx_int_t ngx_acs_registry_read_begin(ngx_acs_registry_t *reg,
     ngx_log_t *log);
 static void ngx_acs_registry_read_end(ngx_acs_registry_t *reg);
@@ -120,9 +122,7 @@ ngx_acs_registry_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
 
     for (i = 1; i < nargs; i++) {
 
-        if (ngx_strncmp(args[i].data, "max_size=", 9) == 0) {
-            v.data = args[i].data + 9;
-            v.len = args[i].len - 9;
+        if (ngx_acs_conf_param(&args[i], "max_size=", &v)) {
 
             size = ngx_parse_size(&v);
             if (size == NGX_ERROR || size < 65536) {
@@ -136,9 +136,7 @@ ngx_acs_registry_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
             continue;
         }
 
-        if (ngx_strncmp(args[i].data, "ttl=", 4) == 0) {
-            v.data = args[i].data + 4;
-            v.len = args[i].len - 4;
+        if (ngx_acs_conf_param(&args[i], "ttl=", &v)) {
 
             n = ngx_parse_time(&v, 1);
             if (n == NGX_ERROR || n < 1 || n > 15552000) {
@@ -152,9 +150,7 @@ ngx_acs_registry_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
             continue;
         }
 
-        if (ngx_strncmp(args[i].data, "max_devices=", 12) == 0) {
-            v.data = args[i].data + 12;
-            v.len = args[i].len - 12;
+        if (ngx_acs_conf_param(&args[i], "max_devices=", &v)) {
 
             n = ngx_atoi(v.data, v.len);
             if (n == NGX_ERROR || n < 1 || n > 1000) {
@@ -589,44 +585,7 @@ ngx_int_t
 ngx_acs_registry_delete(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     ngx_str_t *device_id, ngx_log_t *log)
 {
-    int          rc;
-    u_char       kbuf[NGX_ACS_RAW_ID_MAX + 1 + NGX_ACS_DEVICE_ID_MAX];
-    MDB_val      k, v;
-    MDB_txn     *txn;
-    ngx_uint_t   found;
-
-    if (device_id == NULL) {
-        return ngx_acs_registry_delete_all(reg, raw_id, NULL, log);
-    }
-
-    rc = mdb_txn_begin(reg->env, NULL, 0, &txn);
-    if (rc != 0) {
-        return ngx_acs_registry_fail(log, rc, "mdb_txn_begin()");
-    }
-
-    k.mv_data = kbuf;
-    k.mv_size = ngx_acs_registry_key(kbuf, raw_id, device_id);
-
-    rc = mdb_get(txn, reg->dbi, &k, &v);
-
-    /* an expired registration is as good as absent */
-    found = (rc == 0 && ngx_acs_registry_expires(&v) > ngx_time());
-
-    if (rc == 0) {
-        rc = mdb_del(txn, reg->dbi, &k, NULL);
-    }
-
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        mdb_txn_abort(txn);
-        return ngx_acs_registry_fail(log, rc, "mdb_del()");
-    }
-
-    rc = mdb_txn_commit(txn);
-    if (rc != 0) {
-        return ngx_acs_registry_fail(log, rc, "mdb_txn_commit()");
-    }
-
-    return found ? NGX_OK : NGX_DECLINED;
+    return ngx_acs_registry_delete_all(reg, raw_id, device_id, NULL, log);
 }
 
 
@@ -636,27 +595,31 @@ ngx_int_t
 ngx_acs_registry_remove_handle(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     ngx_str_t *handle, ngx_log_t *log)
 {
-    return ngx_acs_registry_delete_all(reg, raw_id, handle, log);
+    return ngx_acs_registry_delete_all(reg, raw_id, NULL, handle, log);
 }
 
 
 /*
- * Deletes the devices of a user, all of them, or those holding handle:
- * NGX_OK when one was, NGX_DECLINED when none.
+ * Deletes the devices of a user: all of them, the one of device_id, or
+ * those holding handle.  NGX_OK when a live one was, NGX_DECLINED when
+ * none (an expired registration is as good as absent, and goes too).
  */
 
 static ngx_int_t
 ngx_acs_registry_delete_all(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
-    ngx_str_t *handle, ngx_log_t *log)
+    ngx_str_t *device_id, ngx_str_t *handle, ngx_log_t *log)
 {
     int          rc;
     u_char      *p, kbuf[NGX_ACS_RAW_ID_MAX + 1 + NGX_ACS_DEVICE_ID_MAX];
     size_t       prefix;
+    time_t       now;
     MDB_val      k, v;
     MDB_txn     *txn;
     uint16_t     len;
     ngx_uint_t   found;
     MDB_cursor  *cur;
+
+    now = ngx_time();
 
     rc = mdb_txn_begin(reg->env, NULL, 0, &txn);
     if (rc != 0) {
@@ -683,6 +646,14 @@ ngx_acs_registry_delete_all(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
             break;
         }
 
+        if (device_id
+            && (k.mv_size != prefix + device_id->len
+                || ngx_memcmp((u_char *) k.mv_data + prefix, device_id->data,
+                              device_id->len) != 0))
+        {
+            continue;
+        }
+
         if (handle) {
             if (v.mv_size < NGX_ACS_REC_HEADER) {
                 continue;
@@ -699,12 +670,14 @@ ngx_acs_registry_delete_all(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
             }
         }
 
+        if (ngx_acs_registry_expires(&v) > now) {
+            found++;
+        }
+
         rc = mdb_cursor_del(cur, 0);
         if (rc != 0) {
             break;
         }
-
-        found++;
     }
 
     mdb_cursor_close(cur);
