@@ -13,7 +13,8 @@
 # BATCH (events per batch, 50), MEM_N (pushes held in flight, 2000),
 # MEM_WAVES (times MEM_N pushes are held then released, 3),
 # PIN (1: module worker on CPU 1, wrk and the sink on CPU 0), ONLY (throughput
-# or memory: that part alone), SINK_EARLY (1: the sink answers before reading
+# or memory: that part alone), FLOOR_BODY (body bytes of the libcurl floor,
+# 406), SINK_EARLY (1: the sink answers before reading
 # the push, see bench/README.md), NGINX_BIN.
 
 set -euo pipefail
@@ -31,6 +32,7 @@ MEM_N=${MEM_N:-2000}
 MEM_WAVES=${MEM_WAVES:-3}
 PIN=${PIN:-1}
 ONLY=${ONLY:-}    # "throughput" or "memory": that part alone
+FLOOR_BODY=${FLOOR_BODY:-406}   # body bytes of the libcurl floor (the fcmv1 chat push of the module)
 KEY=dGVzdC1hY2Nlc3Mta2V5LTAxMjM0NTY3ODlhYmNkZWY=
 NHKEY=c2FtcGxlLXNoYXJlZC1hY2Nlc3Mta2V5LW5vdC1yZWFsPQ==
 SECRET=bench-secret-0123456789
@@ -275,6 +277,7 @@ to_ms() {  # wrk latency ("850.00us", "1.23ms", "2.00s") -> ms
 }
 
 : >"$RUN/results.tsv"
+: >"$RUN/floor.tsv"
 # measure NAME PREFIX PORT PATH EVENTS-PER-REQUEST FIRST-RECIPIENT NRECIP CONNS PUSHES-PER-REQUEST
 measure() {
     local name=$1 prefix=$2 port=$3 path=$4 per=$5 first=$6 nrecip=$7 conns=$8 ppr=$9
@@ -316,6 +319,24 @@ if [ "$ONLY" != memory ]; then
     measure nodevice "$RUN/module" "$MOD" "/eg?code=$SECRET" 1 99999 1 "$C1" 0
     measure edgebase "$RUN/edge" "$EDGE" "/baseline?code=$SECRET" 1 1 1 "$C1" 0
     measure edge     "$RUN/edge" "$EDGE" "/eg?code=$SECRET" 1 1 1 "$C1" 0
+
+    # The libcurl floor: the same pushes sent by libcurl alone (no nginx, no
+    # Event Grid, no module), on the worker's CPU, C1 in flight, same sink.
+    if cc -O2 -o "$RUN/curl-floor" bench/lib/curl-floor.c -lcurl; then
+        FLOOR=()
+        [ -n "$MOD_AFF" ] && FLOOR=(taskset -c 1)
+        for f in "floor bench-ns $SINK_H2" "floor1 bench-ns-h1 $SINK_H1"; do
+            set -- $f
+            "${FLOOR[@]}" "$RUN/curl-floor" \
+                "https://$2.servicebus.windows.net/bench-hub/messages/?api-version=2020-06&direct" \
+                "$2.servicebus.windows.net:443:127.0.0.1:$3" "$CA" "$C1" "$DUR" "$FLOOR_BODY" \
+                | awk -v n="$1" '{print n "\t" $0}' >>"$RUN/floor.tsv"
+            awk -v n="$1" '$1 == n {printf "  %-10s %10.2f transfers/s (libcurl alone), %d failed\n", n, $2 / $4, $5}' \
+                "$RUN/floor.tsv"
+        done
+    else
+        echo "  (no C compiler or libcurl headers: the libcurl floor is not measured)"
+    fi
 fi
 stop_nginx "$RUN/edge"
 
@@ -504,6 +525,25 @@ for my $k (qw(single single1 batch batch1)) {
     printf "%-8s pushes counted by the sink: %d for %d answered deliveries x %d;"
          . " %.1f us worker CPU per push -> %.0f pushes per worker-CPU-second\n",
         $k, $x->{sink}, $x->{reqs}, $x->{ppr}, 1e6 * $cpp, $cpp ? 1 / $cpp : 0;
+}
+my %f;
+if (open my $ff, '<', "$run/floor.tsv") {
+    while (<$ff>) {
+        chomp;
+        my ($name, $n, $cpu, $wall, $failed) = split /\t/;
+        $f{$name} = { n => $n, cpu => $cpu, wall => $wall, failed => $failed } if $n;
+    }
+}
+for my $p ([ floor => 'single', 'h2' ], [ floor1 => 'single1', 'h1.1' ]) {
+    my ($k, $m, $proto) = @$p;
+    my $x = $f{$k} or next;
+    my $us = 1e6 * $x->{cpu} / $x->{n};
+    my $y = $r{$m};
+    printf "libcurl floor, %-4s: %.0f transfers/s, %.1f us CPU per transfer -> %.0f per CPU-second"
+         . "%s%s\n", $proto, $x->{n} / $x->{wall}, $us, 1e6 / $us,
+        ($x->{failed} ? " ($x->{failed} FAILED)" : ''),
+        ($y && $y->{reqs} ? sprintf('; the module spends %.2fx that per push (edge included)',
+                                    us_cpu($y) / $y->{ppr} / $us) : '');
 }
 if (my $e = $r{edge}) {
     printf "edge bar (DESIGN 10: at most ~2x return 200): the edge path costs %.2fx the baseline's"
