@@ -2,10 +2,11 @@
 /*
  * Copyright (C) ngx_acs_notify_module authors
  *
- * The order of checks is the order of cost: method, credentials (secret,
- * then bearer token), subscription name, content type, event type header;
+ * The order of checks is the order of cost: method, secret, subscription
+ * name, a bearer token that is present, content type, event type header;
  * only then is the body read and parsed, and the topics of its events
- * checked.  Every refusal is answered with the status Event Grid expects
+ * checked.  A missing token is refused once the request's kind is known
+ * (a tokenless validation may pass on its topic).  Every refusal is answered with the status Event Grid expects
  * (PROTOCOLS 1.4) and logged once, at acs_notify_log_level.
  */
 
