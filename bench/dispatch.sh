@@ -337,6 +337,30 @@ if [ "$ONLY" != memory ]; then
     else
         echo "  (no C compiler or libcurl headers: the libcurl floor is not measured)"
     fi
+
+    # A lean client for comparison: wrk itself sending the same pushes over
+    # TLS and HTTP/1.1 keep-alive to the sink, on the worker's CPU.
+    cat >"$RUN/lua/lean.lua" <<LUA
+wrk.method = "POST"
+wrk.body = string.rep("x", $FLOOR_BODY)
+wrk.headers["Host"] = "bench-ns-h1.servicebus.windows.net"
+wrk.headers["Content-Type"] = "application/json;charset=utf-8"
+wrk.headers["ServiceBusNotification-Format"] = "fcmv1"
+wrk.headers["ServiceBusNotification-DeviceHandle"] = "fcm-bench-device-handle-0000000000000000000000000"
+wrk.headers["x-ms-version"] = "2020-06"
+wrk.headers["Authorization"] = "SharedAccessSignature sr=https%3A%2F%2Fbench-ns.servicebus.windows.net%2Fbench-hub&sig=NF2AU4UscCmT5z8RBPspBYudBA3qBpw4oR%2FGdrqfL7c%3D&se=1700000000&skn=DefaultFullSharedAccessSignature"
+LUA
+    LEAN=(wrk)
+    [ -n "$MOD_AFF" ] && LEAN=(taskset -c 1 wrk)
+    /usr/bin/time -f '%U %S' -o "$RUN/wrk/lean.time" "${LEAN[@]}" -t1 -c"$C1" -d"${DUR}s" \
+        -s "$RUN/lua/lean.lua" "https://127.0.0.1:$SINK_H1/bench-hub/messages/?api-version=2020-06&direct" \
+        >"$RUN/wrk/lean.txt" 2>&1
+    awk '/requests in/ {n = $1} /Non-2xx/ {bad = $NF}
+         END {getline t < "'"$RUN/wrk/lean.time"'"; split(t, c, " ");
+              printf "lean\t%d\t%.3f\t%s\t%d\n", n, c[1] + c[2], "'"$DUR"'", bad + 0}' \
+        "$RUN/wrk/lean.txt" >>"$RUN/floor.tsv"
+    awk '$1 == "lean" {printf "  %-10s %10.2f requests/s (wrk, TLS, HTTP/1.1), %d not 201\n", $1, $2 / $4, $5}' \
+        "$RUN/floor.tsv"
 fi
 stop_nginx "$RUN/edge"
 
@@ -534,13 +558,15 @@ if (open my $ff, '<', "$run/floor.tsv") {
         $f{$name} = { n => $n, cpu => $cpu, wall => $wall, failed => $failed } if $n;
     }
 }
-for my $p ([ floor => 'single', 'h2' ], [ floor1 => 'single1', 'h1.1' ]) {
+for my $p ([ floor => 'single', 'h2' ], [ floor1 => 'single1', 'h1.1' ],
+           [ lean => 'single1', 'h1.1' ]) {
     my ($k, $m, $proto) = @$p;
     my $x = $f{$k} or next;
     my $us = 1e6 * $x->{cpu} / $x->{n};
     my $y = $r{$m};
-    printf "libcurl floor, %-4s: %.0f transfers/s, %.1f us CPU per transfer -> %.0f per CPU-second"
-         . "%s%s\n", $proto, $x->{n} / $x->{wall}, $us, 1e6 / $us,
+    printf "%-13s %-4s: %.0f transfers/s, %.1f us CPU per transfer -> %.0f per CPU-second"
+         . "%s%s\n", ($k eq 'lean' ? 'lean (wrk),' : 'libcurl floor,'), $proto,
+        $x->{n} / $x->{wall}, $us, 1e6 / $us,
         ($x->{failed} ? " ($x->{failed} FAILED)" : ''),
         ($y && $y->{reqs} ? sprintf('; the module spends %.2fx that per push (edge included)',
                                     us_cpu($y) / $y->{ppr} / $us) : '');

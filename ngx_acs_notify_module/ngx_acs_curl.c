@@ -22,8 +22,10 @@
  *    timers reads the fd of ev->data, and Debian's nginx is a debug build.
  *  - CURLOPT_NOSIGNAL: no SIGALRM in a worker.
  *  - capped connections (CURLMOPT_MAX_HOST_CONNECTIONS), keep-alive (the
- *    multi handle's connection cache), HTTP/2 when the peer offers it over
- *    ALPN, with multiplexing (CURLPIPE_MULTIPLEX, CURLOPT_PIPEWAIT).
+ *    multi handle's connection cache, sized by CURLMOPT_MAXCONNECTS so
+ *    idle connections survive between bursts), HTTP/2 when the peer
+ *    offers it over ALPN, with multiplexing (CURLPIPE_MULTIPLEX,
+ *    CURLOPT_PIPEWAIT).
  *  - no curl call from inside a curl callback: the callbacks only change
  *    nginx events and timers; completions are collected afterwards by
  *    ngx_acs_curl_collect(), and their handlers may start new requests.
@@ -81,7 +83,7 @@ static ngx_acs_curl_t  ngx_acs_curl;
 
 
 ngx_int_t
-ngx_acs_curl_init_process(ngx_cycle_t *cycle)
+ngx_acs_curl_init_process(ngx_cycle_t *cycle, ngx_uint_t connections)
 {
     ngx_acs_curl_t  *ac = &ngx_acs_curl;
 
@@ -108,6 +110,14 @@ ngx_acs_curl_init_process(ngx_cycle_t *cycle)
                       ngx_acs_curl_socket);
     curl_multi_setopt(ac->multi, CURLMOPT_TIMERFUNCTION, ngx_acs_curl_timer);
     curl_multi_setopt(ac->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+
+    /*
+     * Idle connections kept: by default curl keeps four per easy handle
+     * currently added, so as a burst of pushes drains it closes idle hub
+     * connections, and the next burst pays new TLS handshakes; keep every
+     * connection the hubs may open (their max_connections summed)
+     */
+    curl_multi_setopt(ac->multi, CURLMOPT_MAXCONNECTS, (long) connections);
 
     ac->timer_conn.fd = (ngx_socket_t) -1;
     ac->timer.data = &ac->timer_conn;

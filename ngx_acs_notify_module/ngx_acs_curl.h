@@ -51,7 +51,8 @@ struct ngx_acs_http_s {
 };
 
 
-ngx_int_t ngx_acs_curl_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_acs_curl_init_process(ngx_cycle_t *cycle,
+    ngx_uint_t connections);
 void ngx_acs_curl_exit_process(ngx_cycle_t *cycle);
 
 /* starts the request; h->handler runs when it is over, never before */

@@ -111,9 +111,9 @@ static ngx_uint_t  ngx_acs_inflight;     /* jobs not final in this worker */
 
 
 ngx_int_t
-ngx_acs_dispatch_init_process(ngx_cycle_t *cycle)
+ngx_acs_dispatch_init_process(ngx_cycle_t *cycle, ngx_uint_t connections)
 {
-    return ngx_acs_curl_init_process(cycle);
+    return ngx_acs_curl_init_process(cycle, connections);
 }
 
 

@@ -24,7 +24,8 @@
  */
 ngx_int_t ngx_acs_dispatch(ngx_http_request_t *r, ngx_array_t *events);
 
-ngx_int_t ngx_acs_dispatch_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_acs_dispatch_init_process(ngx_cycle_t *cycle,
+    ngx_uint_t connections);
 
 
 #endif /* _NGX_ACS_DISPATCH_H_INCLUDED_ */

@@ -428,7 +428,7 @@ ngx_http_acs_notify_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                        i;
+    ngx_uint_t                        i, connections;
     ngx_acs_hub_t                    *hub;
     ngx_http_acs_notify_main_conf_t  *amcf;
 
@@ -441,14 +441,17 @@ ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
 
     if (amcf->hubs.nelts) {
         hub = amcf->hubs.elts;
+        connections = 0;
 
         for (i = 0; i < amcf->hubs.nelts; i++) {
             if (ngx_acs_hub_init_process(&hub[i], cycle->log) != NGX_OK) {
                 return NGX_ERROR;
             }
+
+            connections += hub[i].max_connections;
         }
 
-        if (ngx_acs_dispatch_init_process(cycle) != NGX_OK) {
+        if (ngx_acs_dispatch_init_process(cycle, connections) != NGX_OK) {
             return NGX_ERROR;
         }
     }

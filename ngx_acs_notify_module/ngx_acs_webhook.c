@@ -6,8 +6,9 @@
  * name, a bearer token that is present, content type, event type header;
  * only then is the body read and parsed, and the topics of its events
  * checked.  A missing token is refused once the request's kind is known
- * (a tokenless validation may pass on its topic).  Every refusal is answered with the status Event Grid expects
- * (PROTOCOLS 1.4) and logged once, at acs_notify_log_level.
+ * (a tokenless validation may pass on its topic).  Every refusal is
+ * answered with the status Event Grid expects (PROTOCOLS 1.4) and logged
+ * once, at acs_notify_log_level.
  */
 
 

@@ -1,0 +1,61 @@
+# Connections to the hub are kept between bursts of pushes: a delivery
+# fanning out to several devices opens connections in parallel (the
+# stand-in speaks HTTP/1.1 only, one push per connection at a time), and
+# the next deliveries reuse them instead of paying new TLS handshakes.
+# libcurl's default would keep only four idle connections per transfer
+# still running, closing most of them as the burst drains.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use Test::More;
+use AcsTest::Util;
+use AcsTest::Reg;
+use AcsTest::Dispatch;
+
+my $t = AcsTest::Dispatch->new('340-dispatch-keepalive');
+my $srv = $t->srv;
+
+$srv->write_conf(workers => 1, http => $t->hubs_conf, server => <<"SERVER");
+        location = /eg { acs_notify_eventgrid hub=main; }
+        location /acs/ {
+            acs_notify_registrations;
+            acs_notify_hmac_key $AcsTest::Reg::KEY;
+        }
+SERVER
+$srv->start;
+
+my $BOB = '8:acs:109f0644-b956-4cd9-87b1-71024f6e2f44_00000008-578d-7d05-83fe-084822000f6d';
+my $N = 8;
+my $ok = 0;
+$ok += $srv->register($BOB, "phone-$_", platform => 'fcmv1',
+                      handle => "keepalive-token-$_") == 201 for 1 .. $N;
+is($ok, $N, "$N devices registered");
+
+my $chat = fixture('eg-chat-message-received.json');
+my (@bursts, %seen);
+for my $i (1 .. 3) {
+    (my $body = $chat) =~ s/"id":\s*"[^"]+"/"id": "keepalive-event-$i"/ or die 'no id';
+    my $mark = $t->mark;
+    my ($st) = $t->deliver('/eg', $body);
+    is($st, 200, "delivery $i: 200");
+    my @e = $t->since($mark);
+    is(scalar @e, $N, "delivery $i: $N pushes");
+    push @bursts, { map { $_->{conn} => 1 } @e };
+    select undef, undef, undef, 0.3;    # every transfer of the burst is done
+}
+
+my @first = sort { $a <=> $b } keys %{ $bursts[0] };
+ok(@first >= 2, 'the first burst ran on several connections (' . scalar(@first) . ')');
+for my $i (1, 2) {
+    my @new = grep { !$bursts[0]{$_} } keys %{ $bursts[$i] };
+    is(scalar @new, 0, 'delivery ' . ($i + 1) . ': no new connection')
+        or diag "first burst: @first; this one: @{[ sort keys %{ $bursts[$i] } ]}";
+}
+
+$srv->stop;
+my @bad = grep { /\[(alert|crit|emerg|error)\]/ } split /\n/, $srv->whole_log;
+is(join("\n", @bad), '', 'no error, alert, crit or emerg');
+
+done_testing();
