@@ -86,13 +86,40 @@ static ngx_int_t ngx_acs_json_time(yajl_val v, time_t *t);
 static ngx_acs_token_cache_t  ngx_acs_token_cache[NGX_ACS_TOKEN_CACHE_SIZE];
 
 
+/*
+ * With OpenSSL 3, EVP_sha256() makes every digest look the algorithm up
+ * again (a property query under a lock); a digest per delivery and two
+ * per push make that worth fetching once.  Kept for the process' life.
+ */
+
+const EVP_MD *
+ngx_acs_sha256(void)
+{
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+    static EVP_MD  *md;
+
+    if (md == NULL) {
+        md = EVP_MD_fetch(NULL, "SHA256", NULL);
+
+        if (md == NULL) {
+            return EVP_sha256();
+        }
+    }
+
+    return md;
+#else
+    return EVP_sha256();
+#endif
+}
+
+
 ngx_int_t
 ngx_acs_secret_digest(ngx_str_t *value, ngx_acs_secret_t *s)
 {
     unsigned int  len;
 
-    if (EVP_Digest(value->data, value->len, s->digest, &len, EVP_sha256(),
-                   NULL)
+    if (EVP_Digest(value->data, value->len, s->digest, &len,
+                   ngx_acs_sha256(), NULL)
         != 1)
     {
         return NGX_ERROR;
@@ -663,7 +690,7 @@ ngx_acs_entra_verify(ngx_acs_entra_t *entra, ngx_str_t *token, time_t now,
         return NGX_DECLINED;
     }
 
-    if (EVP_Digest(token->data, token->len, hash, &hlen, EVP_sha256(), NULL)
+    if (EVP_Digest(token->data, token->len, hash, &hlen, ngx_acs_sha256(), NULL)
         != 1)
     {
         return NGX_ERROR;
@@ -998,7 +1025,7 @@ ngx_acs_hmac_verify(ngx_array_t *keys, ngx_str_t *method,
     key = keys->elts;
 
     for (i = 0; i < keys->nelts; i++) {
-        if (HMAC(EVP_sha256(), key[i].data, (int) key[i].len, sts,
+        if (HMAC(ngx_acs_sha256(), key[i].data, (int) key[i].len, sts,
                  last - sts, mac, &mac_len)
             == NULL)
         {

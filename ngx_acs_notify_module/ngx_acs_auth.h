@@ -14,6 +14,8 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
+#include <openssl/evp.h>
+
 
 #define NGX_ACS_TOKEN_MAX        8192
 #define NGX_ACS_EVENTGRID_APP_ID  "4962773b-9cdb-44cf-a8bf-237846a00ab7"
@@ -28,6 +30,9 @@ typedef struct {
     u_char                      digest[32];
 } ngx_acs_secret_t;
 
+
+/* SHA-256, fetched once per process */
+const EVP_MD *ngx_acs_sha256(void);
 
 ngx_int_t ngx_acs_secret_digest(ngx_str_t *value, ngx_acs_secret_t *s);
 ngx_int_t ngx_acs_secret_match(ngx_array_t *secrets, ngx_str_t *value);

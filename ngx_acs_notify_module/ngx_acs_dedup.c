@@ -13,6 +13,7 @@
 
 #include <openssl/evp.h>
 
+#include "ngx_acs_auth.h"
 #include "ngx_acs_dedup.h"
 
 
@@ -147,7 +148,7 @@ ngx_acs_dedup_key(u_char *key, ngx_str_t *event_id, ngx_str_t *type,
 
     md = EVP_MD_CTX_new();
 
-    if (md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1) {
+    if (md && EVP_DigestInit_ex(md, ngx_acs_sha256(), NULL) == 1) {
         for (i = 0; i < 5; i++) {
             EVP_DigestUpdate(md, parts[i]->data, parts[i]->len);
             EVP_DigestUpdate(md, "", 1);

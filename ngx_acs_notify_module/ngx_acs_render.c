@@ -109,6 +109,7 @@
 #include "ngx_acs_json.h"
 #include "ngx_acs_event.h"
 #include "ngx_acs_registry.h"
+#include "ngx_acs_auth.h"
 #include "ngx_acs_render.h"
 
 
@@ -803,7 +804,7 @@ ngx_acs_render_collapse(ngx_acs_render_ctx_t *ctx)
         }
     }
 
-    if (EVP_Digest(id->data, id->len, md, &n, EVP_sha256(), NULL) != 1) {
+    if (EVP_Digest(id->data, id->len, md, &n, ngx_acs_sha256(), NULL) != 1) {
         return NGX_ERROR;
     }
 
