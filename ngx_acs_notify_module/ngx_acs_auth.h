@@ -31,7 +31,9 @@ typedef struct {
 } ngx_acs_secret_t;
 
 
-/* SHA-256, fetched once per process */
+/* SHA-256, fetched once per worker */
+void ngx_acs_sha256_init_process(void);
+void ngx_acs_sha256_exit_process(void);
 const EVP_MD *ngx_acs_sha256(void);
 
 ngx_int_t ngx_acs_secret_digest(ngx_str_t *value, ngx_acs_secret_t *s);

@@ -439,6 +439,8 @@ ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    ngx_acs_sha256_init_process();
+
     if (amcf->hubs.nelts) {
         hub = amcf->hubs.elts;
         connections = 0;
@@ -548,6 +550,8 @@ ngx_http_acs_notify_exit_process(ngx_cycle_t *cycle)
     if (amcf == NULL) {
         return;
     }
+
+    ngx_acs_sha256_exit_process();
 
     if (amcf->hubs.nelts) {
         ngx_acs_curl_exit_process(cycle);

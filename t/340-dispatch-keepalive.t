@@ -17,7 +17,14 @@ use AcsTest::Dispatch;
 my $t = AcsTest::Dispatch->new('340-dispatch-keepalive');
 my $srv = $t->srv;
 
-$srv->write_conf(workers => 1, http => $t->hubs_conf, server => <<"SERVER");
+# one hub, with a timeout that also suits a run under valgrind (eight TLS
+# handshakes at once): a timed-out push would be retried on a new connection
+my ($dir, $nh) = ($t->dir, $t->nh);
+$srv->write_conf(workers => 1, http => <<"HTTP", server => <<"SERVER");
+    acs_notify_registry $dir/../registry;
+    acs_notify_hub main connection_string=file:$dir/nh.conn hub=acs-push
+                   connect_to=127.0.0.1:${\ $nh->port} ca_file=${\ $nh->ca} timeout=15s;
+HTTP
         location = /eg { acs_notify_eventgrid hub=main; }
         location /acs/ {
             acs_notify_registrations;
@@ -46,11 +53,16 @@ for my $i (1 .. 3) {
     select undef, undef, undef, 0.3;    # every transfer of the burst is done
 }
 
+# each burst needs at most $N connections at once; kept connections mean
+# no more than $N were ever opened (curl's default cache: 10 here)
 my @first = sort { $a <=> $b } keys %{ $bursts[0] };
 ok(@first >= 2, 'the first burst ran on several connections (' . scalar(@first) . ')');
+my %all = map { %$_ } @bursts;
+ok(keys %all <= $N, "three bursts of $N pushes on at most $N connections")
+    or diag join ' | ', map { join ' ', sort { $a <=> $b } keys %$_ } @bursts;
 for my $i (1, 2) {
-    my @new = grep { !$bursts[0]{$_} } keys %{ $bursts[$i] };
-    is(scalar @new, 0, 'delivery ' . ($i + 1) . ': no new connection')
+    my $reused = grep { $bursts[0]{$_} } keys %{ $bursts[$i] };
+    ok($reused >= @first - 1, 'delivery ' . ($i + 1) . ': the connections of the first are reused')
         or diag "first burst: @first; this one: @{[ sort keys %{ $bursts[$i] } ]}";
 }
 
