@@ -283,6 +283,7 @@ ngx_acs_dispatch_event(ngx_http_request_t *r, ngx_acs_batch_t *batch,
 {
     u_char                           key[NGX_ACS_DEDUP_KEY_LEN];
     ngx_int_t                        rc;
+    ngx_str_t                        event_id, raw_id;
     ngx_uint_t                       i, has_voip;
     ngx_array_t                      devices;
     ngx_acs_job_t                   *job;
@@ -332,6 +333,8 @@ ngx_acs_dispatch_event(ngx_http_request_t *r, ngx_acs_batch_t *batch,
 
     dev = devices.elts;
     has_voip = 0;
+    ngx_str_null(&event_id);
+    ngx_str_null(&raw_id);
 
     for (i = 0; i < devices.nelts; i++) {
         if (dev[i].platform == NGX_ACS_PLATFORM_APNS_VOIP) {
@@ -386,6 +389,25 @@ ngx_acs_dispatch_event(ngx_http_request_t *r, ngx_acs_batch_t *batch,
             continue;
         }
 
+        if (event_id.data == NULL) {
+
+            /*
+             * the event and, mostly, the recipient's id are in the
+             * request's memory, and jobs outlive the request (an
+             * "accepted" answer, a deadline): they keep copies
+             */
+
+            event_id.data = ngx_pstrdup(batch->pool, &ev->id);
+            raw_id.data = ngx_pstrdup(batch->pool, &route.recipient);
+
+            if (event_id.data == NULL || raw_id.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            event_id.len = ev->id.len;
+            raw_id.len = route.recipient.len;
+        }
+
         job = ngx_array_push(jobs);
         if (job == NULL) {
             return NGX_ERROR;
@@ -395,8 +417,8 @@ ngx_acs_dispatch_event(ngx_http_request_t *r, ngx_acs_batch_t *batch,
 
         job->push = push;
         job->hub = (push.voip && ancf->voip_hub) ? ancf->voip_hub : ancf->hub;
-        job->event_id = ev->id;
-        job->raw_id = route.recipient;
+        job->event_id = event_id;
+        job->raw_id = raw_id;
         job->handle = dev[i].handle;
         job->platform = dev[i].platform;
         ngx_memcpy(job->dedup_key, key, NGX_ACS_DEDUP_KEY_LEN);

@@ -215,6 +215,31 @@ ok($dt < 1, 'answered before the pushes');
 my @w = $nh->wait_requests($n0 + 2, 5);
 is(count_since($n0), 2, 'the pushes are sent after the answer');
 
+# accepted: the request and its memory are gone while the pushes go on; a
+# retry and a gone handle then still name the right event and user (other
+# requests reuse the freed memory meanwhile)
+my $ERIN = '8:acs:erin';
+my %E = (gone => '0410' . 'e' x 60, flaky => '05031' . 'e' x 59);
+for my $d (sort keys %E) {
+    is($srv->register($ERIN, $d, platform => 'apns', handle => $E{$d}), 201, "Erin registers $d");
+}
+$srv->new_log;
+$n0 = () = $nh->requests;
+($st) = deliver('/eg-accepted', $chat =~ s/\Q$BOB\E/$ERIN/gr =~ s/02272459-badb/82272459-badb/r);
+is($st, 202, 'accepted: 202 for Erin');
+$srv->request(GET => '/acs/users/8%3Aacs%3Anobody/devices', 'x' x 3000,
+    { map { /^([^:]+): (.*)$/ } split /\n/, signed_headers('GET', '/acs/users/8%3Aacs%3Anobody/devices', 'x' x 3000) })
+    for 1 .. 3;
+$nh->wait_requests($n0 + 3, 5);
+sleep 0.5;
+$log = $srv->new_log;
+like($log, qr/push of event "82272459-badb-4e2e-b538-4cb8a2f71da6" to 05031eee\.\.\. will be retried/,
+     'accepted: the retry names the event');
+like($log, qr/device handle 0410eeee\.\.\. of "8:acs:erin" gone, removed/, 'accepted: the gone handle is removed from the right user');
+(undef, undef, $list) = $srv->request(GET => '/acs/users/8%3Aacs%3Aerin/devices', '',
+    { map { /^([^:]+): (.*)$/ } split /\n/, signed_headers('GET', '/acs/users/8%3Aacs%3Aerin/devices', '') });
+unlike($list, qr/"deviceId":"gone"/, 'accepted: the gone device is no longer listed');
+
 # --- configuration errors and transport failures
 
 $n0 = () = $nh->requests;
