@@ -72,6 +72,19 @@ is($st, 200, 'a validation handshake');
 ($st) = $t->deliver('/eg?code=s3cret-value-1', fixture('eg-call-started.json'));
 is($st, 200, 'an event without a push');
 
+# requests are counted in their log phase, just after the answer, by
+# either worker: wait until all six are (a few ms; longer under valgrind)
+sub requests_counted {
+    my (undef, undef, $b) = $srv->request(GET => '/status');
+    my $r = eval { decode_json($b)->{requests} } // {};
+    my $n = 0;
+    $n += $_ for values %$r;
+    return $n;
+}
+for (1 .. 50) {
+    last if requests_counted() >= 6;
+    select undef, undef, undef, 0.1;
+}
 my $s = json_status();
 is($s->{requests}{dispatched}, 3, 'requests: dispatched 3');
 is($s->{requests}{'rejected:secret'}, 1, 'requests: rejected:secret 1');
