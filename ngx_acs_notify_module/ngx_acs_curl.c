@@ -10,6 +10,11 @@
  *    each fd has an nginx connection, and its events are deleted before
  *    the fd is closed: no closed fd is ever left in epoll, and a reused
  *    fd starts clean (ngx_get_connection flips the instance bit).
+ *  - but not the socket curl's threaded resolver waits on while it
+ *    resolves a host name (a socketpair it opens and closes itself): it
+ *    gets a connection of its own when the socket callback first names
+ *    it, dropped when curl removes it, just before curl closes it
+ *    (ngx_acs_curl_socket); refusing it would abort the multi handle.
  *  - level-triggered events (NGX_LEVEL_EVENT in ngx_acs_curl_socket):
  *    curl reads and writes only as much as it wants per call; with
  *    edge-triggered events a partly drained socket would never wake us.
@@ -77,6 +82,11 @@ static void ngx_acs_curl_event_handler(ngx_event_t *ev);
 static void ngx_acs_curl_timer_handler(ngx_event_t *ev);
 static void ngx_acs_curl_collect(void);
 static ngx_connection_t *ngx_acs_curl_conn(curl_socket_t s);
+static ngx_connection_t *ngx_acs_curl_track(ngx_socket_t s);
+
+
+/* marks, in c->data, a socket curl opened itself (see ngx_acs_curl_socket) */
+static u_char  ngx_acs_curl_foreign;
 
 
 static ngx_acs_curl_t  ngx_acs_curl;
@@ -279,10 +289,26 @@ ngx_acs_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp,
     ngx_connection_t  *c;
 
     c = ngx_acs_curl_conn(s);
+
     if (c == NULL) {
-        ngx_log_error(NGX_LOG_ALERT, ngx_acs_curl.log, 0,
-                      "acs_notify: curl reported unknown socket %d", s);
-        return -1;
+
+        if (what == CURL_POLL_REMOVE) {
+            return 0;
+        }
+
+        /*
+         * a socket curl opened itself, not through our callback: the
+         * threaded resolver's socketpair, which a host name resolution
+         * waits on; watch it like ours until curl removes it
+         */
+
+        c = ngx_acs_curl_track(s);
+        if (c == NULL) {
+            /* the transfer ends at its timeout, and is retried */
+            return 0;
+        }
+
+        c->data = &ngx_acs_curl_foreign;
     }
 
     rev = c->read;
@@ -297,29 +323,43 @@ ngx_acs_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp,
             ngx_del_event(wev, NGX_WRITE_EVENT, 0);
         }
 
+        if (c->data == &ngx_acs_curl_foreign) {
+
+            /* curl closes it itself, right after this call */
+
+            if (rev->posted) {
+                ngx_delete_posted_event(rev);
+            }
+
+            if (wev->posted) {
+                ngx_delete_posted_event(wev);
+            }
+
+            ngx_acs_curl.fds[s] = NULL;
+            ngx_free_connection(c);
+            c->fd = (ngx_socket_t) -1;
+        }
+
         return 0;
     }
 
+    /*
+     * a failure is logged by nginx; -1 would make curl abort every
+     * transfer of the worker for good, 0 lets this one time out
+     */
+
     if ((what & CURL_POLL_IN) && !rev->active) {
-        if (ngx_add_event(rev, NGX_READ_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
-            return -1;
-        }
+        (void) ngx_add_event(rev, NGX_READ_EVENT, NGX_LEVEL_EVENT);
 
     } else if (!(what & CURL_POLL_IN) && rev->active) {
-        if (ngx_del_event(rev, NGX_READ_EVENT, 0) != NGX_OK) {
-            return -1;
-        }
+        (void) ngx_del_event(rev, NGX_READ_EVENT, 0);
     }
 
     if ((what & CURL_POLL_OUT) && !wev->active) {
-        if (ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
-            return -1;
-        }
+        (void) ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
 
     } else if (!(what & CURL_POLL_OUT) && wev->active) {
-        if (ngx_del_event(wev, NGX_WRITE_EVENT, 0) != NGX_OK) {
-            return -1;
-        }
+        (void) ngx_del_event(wev, NGX_WRITE_EVENT, 0);
     }
 
     return 0;
@@ -351,9 +391,7 @@ ngx_acs_curl_open_socket(void *clientp, curlsocktype purpose,
 {
     ngx_acs_curl_t  *ac = clientp;
 
-    ngx_uint_t          n;
-    ngx_socket_t        s;
-    ngx_connection_t   *c, **fds;
+    ngx_socket_t   s;
 
     if (purpose != CURLSOCKTYPE_IPCXN) {
         return CURL_SOCKET_BAD;
@@ -366,14 +404,31 @@ ngx_acs_curl_open_socket(void *clientp, curlsocktype purpose,
         return CURL_SOCKET_BAD;
     }
 
+    if (ngx_acs_curl_track(s) == NULL) {
+        ngx_close_socket(s);
+        return CURL_SOCKET_BAD;
+    }
+
+    return s;
+}
+
+
+/* an nginx connection for a socket of curl's, in the fd table */
+
+static ngx_connection_t *
+ngx_acs_curl_track(ngx_socket_t s)
+{
+    ngx_uint_t          n;
+    ngx_connection_t   *c, **fds;
+    ngx_acs_curl_t     *ac = &ngx_acs_curl;
+
     if ((ngx_uint_t) s >= ac->nfds) {
         n = ngx_max((ngx_uint_t) s + 1, 2 * ac->nfds);
         n = ngx_max(n, 64);
 
         fds = ngx_alloc(n * sizeof(ngx_connection_t *), ac->log);
         if (fds == NULL) {
-            ngx_close_socket(s);
-            return CURL_SOCKET_BAD;
+            return NULL;
         }
 
         ngx_memzero(fds, n * sizeof(ngx_connection_t *));
@@ -387,10 +442,16 @@ ngx_acs_curl_open_socket(void *clientp, curlsocktype purpose,
         ac->nfds = n;
     }
 
+    if (ac->fds[s]) {
+        /* curl closed a socket without saying so: should never happen */
+        ngx_log_error(NGX_LOG_ALERT, ac->log, 0,
+                      "acs_notify: curl socket %d reused before its removal",
+                      s);
+    }
+
     c = ngx_get_connection(s, ac->log);
     if (c == NULL) {
-        ngx_close_socket(s);
-        return CURL_SOCKET_BAD;
+        return NULL;
     }
 
     c->read->handler = ngx_acs_curl_event_handler;
@@ -401,7 +462,7 @@ ngx_acs_curl_open_socket(void *clientp, curlsocktype purpose,
 
     ac->fds[s] = c;
 
-    return s;
+    return c;
 }
 
 
