@@ -432,6 +432,16 @@ ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
     ngx_acs_hub_t                    *hub;
     ngx_http_acs_notify_main_conf_t  *amcf;
 
+    /*
+     * the cache manager and loader run init_process too, and serve no
+     * request: no registry, no libcurl pool, no sweep for them
+     */
+
+    if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
     amcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_acs_notify_module);
 
