@@ -36,6 +36,7 @@ typedef struct {
     ngx_array_t                 hubs;       /* of ngx_acs_hub_t */
     ngx_acs_dedup_t            *dedup;
     ngx_uint_t                  queue_size;
+    void                       *stats;      /* the status zone's data */
 } ngx_http_acs_notify_main_conf_t;
 
 

@@ -392,7 +392,9 @@ ngx_http_acs_notify_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_uint_value(amcf->queue_size, 10000);
 
-    if (ngx_acs_stats_init_conf(cf, amcf->hubs.nelts) != NGX_OK) {
+    if (ngx_acs_stats_init_conf(cf, amcf->hubs.nelts, &amcf->stats)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -447,6 +449,10 @@ ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
 
     if (amcf == NULL) {
         return NGX_OK;
+    }
+
+    if (amcf->stats) {
+        ngx_acs_stats_init_process(amcf->stats);
     }
 
     ngx_acs_sha256_init_process();

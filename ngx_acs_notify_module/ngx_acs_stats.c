@@ -144,8 +144,15 @@ static ngx_str_t         ngx_acs_stats_zone_name =
     ngx_string("acs_notify_stats");
 
 
+/*
+ * The zone's size grows with the number of hubs, a page a hub: a reload
+ * that changes it gets a new zone (nginx reuses a zone only at the same
+ * size), so the counters' layout never changes inside a zone and an old
+ * layout is never left behind in it.
+ */
+
 ngx_int_t
-ngx_acs_stats_init_conf(ngx_conf_t *cf, ngx_uint_t nhubs)
+ngx_acs_stats_init_conf(ngx_conf_t *cf, ngx_uint_t nhubs, void **zone)
 {
     size_t                 size;
     ngx_shm_zone_t        *shm_zone;
@@ -157,10 +164,11 @@ ngx_acs_stats_init_conf(ngx_conf_t *cf, ngx_uint_t nhubs)
     }
 
     z->nhubs = nhubs;
+    *zone = z;
 
     size = sizeof(ngx_acs_stats_t)
            + ngx_max(nhubs, 1) * sizeof(ngx_atomic_t) * NGX_ACS_HUB_MAX;
-    size = ngx_align(size, ngx_pagesize) + 8 * ngx_pagesize;
+    size = ngx_align(size, ngx_pagesize) + (8 + nhubs) * ngx_pagesize;
 
     shm_zone = ngx_shared_memory_add(cf, &ngx_acs_stats_zone_name, size,
                                      &ngx_acs_stats_zone_name);
@@ -189,7 +197,7 @@ ngx_acs_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (oz && oz->nhubs == z->nhubs) {
         /* a reload: the counters go on */
         z->stats = oz->stats;
-        goto done;
+        return NGX_OK;
     }
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
@@ -204,12 +212,23 @@ ngx_acs_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     shpool->data = z->stats;
 
-done:
+    return NGX_OK;
+}
+
+
+/*
+ * The counters of this process' configuration; not set while a zone is
+ * made: the master makes the zones of a reload that may still fail, and
+ * a worker it starts later must count in the configuration it runs.
+ */
+
+void
+ngx_acs_stats_init_process(void *zone)
+{
+    ngx_acs_stats_zone_t  *z = zone;
 
     ngx_acs_stats = z->stats;
     ngx_acs_stats_nhubs = z->nhubs;
-
-    return NGX_OK;
 }
 
 

@@ -26,7 +26,9 @@ typedef enum {
 } ngx_acs_outcome_e;
 
 
-ngx_int_t ngx_acs_stats_init_conf(ngx_conf_t *cf, ngx_uint_t nhubs);
+ngx_int_t ngx_acs_stats_init_conf(ngx_conf_t *cf, ngx_uint_t nhubs,
+    void **zone);
+void ngx_acs_stats_init_process(void *zone);
 
 /* a request's result, as $acs_notify_result says it */
 void ngx_acs_stats_request(ngx_str_t *result);
