@@ -30,24 +30,18 @@ my $BOB = '8:acs:109f0644-b956-4cd9-87b1-71024f6e2f44_00000008-578d-7d05-83fe-08
 is($srv->register($BOB, 'phone', platform => 'fcmv1', handle => 'helper-token'), 201,
    'a registration through the worker');
 
-sub title { open my $fh, '<', "/proc/$_[0]/cmdline" or return ''; local $/; return <$fh> // '' }
 sub maps_registry {
     open my $fh, '<', "/proc/$_[0]/maps" or return 0;
     return scalar grep { m{/registry/data\.mdb$} } <$fh>;
 }
 
-my (%role, $manager);
-for my $pid ($srv->workers) {
-    my $title = title($pid);
-    $manager = $pid if $title =~ /cache manager/;
-    $role{$pid} = $title;
-}
-ok($manager, 'a cache manager runs') or diag explain \%role;
-my ($worker) = grep { $role{$_} =~ /worker process/ } keys %role;
-ok($worker, 'a worker runs');
-
-ok(maps_registry($worker), 'the worker has the registry mapped');
-ok(!maps_registry($manager), 'the cache manager does not');
+# the master's children: the worker, the cache manager and, for its first
+# minute, the cache loader (told apart by what they map, as their titles
+# are not theirs under valgrind)
+my @children = $srv->workers;
+ok(@children >= 2, 'a cache manager runs beside the worker (' . scalar(@children) . ' children)');
+my @mapping = grep { maps_registry($_) } @children;
+is(scalar @mapping, 1, 'one child maps the registry: the worker');
 
 $srv->stop;
 my @bad = grep { /\[(alert|crit|emerg|error)\]/ } split /\n/, $srv->whole_log;
