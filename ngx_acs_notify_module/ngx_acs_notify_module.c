@@ -392,6 +392,12 @@ ngx_http_acs_notify_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_uint_value(amcf->queue_size, 10000);
 
+    if (amcf->registry
+        && ngx_acs_registry_check(amcf->registry, cf->log) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     if (ngx_acs_stats_init_conf(cf, amcf->hubs.nelts, &amcf->stats)
         != NGX_OK)
     {

@@ -177,37 +177,48 @@ ngx_acs_registry_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
 
 
 /*
- * In the master, before any worker exists: create the directory, check
- * that LMDB opens it, and hand the files to the workers' user.  The
- * environment is closed again before fork().
+ * While the configuration is read: create the directory and check that
+ * LMDB opens it (closed again at once, before any fork()).  Here, not in
+ * init_module, a failure only refuses a reload: nginx ends the master
+ * when an init_module fails.
  */
 
 ngx_int_t
-ngx_acs_registry_init_module(ngx_cycle_t *cycle, ngx_acs_registry_t *reg)
+ngx_acs_registry_check(ngx_acs_registry_t *reg, ngx_log_t *log)
 {
-    u_char           *file;
-    ngx_err_t         err;
-    ngx_uint_t        i;
-    ngx_core_conf_t  *ccf;
-
-    static const char  *files[] = { "/data.mdb", "/lock.mdb" };
+    ngx_err_t  err;
 
     if (ngx_create_dir(reg->path.data, 0700) == NGX_FILE_ERROR) {
         err = ngx_errno;
         if (err != NGX_EEXIST) {
-            ngx_log_error(NGX_LOG_EMERG, cycle->log, err,
+            ngx_log_error(NGX_LOG_EMERG, log, err,
                           "acs_notify_registry: cannot create \"%V\"",
                           &reg->path);
             return NGX_ERROR;
         }
     }
 
-    if (ngx_acs_registry_open(reg, cycle->log) != NGX_OK) {
+    if (ngx_acs_registry_open(reg, log) != NGX_OK) {
         return NGX_ERROR;
     }
 
     mdb_env_close(reg->env);
     reg->env = NULL;
+
+    return NGX_OK;
+}
+
+
+/* in the master, before any worker exists: the files to the workers' user */
+
+ngx_int_t
+ngx_acs_registry_init_module(ngx_cycle_t *cycle, ngx_acs_registry_t *reg)
+{
+    u_char           *file;
+    ngx_uint_t        i;
+    ngx_core_conf_t  *ccf;
+
+    static const char  *files[] = { "/data.mdb", "/lock.mdb" };
 
     if (geteuid() != 0) {
         return NGX_OK;
@@ -234,9 +245,10 @@ ngx_acs_registry_init_module(ngx_cycle_t *cycle, ngx_acs_registry_t *reg)
         }
 
         if (chown((char *) file, ccf->user, (gid_t) -1) == -1) {
-            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+            /* an error here would end the master: the workers will say */
+            ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
                           "acs_notify_registry: chown(\"%s\") failed", file);
-            return NGX_ERROR;
+            return NGX_OK;
         }
     }
 

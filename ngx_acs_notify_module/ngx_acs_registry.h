@@ -46,6 +46,7 @@ typedef struct ngx_acs_registry_s  ngx_acs_registry_t;
 
 char *ngx_acs_registry_create(ngx_conf_t *cf, ngx_str_t *args,
     ngx_uint_t nargs, ngx_acs_registry_t **registry);
+ngx_int_t ngx_acs_registry_check(ngx_acs_registry_t *reg, ngx_log_t *log);
 ngx_int_t ngx_acs_registry_init_module(ngx_cycle_t *cycle,
     ngx_acs_registry_t *reg);
 ngx_int_t ngx_acs_registry_init_process(ngx_cycle_t *cycle,
