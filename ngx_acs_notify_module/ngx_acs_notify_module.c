@@ -1413,6 +1413,9 @@ ngx_acs_add_header(ngx_http_request_t *r, const char *name,
     h->key.data = (u_char *) name;
     h->key.len = ngx_strlen(name);
     h->value = *value;
+#if (nginx_version >= 1023000)
+    h->next = NULL;         /* headers of one name are chained since 1.23 */
+#endif
 
     return NGX_OK;
 }

@@ -977,6 +977,9 @@ ngx_acs_webhook_error(ngx_http_request_t *r, ngx_int_t status)
         h->hash = 1;
         ngx_str_set(&h->key, "WWW-Authenticate");
         h->value = bearer;
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
         r->headers_out.www_authenticate = h;
     }
 
