@@ -3,12 +3,11 @@
 # pushes of one delivery share its connections as HTTP/2 streams, and every
 # one is answered once.
 #
-# Like Notification Hubs, the sink reads the whole push before it answers
-# (mirror_request_body; the 404 of a missing file becomes the 201).  A plain
-# "return 201" answers on the headers and then resets the stream while the
-# body is still coming; libcurl 7.88 may then report the transfer as failed
-# before it has parsed the status, and the push is rightly retried (sent
-# twice, at least once): see docs/dispatch.md.
+# Like Notification Hubs, the sink reads the whole push before it answers.
+# A plain "return 201" answers on the headers and then resets the stream
+# while the body is still coming; libcurl 7.88 may then report the transfer
+# as failed before it has parsed the status, and the push is rightly
+# retried (sent twice, at least once): see docs/dispatch.md.
 
 use strict;
 use warnings;
@@ -17,30 +16,9 @@ use lib 't/lib';
 use Test::More;
 use AcsTest::Util;
 use AcsTest::Server;
-use AcsTest::FakeNH;
+use AcsTest::Sink;
 
-my $sink = AcsTest::Server->new('330-sink');
-my $tls = AcsTest::FakeNH::setup_ca($sink->root . '/ca');
-
-$sink->write_conf(listen => 'ssl http2', http => <<'HTTP', server => <<"SERVER");
-    log_format proto '$server_protocol $request_method $uri $http_servicebusnotification_devicehandle';
-HTTP
-        ssl_certificate $tls->{cert};
-        ssl_certificate_key $tls->{key};
-        keepalive_requests 100000;
-        access_log ${\ $sink->root}/logs/pushes.log proto;
-        root ${\ $sink->root}/empty;
-        log_not_found off;
-        location / {
-            mirror /_body;
-            mirror_request_body on;
-            error_page 404 =201 \@created;
-        }
-        location \@created { return 201; }
-        location = /_body { internal; return 204; }
-SERVER
-mkdir $sink->root . '/empty';
-$sink->start;
+my ($sink, $tls) = AcsTest::Sink::start('330-sink', listen => 'ssl http2');
 
 my $srv = AcsTest::Server->new('330-dispatch-http2');
 my $root = $srv->root;
@@ -77,8 +55,7 @@ my (undef, undef, $status) = $srv->request(GET => '/status');
 like($status, qr/"fcmv1":\{"sent":40,/, '40 pushes sent');
 
 $sink->stop;
-open my $log, '<', $sink->root . '/logs/pushes.log' or die $!;
-my @lines = <$log>;
+my @lines = AcsTest::Sink::pushes($sink);
 is(scalar @lines, 40, 'the sink answered 40 requests, none twice');
 is(scalar(grep { m{^HTTP/2\.0 POST /acs-push/messages/ h2-token-} } @lines), 40,
    'every one over HTTP/2');

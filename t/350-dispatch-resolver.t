@@ -17,7 +17,7 @@ use Socket qw(getaddrinfo getnameinfo AF_INET SOCK_STREAM NI_NUMERICHOST NIx_NOS
 use Sys::Hostname;
 use AcsTest::Util;
 use AcsTest::Server;
-use AcsTest::FakeNH;
+use AcsTest::Sink;
 
 my $name = hostname();
 my ($err, @ai) = getaddrinfo($name, undef, { family => AF_INET, socktype => SOCK_STREAM });
@@ -25,30 +25,10 @@ plan skip_all => "the host name \"$name\" does not resolve to an IPv4 address he
     if $err || !@ai;
 my (undef, $ip) = getnameinfo($ai[0]{addr}, NI_NUMERICHOST, NIx_NOSERV);
 
-my $sink = AcsTest::Server->new('350-sink');
-my $tls = AcsTest::FakeNH::setup_ca($sink->root . '/ca');
-my $port = $ip eq '127.0.0.1' ? $sink->port : AcsTest::Server::free_port();
-my $extra = $ip eq '127.0.0.1' ? '' : "listen $ip:$port ssl;";
-
-$sink->write_conf(listen => 'ssl', http => <<'HTTP', server => <<"SERVER");
-    log_format push '$request_method $uri $http_servicebusnotification_devicehandle';
-HTTP
-        $extra
-        ssl_certificate $tls->{cert};
-        ssl_certificate_key $tls->{key};
-        access_log ${\ $sink->root}/logs/pushes.log push;
-        root ${\ $sink->root}/empty;
-        log_not_found off;
-        location / {
-            mirror /_body;
-            mirror_request_body on;
-            error_page 404 =201 \@created;
-        }
-        location \@created { return 201; }
-        location = /_body { internal; return 204; }
-SERVER
-mkdir $sink->root . '/empty';
-$sink->start;
+my $port = $ip eq '127.0.0.1' ? undef : AcsTest::Server::free_port();
+my ($sink, $tls) = AcsTest::Sink::start('350-sink',
+    extra => $port ? "listen $ip:$port ssl;" : '');
+$port //= $sink->port;
 
 my $srv = AcsTest::Server->new('350-dispatch-resolver');
 my $root = $srv->root;
@@ -86,8 +66,7 @@ for my $i (1 .. 3) {
 }
 
 $sink->stop;
-open my $log, '<', $sink->root . '/logs/pushes.log' or die $!;
-my @lines = <$log>;
+my @lines = AcsTest::Sink::pushes($sink);
 is(scalar @lines, 3, 'the sink received the three pushes');
 
 $srv->stop;
