@@ -22,14 +22,10 @@ my ($sink, $tls) = AcsTest::Sink::start('330-sink', listen => 'ssl http2');
 
 my $srv = AcsTest::Server->new('330-dispatch-http2');
 my $root = $srv->root;
-open my $fh, '>', "$root/nh.conn" or die $!;
-print $fh "Endpoint=sb://acs-test-ns.servicebus.windows.net/;SharedAccessKeyName=send;"
-        . "SharedAccessKey=c2FtcGxlLWtleQ==\n";
-close $fh;
 
 $srv->write_conf(workers => 1, http => <<"HTTP", server => <<"SERVER");
     acs_notify_registry $root/registry max_devices=100;
-    acs_notify_hub main connection_string=file:$root/nh.conn hub=acs-push
+    acs_notify_hub main "connection_string=$AcsTest::Sink::CONNECTION_STRING" hub=acs-push
                    connect_to=127.0.0.1:${\ $sink->port} ca_file=$tls->{ca}
                    max_connections=2;
 HTTP

@@ -32,14 +32,10 @@ $port //= $sink->port;
 
 my $srv = AcsTest::Server->new('350-dispatch-resolver');
 my $root = $srv->root;
-open my $fh, '>', "$root/nh.conn" or die $!;
-print $fh "Endpoint=sb://acs-test-ns.servicebus.windows.net/;SharedAccessKeyName=send;"
-        . "SharedAccessKey=c2FtcGxlLWtleQ==\n";
-close $fh;
 
 $srv->write_conf(workers => 1, http => <<"HTTP", server => <<"SERVER");
     acs_notify_registry $root/registry;
-    acs_notify_hub main connection_string=file:$root/nh.conn hub=acs-push
+    acs_notify_hub main "connection_string=$AcsTest::Sink::CONNECTION_STRING" hub=acs-push
                    connect_to=$name:$port ca_file=$tls->{ca};
 HTTP
         location = /eg {

@@ -9,7 +9,8 @@ package AcsTest::Sink;
 # AcsTest::FakeNH does that.
 #
 #   my ($sink, $tls) = AcsTest::Sink::start('330-sink', listen => 'ssl http2');
-#   ... connect_to=127.0.0.1:${\ $sink->port} ca_file=$tls->{ca}
+#   acs_notify_hub main "connection_string=$AcsTest::Sink::CONNECTION_STRING"
+#       hub=acs-push connect_to=127.0.0.1:${\ $sink->port} ca_file=$tls->{ca};
 #   my @lines = AcsTest::Sink::pushes($sink);    # after $sink->stop
 
 use strict;
@@ -17,6 +18,10 @@ use warnings;
 
 use AcsTest::Server;
 use AcsTest::FakeNH;
+
+# a connection string for hubs pointed at a sink (which checks no token)
+our $CONNECTION_STRING = 'Endpoint=sb://acs-test-ns.servicebus.windows.net/;'
+    . 'SharedAccessKeyName=send;SharedAccessKey=c2FtcGxlLWtleQ==';
 
 # NAME; listen => the options of its listen directive ('ssl' by default),
 # extra => more directives for its server block
