@@ -46,6 +46,8 @@ struct ngx_acs_registry_s {
 
 static ngx_int_t ngx_acs_registry_open(ngx_acs_registry_t *reg,
     ngx_log_t *log);
+static ngx_int_t ngx_acs_registry_write(ngx_acs_registry_t *reg,
+    ngx_log_t *log, MDB_txn **txn, MDB_cursor **cur);
 static ngx_int_t ngx_acs_registry_delete_all(ngx_acs_registry_t *reg,
     ngx_str_t *raw_id, ngx_str_t *device_id, ngx_str_t *handle,
     ngx_log_t *log);
@@ -375,14 +377,8 @@ ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     key.mv_data = kbuf;
     key.mv_size = ngx_acs_registry_key(kbuf, raw_id, &dev->device_id);
 
-    rc = mdb_txn_begin(reg->env, NULL, 0, &txn);
-    if (rc != 0) {
-        return ngx_acs_registry_fail(log, rc, "mdb_txn_begin()");
-    }
-
-    rc = mdb_cursor_open(txn, reg->dbi, &cur);
-    if (rc != 0) {
-        goto failed;
+    if (ngx_acs_registry_write(reg, log, &txn, &cur) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     /* count the user's other live devices, purging expired ones */
@@ -633,15 +629,8 @@ ngx_acs_registry_delete_all(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
 
     now = ngx_time();
 
-    rc = mdb_txn_begin(reg->env, NULL, 0, &txn);
-    if (rc != 0) {
-        return ngx_acs_registry_fail(log, rc, "mdb_txn_begin()");
-    }
-
-    rc = mdb_cursor_open(txn, reg->dbi, &cur);
-    if (rc != 0) {
-        mdb_txn_abort(txn);
-        return ngx_acs_registry_fail(log, rc, "mdb_cursor_open()");
+    if (ngx_acs_registry_write(reg, log, &txn, &cur) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     prefix = ngx_acs_registry_key(kbuf, raw_id, NULL);
@@ -752,15 +741,8 @@ ngx_acs_registry_sweep(ngx_acs_registry_t *reg, ngx_log_t *log,
     *purged = 0;
     now = ngx_time();
 
-    rc = mdb_txn_begin(reg->env, NULL, 0, &txn);
-    if (rc != 0) {
-        return ngx_acs_registry_fail(log, rc, "mdb_txn_begin()");
-    }
-
-    rc = mdb_cursor_open(txn, reg->dbi, &cur);
-    if (rc != 0) {
-        mdb_txn_abort(txn);
-        return ngx_acs_registry_fail(log, rc, "mdb_cursor_open()");
+    if (ngx_acs_registry_write(reg, log, &txn, &cur) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     k.mv_data = reg->sweep_key;
@@ -938,6 +920,29 @@ ngx_acs_registry_decode(MDB_val *key, MDB_val *val, size_t prefix,
     dev->auth.data = copy;
     dev->auth.len = al;
     ngx_memcpy(copy, p, al);
+
+    return NGX_OK;
+}
+
+
+/* a write transaction and a cursor in it, or NGX_ERROR, logged */
+
+static ngx_int_t
+ngx_acs_registry_write(ngx_acs_registry_t *reg, ngx_log_t *log,
+    MDB_txn **txn, MDB_cursor **cur)
+{
+    int  rc;
+
+    rc = mdb_txn_begin(reg->env, NULL, 0, txn);
+    if (rc != 0) {
+        return ngx_acs_registry_fail(log, rc, "mdb_txn_begin()");
+    }
+
+    rc = mdb_cursor_open(*txn, reg->dbi, cur);
+    if (rc != 0) {
+        mdb_txn_abort(*txn);
+        return ngx_acs_registry_fail(log, rc, "mdb_cursor_open()");
+    }
 
     return NGX_OK;
 }

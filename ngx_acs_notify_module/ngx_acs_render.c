@@ -231,6 +231,8 @@ static size_t ngx_acs_render_cost(ngx_acs_render_ctx_t *ctx, u_char c);
 static void ngx_acs_render_header(ngx_acs_push_t *push, char *name,
     ngx_str_t *value);
 
+static ngx_int_t ngx_acs_render_open(ngx_acs_render_ctx_t *ctx,
+    ngx_acs_gen_t *gen, ngx_uint_t call);
 static ngx_int_t ngx_acs_render_apns(ngx_acs_render_ctx_t *ctx,
     ngx_str_t *out);
 static ngx_int_t ngx_acs_render_voip(ngx_acs_render_ctx_t *ctx,
@@ -1298,16 +1300,34 @@ ngx_acs_render_header(ngx_acs_push_t *push, char *name, ngx_str_t *value)
 }
 
 
+/* a JSON payload opened; for a call, its cp is extracted first */
+
+static ngx_int_t
+ngx_acs_render_open(ngx_acs_render_ctx_t *ctx, ngx_acs_gen_t *gen,
+    ngx_uint_t call)
+{
+    if (call && ngx_acs_render_cp(ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_acs_gen_init(gen, ctx->pool) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_acs_gen_map_open(gen);
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_acs_render_apns(ngx_acs_render_ctx_t *ctx, ngx_str_t *out)
 {
     ngx_acs_gen_t  gen;
 
-    if (ngx_acs_gen_init(&gen, ctx->pool) != NGX_OK) {
+    if (ngx_acs_render_open(ctx, &gen, 0) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    ngx_acs_gen_map_open(&gen);
 
     ngx_acs_gen_key(&gen, "aps");
     ngx_acs_gen_map_open(&gen);
@@ -1353,15 +1373,9 @@ ngx_acs_render_voip(ngx_acs_render_ctx_t *ctx, ngx_str_t *out)
 {
     ngx_acs_gen_t  gen;
 
-    if (ngx_acs_render_cp(ctx) != NGX_OK) {
+    if (ngx_acs_render_open(ctx, &gen, 1) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    if (ngx_acs_gen_init(&gen, ctx->pool) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    ngx_acs_gen_map_open(&gen);
 
     ngx_acs_gen_key(&gen, "aps");
     ngx_acs_gen_map_open(&gen);
@@ -1386,15 +1400,9 @@ ngx_acs_render_fcmv1(ngx_acs_render_ctx_t *ctx, ngx_str_t *out)
 
     call = (ctx->route->intent == NGX_ACS_INTENT_INCOMING_CALL);
 
-    if (call && ngx_acs_render_cp(ctx) != NGX_OK) {
+    if (ngx_acs_render_open(ctx, &gen, call) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    if (ngx_acs_gen_init(&gen, ctx->pool) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    ngx_acs_gen_map_open(&gen);
 
     ngx_acs_gen_key(&gen, "message");
     ngx_acs_gen_map_open(&gen);
@@ -1461,15 +1469,9 @@ ngx_acs_render_browser(ngx_acs_render_ctx_t *ctx, ngx_str_t *out)
 
     call = (ctx->route->intent == NGX_ACS_INTENT_INCOMING_CALL);
 
-    if (call && ngx_acs_render_cp(ctx) != NGX_OK) {
+    if (ngx_acs_render_open(ctx, &gen, call) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    if (ngx_acs_gen_init(&gen, ctx->pool) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    ngx_acs_gen_map_open(&gen);
 
     if (call) {
         ngx_acs_render_gen_call(ctx, &gen, 0);

@@ -12,6 +12,7 @@ use IO::Socket::INET;
 use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep time);
 use AcsTest::Reg;
+use AcsTest::Server ();
 
 my $nginx = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 my @modules = split ' ', ($ENV{TEST_NGINX_LOAD_MODULES} || '');
@@ -21,15 +22,7 @@ $root = File::Spec->rel2abs($root);
 remove_tree($root);
 make_path("$root/conf", "$root/logs", "$root/tmp");
 
-my $port = free_port();
-
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, ReuseAddr => 1) or die $!;
-    my $p = $s->sockport;
-    close $s;
-    return $p;
-}
+my $port = AcsTest::Server::free_port();
 
 sub write_conf {
     my ($workers, $registry) = @_;
