@@ -5,16 +5,26 @@
  * libcurl's multi-socket API on nginx's event loop.  The pitfalls, and
  * where each is handled:
  *
- *  - nginx owns every socket: curl opens and closes them through our
- *    callbacks (ngx_acs_curl_open_socket, ngx_acs_curl_close_socket), so
- *    each fd has an nginx connection, and its events are deleted before
- *    the fd is closed: no closed fd is ever left in epoll, and a reused
- *    fd starts clean (ngx_get_connection flips the instance bit).
- *  - but not the socket curl's threaded resolver waits on while it
- *    resolves a host name (a socketpair it opens and closes itself): it
- *    gets a connection of its own when the socket callback first names
- *    it, dropped when curl removes it, just before curl closes it
- *    (ngx_acs_curl_socket); refusing it would abort the multi handle.
+ *  - nginx owns every socket it watches: a socket curl uses is watched
+ *    through a duplicate of ours (dup(2) in ngx_acs_curl_adopt), and only
+ *    that duplicate is ever in epoll, deleted from it explicitly before we
+ *    close it.  libcurl 7.88 closes a socket whose connect failed or timed
+ *    out with close(2) itself, bypassing CURLOPT_CLOSESOCKETFUNCTION; with
+ *    the socket itself in epoll, its number could be reused (by curl, or
+ *    by a client of nginx) while our connection still named it: events
+ *    deleted from the wrong socket, a connection slot lost each time.  Now
+ *    such a close leaves epoll untouched, and our table entry is found
+ *    stale (the number no longer names our socket: fstat) when curl removes
+ *    it, reuses the number, or the worker goes idle (ngx_acs_curl_sweep).
+ *  - state per socket number, as curl keeps it: curl may reuse a number
+ *    it closed itself without telling us, and then expects the interest it
+ *    had registered for the number to hold (the entry's "want" carries
+ *    over to the new socket).
+ *  - the socket curl's threaded resolver waits on while it resolves a host
+ *    name (a socketpair it opens and closes itself) is adopted the same
+ *    way when the socket callback first names it, and dropped when curl
+ *    removes it, just before curl closes it; refusing it would abort the
+ *    multi handle.
  *  - level-triggered events (NGX_LEVEL_EVENT in ngx_acs_curl_socket):
  *    curl reads and writes only as much as it wants per call; with
  *    edge-triggered events a partly drained socket would never wake us.
@@ -28,9 +38,11 @@
  *  - CURLOPT_NOSIGNAL: no SIGALRM in a worker.
  *  - capped connections (CURLMOPT_MAX_HOST_CONNECTIONS), keep-alive (the
  *    multi handle's connection cache, sized by CURLMOPT_MAXCONNECTS so
- *    idle connections survive between bursts), HTTP/2 when the peer
- *    offers it over ALPN, with multiplexing (CURLPIPE_MULTIPLEX,
- *    CURLOPT_PIPEWAIT).
+ *    idle connections survive between bursts), HTTP/2 when asked for and
+ *    the peer offers it over ALPN, with multiplexing (CURLPIPE_MULTIPLEX,
+ *    CURLOPT_PIPEWAIT).  The caller bounds the transfers in the multi
+ *    handle (ngx_acs_dispatch.c): libcurl's own work per call grows with
+ *    them.
  *  - no curl call from inside a curl callback: the callbacks only change
  *    nginx events and timers; completions are collected afterwards by
  *    ngx_acs_curl_collect(), and their handlers may start new requests.
@@ -47,6 +59,21 @@
 #include "ngx_acs_curl.h"
 
 
+/* a socket curl uses, by its number */
+
+typedef struct ngx_acs_curl_sock_s  ngx_acs_curl_sock_t;
+
+struct ngx_acs_curl_sock_s {
+    ngx_socket_t                fd;        /* curl's number */
+    ngx_connection_t           *c;         /* on our duplicate */
+    dev_t                       dev;       /* of the socket, to tell it */
+    ino_t                       ino;       /* from a reused number */
+    int                         want;      /* CURL_POLL_*, as curl asked */
+    unsigned                    foreign:1; /* opened by curl itself */
+    ngx_acs_curl_sock_t        *next;      /* in the free list */
+};
+
+
 typedef struct {
     CURLM                      *multi;
     ngx_log_t                  *log;
@@ -54,14 +81,16 @@ typedef struct {
     ngx_event_t                 timer;
     ngx_connection_t            timer_conn;
 
-    ngx_connection_t          **fds;       /* our sockets, by fd */
+    ngx_acs_curl_sock_t       **fds;       /* by curl's number */
     ngx_uint_t                  nfds;
+    ngx_uint_t                  nsocks;    /* in use */
+    ngx_acs_curl_sock_t        *free_socks;
 
     CURL                      **free;      /* easy handles to reuse */
     ngx_uint_t                  nfree;
 
     ngx_uint_t                  running;   /* easy handles in the multi */
-    ngx_uint_t                  max_connections;
+    ngx_msec_t                  swept;
 } ngx_acs_curl_t;
 
 
@@ -81,19 +110,21 @@ static size_t ngx_acs_curl_write(char *buf, size_t size, size_t n,
 static void ngx_acs_curl_event_handler(ngx_event_t *ev);
 static void ngx_acs_curl_timer_handler(ngx_event_t *ev);
 static void ngx_acs_curl_collect(void);
-static ngx_connection_t *ngx_acs_curl_conn(curl_socket_t s);
-static ngx_connection_t *ngx_acs_curl_track(ngx_socket_t s);
-
-
-/* marks, in c->data, a socket curl opened itself (see ngx_acs_curl_socket) */
-static u_char  ngx_acs_curl_foreign;
+static ngx_acs_curl_sock_t *ngx_acs_curl_sock(curl_socket_t s);
+static ngx_acs_curl_sock_t *ngx_acs_curl_adopt(ngx_socket_t s,
+    ngx_uint_t foreign);
+static void ngx_acs_curl_watch(ngx_acs_curl_sock_t *sk);
+static ngx_uint_t ngx_acs_curl_same(ngx_acs_curl_sock_t *sk);
+static void ngx_acs_curl_drop(ngx_acs_curl_sock_t *sk);
+static void ngx_acs_curl_sweep(void);
 
 
 static ngx_acs_curl_t  ngx_acs_curl;
 
 
 ngx_int_t
-ngx_acs_curl_init_process(ngx_cycle_t *cycle, ngx_uint_t connections)
+ngx_acs_curl_init_process(ngx_cycle_t *cycle, ngx_uint_t per_host,
+    ngx_uint_t connections)
 {
     ngx_acs_curl_t  *ac = &ngx_acs_curl;
 
@@ -128,6 +159,8 @@ ngx_acs_curl_init_process(ngx_cycle_t *cycle, ngx_uint_t connections)
      * connection the hubs may open (their max_connections summed)
      */
     curl_multi_setopt(ac->multi, CURLMOPT_MAXCONNECTS, (long) connections);
+    curl_multi_setopt(ac->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                      (long) per_host);
 
     ac->timer_conn.fd = (ngx_socket_t) -1;
     ac->timer.data = &ac->timer_conn;
@@ -142,8 +175,9 @@ ngx_acs_curl_init_process(ngx_cycle_t *cycle, ngx_uint_t connections)
 void
 ngx_acs_curl_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t       i;
-    ngx_acs_curl_t  *ac = &ngx_acs_curl;
+    ngx_uint_t            i;
+    ngx_acs_curl_t       *ac = &ngx_acs_curl;
+    ngx_acs_curl_sock_t  *sk;
 
     if (ac->multi == NULL) {
         return;
@@ -167,6 +201,20 @@ ngx_acs_curl_exit_process(ngx_cycle_t *cycle)
         curl_easy_cleanup(ac->free[i]);
     }
 
+    /* what curl closed without a word, or opened itself */
+
+    for (i = 0; i < ac->nfds; i++) {
+        if (ac->fds[i]) {
+            ngx_acs_curl_drop(ac->fds[i]);
+        }
+    }
+
+    while (ac->free_socks) {
+        sk = ac->free_socks;
+        ac->free_socks = sk->next;
+        ngx_free(sk);
+    }
+
     ngx_free(ac->free);
     ngx_free(ac->fds);
 
@@ -183,6 +231,13 @@ ngx_acs_curl_running(void)
 }
 
 
+ngx_uint_t
+ngx_acs_curl_sockets(void)
+{
+    return ngx_acs_curl.nsocks;
+}
+
+
 ngx_int_t
 ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
 {
@@ -192,12 +247,6 @@ ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
 
     if (ac->multi == NULL) {
         return NGX_ERROR;
-    }
-
-    if (h->max_connections > ac->max_connections) {
-        ac->max_connections = h->max_connections;
-        curl_multi_setopt(ac->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-                          (long) ac->max_connections);
     }
 
     if (ac->nfree) {
@@ -212,6 +261,7 @@ ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
 
     h->status = 0;
     h->result = CURLE_OK;
+    h->connected = 0;
     h->retry_after = 0;
     h->tracking_id_len = 0;
     h->detail_len = 0;
@@ -229,8 +279,10 @@ ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) h->timeout);
     curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+    curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
+                     h->http2 ? CURL_HTTP_VERSION_2TLS
+                              : CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(easy, CURLOPT_PIPEWAIT, h->http2 ? 1L : 0L);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->error);
 
     /*
@@ -285,82 +337,55 @@ static int
 ngx_acs_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp,
     void *socketp)
 {
-    ngx_event_t       *rev, *wev;
-    ngx_connection_t  *c;
+    ngx_acs_curl_sock_t  *sk;
 
-    c = ngx_acs_curl_conn(s);
-
-    if (c == NULL) {
-
-        if (what == CURL_POLL_REMOVE) {
-            return 0;
-        }
-
-        /*
-         * a socket curl opened itself, not through our callback: the
-         * threaded resolver's socketpair, which a host name resolution
-         * waits on; watch it like ours until curl removes it
-         */
-
-        c = ngx_acs_curl_track(s);
-        if (c == NULL) {
-            /* the transfer ends at its timeout, and is retried */
-            return 0;
-        }
-
-        c->data = &ngx_acs_curl_foreign;
-    }
-
-    rev = c->read;
-    wev = c->write;
+    sk = ngx_acs_curl_sock(s);
 
     if (what == CURL_POLL_REMOVE) {
-        if (rev->active) {
-            ngx_del_event(rev, NGX_READ_EVENT, 0);
+
+        if (sk == NULL) {
+            return 0;
         }
 
-        if (wev->active) {
-            ngx_del_event(wev, NGX_WRITE_EVENT, 0);
-        }
+        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ngx_acs_curl.log, 0,
+                       "acs_notify curl: socket %d removed%s", s,
+                       sk->foreign ? ", curl's own" : "");
 
-        if (c->data == &ngx_acs_curl_foreign) {
+        sk->want = 0;
+        ngx_acs_curl_watch(sk);
 
-            /* curl closes it itself, right after this call */
+        /*
+         * the resolver's socket is closed by curl right after this call;
+         * a socket of ours it may have closed already, without our callback
+         */
 
-            if (rev->posted) {
-                ngx_delete_posted_event(rev);
-            }
-
-            if (wev->posted) {
-                ngx_delete_posted_event(wev);
-            }
-
-            ngx_acs_curl.fds[s] = NULL;
-            ngx_free_connection(c);
-            c->fd = (ngx_socket_t) -1;
+        if (sk->foreign || !ngx_acs_curl_same(sk)) {
+            ngx_acs_curl_drop(sk);
         }
 
         return 0;
     }
 
-    /*
-     * a failure is logged by nginx; -1 would make curl abort every
-     * transfer of the worker for good, 0 lets this one time out
-     */
+    if (sk == NULL) {
 
-    if ((what & CURL_POLL_IN) && !rev->active) {
-        (void) ngx_add_event(rev, NGX_READ_EVENT, NGX_LEVEL_EVENT);
+        /*
+         * a socket curl opened itself, not through our callback: the
+         * threaded resolver's socketpair, which a host name resolution
+         * waits on; -1 would make curl abort every transfer of the worker
+         * for good, 0 lets this one time out if it cannot be watched
+         */
 
-    } else if (!(what & CURL_POLL_IN) && rev->active) {
-        (void) ngx_del_event(rev, NGX_READ_EVENT, 0);
+        sk = ngx_acs_curl_adopt(s, 1);
+        if (sk == NULL) {
+            return 0;
+        }
     }
 
-    if ((what & CURL_POLL_OUT) && !wev->active) {
-        (void) ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ngx_acs_curl.log, 0,
+                   "acs_notify curl: socket %d wants %d", s, what);
 
-    } else if (!(what & CURL_POLL_OUT) && wev->active) {
-        (void) ngx_del_event(wev, NGX_WRITE_EVENT, 0);
-    }
+    sk->want = what;
+    ngx_acs_curl_watch(sk);
 
     return 0;
 }
@@ -404,65 +429,15 @@ ngx_acs_curl_open_socket(void *clientp, curlsocktype purpose,
         return CURL_SOCKET_BAD;
     }
 
-    if (ngx_acs_curl_track(s) == NULL) {
+    if (ngx_acs_curl_adopt(s, 0) == NULL) {
         ngx_close_socket(s);
         return CURL_SOCKET_BAD;
     }
 
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ac->log, 0,
+                   "acs_notify curl: socket %d opened", s);
+
     return s;
-}
-
-
-/* an nginx connection for a socket of curl's, in the fd table */
-
-static ngx_connection_t *
-ngx_acs_curl_track(ngx_socket_t s)
-{
-    ngx_uint_t          n;
-    ngx_connection_t   *c, **fds;
-    ngx_acs_curl_t     *ac = &ngx_acs_curl;
-
-    if ((ngx_uint_t) s >= ac->nfds) {
-        n = ngx_max((ngx_uint_t) s + 1, 2 * ac->nfds);
-        n = ngx_max(n, 64);
-
-        fds = ngx_alloc(n * sizeof(ngx_connection_t *), ac->log);
-        if (fds == NULL) {
-            return NULL;
-        }
-
-        ngx_memzero(fds, n * sizeof(ngx_connection_t *));
-
-        if (ac->fds) {
-            ngx_memcpy(fds, ac->fds, ac->nfds * sizeof(ngx_connection_t *));
-            ngx_free(ac->fds);
-        }
-
-        ac->fds = fds;
-        ac->nfds = n;
-    }
-
-    if (ac->fds[s]) {
-        /* curl closed a socket without saying so: should never happen */
-        ngx_log_error(NGX_LOG_ALERT, ac->log, 0,
-                      "acs_notify: curl socket %d reused before its removal",
-                      s);
-    }
-
-    c = ngx_get_connection(s, ac->log);
-    if (c == NULL) {
-        return NULL;
-    }
-
-    c->read->handler = ngx_acs_curl_event_handler;
-    c->write->handler = ngx_acs_curl_event_handler;
-    c->read->log = ac->log;
-    c->write->log = ac->log;
-    c->log = ac->log;
-
-    ac->fds[s] = c;
-
-    return c;
 }
 
 
@@ -471,32 +446,15 @@ ngx_acs_curl_close_socket(void *clientp, curl_socket_t s)
 {
     ngx_acs_curl_t  *ac = clientp;
 
-    ngx_connection_t  *c;
+    ngx_acs_curl_sock_t  *sk;
 
-    c = ngx_acs_curl_conn(s);
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ac->log, 0,
+                   "acs_notify curl: socket %d closed", s);
 
-    if (c) {
-        /* forget the events before the fd can be reused */
+    sk = ngx_acs_curl_sock(s);
 
-        if (c->read->active) {
-            ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
-        }
-
-        if (c->write->active) {
-            ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
-        }
-
-        if (c->read->posted) {
-            ngx_delete_posted_event(c->read);
-        }
-
-        if (c->write->posted) {
-            ngx_delete_posted_event(c->write);
-        }
-
-        ac->fds[s] = NULL;
-        ngx_free_connection(c);
-        c->fd = (ngx_socket_t) -1;
+    if (sk) {
+        ngx_acs_curl_drop(sk);
     }
 
     if (ngx_close_socket(s) == -1) {
@@ -509,14 +467,239 @@ ngx_acs_curl_close_socket(void *clientp, curl_socket_t s)
 }
 
 
-static ngx_connection_t *
-ngx_acs_curl_conn(curl_socket_t s)
+static ngx_acs_curl_sock_t *
+ngx_acs_curl_sock(curl_socket_t s)
 {
     if (s < 0 || (ngx_uint_t) s >= ngx_acs_curl.nfds) {
         return NULL;
     }
 
     return ngx_acs_curl.fds[s];
+}
+
+
+/*
+ * Watches curl's socket s through a duplicate of ours.  An entry already
+ * there is stale: curl closed that socket without our callback and the
+ * number is s's now; its interest goes on for s, as curl sees it.
+ */
+
+static ngx_acs_curl_sock_t *
+ngx_acs_curl_adopt(ngx_socket_t s, ngx_uint_t foreign)
+{
+    int                    want;
+    ngx_uint_t             n;
+    ngx_socket_t           dup;
+    ngx_file_info_t        fi;
+    ngx_connection_t      *c;
+    ngx_acs_curl_sock_t   *sk, **fds;
+    ngx_acs_curl_t        *ac = &ngx_acs_curl;
+
+    if ((ngx_uint_t) s >= ac->nfds) {
+        n = ngx_max((ngx_uint_t) s + 1, 2 * ac->nfds);
+        n = ngx_max(n, 64);
+
+        fds = ngx_alloc(n * sizeof(ngx_acs_curl_sock_t *), ac->log);
+        if (fds == NULL) {
+            return NULL;
+        }
+
+        ngx_memzero(fds, n * sizeof(ngx_acs_curl_sock_t *));
+
+        if (ac->fds) {
+            ngx_memcpy(fds, ac->fds,
+                       ac->nfds * sizeof(ngx_acs_curl_sock_t *));
+            ngx_free(ac->fds);
+        }
+
+        ac->fds = fds;
+        ac->nfds = n;
+    }
+
+    want = 0;
+
+    if (ac->fds[s]) {
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ac->log, 0,
+                       "acs_notify curl: socket %d was closed by curl "
+                       "itself", s);
+
+        want = ac->fds[s]->want;
+        ngx_acs_curl_drop(ac->fds[s]);
+    }
+
+    if (ngx_fd_info(s, &fi) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, ac->log, ngx_errno,
+                      "acs_notify: fstat(%d) failed", s);
+        return NULL;
+    }
+
+    dup = fcntl(s, F_DUPFD_CLOEXEC, 0);
+    if (dup == -1) {
+        ngx_log_error(NGX_LOG_ALERT, ac->log, ngx_errno,
+                      "acs_notify: fcntl(%d, F_DUPFD_CLOEXEC) failed", s);
+        return NULL;
+    }
+
+    sk = ac->free_socks;
+
+    if (sk) {
+        ac->free_socks = sk->next;
+
+    } else {
+        sk = ngx_alloc(sizeof(ngx_acs_curl_sock_t), ac->log);
+        if (sk == NULL) {
+            ngx_close_socket(dup);
+            return NULL;
+        }
+    }
+
+    c = ngx_get_connection(dup, ac->log);
+    if (c == NULL) {
+        ngx_close_socket(dup);
+        sk->next = ac->free_socks;
+        ac->free_socks = sk;
+        return NULL;
+    }
+
+    c->data = sk;
+    c->read->handler = ngx_acs_curl_event_handler;
+    c->write->handler = ngx_acs_curl_event_handler;
+    c->read->log = ac->log;
+    c->write->log = ac->log;
+    c->log = ac->log;
+
+    sk->fd = s;
+    sk->c = c;
+    sk->dev = fi.st_dev;
+    sk->ino = fi.st_ino;
+    sk->want = want;
+    sk->foreign = foreign;
+    sk->next = NULL;
+
+    ac->fds[s] = sk;
+    ac->nsocks++;
+
+    if (want) {
+        ngx_acs_curl_watch(sk);
+    }
+
+    return sk;
+}
+
+
+/*
+ * The events of our duplicate as curl wants them.  A failure is logged by
+ * nginx; the transfer then ends at its timeout, and is retried.
+ */
+
+static void
+ngx_acs_curl_watch(ngx_acs_curl_sock_t *sk)
+{
+    ngx_event_t  *rev, *wev;
+
+    rev = sk->c->read;
+    wev = sk->c->write;
+
+    if ((sk->want & CURL_POLL_IN) && !rev->active) {
+        (void) ngx_add_event(rev, NGX_READ_EVENT, NGX_LEVEL_EVENT);
+
+    } else if (!(sk->want & CURL_POLL_IN) && rev->active) {
+        (void) ngx_del_event(rev, NGX_READ_EVENT, 0);
+    }
+
+    if ((sk->want & CURL_POLL_OUT) && !wev->active) {
+        (void) ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
+
+    } else if (!(sk->want & CURL_POLL_OUT) && wev->active) {
+        (void) ngx_del_event(wev, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/* curl's number still names our socket */
+
+static ngx_uint_t
+ngx_acs_curl_same(ngx_acs_curl_sock_t *sk)
+{
+    ngx_file_info_t  fi;
+
+    if (ngx_fd_info(sk->fd, &fi) == NGX_FILE_ERROR) {
+        return 0;
+    }
+
+    return fi.st_ino == sk->ino && fi.st_dev == sk->dev;
+}
+
+
+/*
+ * Our duplicate goes: out of epoll first, explicitly (curl's socket may
+ * still be open on the same file, so closing ours would not remove it),
+ * then closed.  curl's own socket is curl's business.
+ */
+
+static void
+ngx_acs_curl_drop(ngx_acs_curl_sock_t *sk)
+{
+    ngx_connection_t  *c;
+    ngx_acs_curl_t    *ac = &ngx_acs_curl;
+
+    c = sk->c;
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    if (ngx_close_socket(c->fd) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, ac->log, ngx_socket_errno,
+                      "acs_notify: " ngx_close_socket_n " failed");
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+
+    ac->fds[sk->fd] = NULL;
+    ac->nsocks--;
+
+    sk->c = NULL;
+    sk->next = ac->free_socks;
+    ac->free_socks = sk;
+}
+
+
+/*
+ * When no transfer runs, the sockets curl keeps are idle connections (and
+ * none of the resolver's): an entry whose number no longer names our
+ * socket was closed by curl without a word.
+ */
+
+static void
+ngx_acs_curl_sweep(void)
+{
+    ngx_uint_t            i;
+    ngx_acs_curl_t       *ac = &ngx_acs_curl;
+    ngx_acs_curl_sock_t  *sk;
+
+    for (i = 0; i < ac->nfds && ac->nsocks; i++) {
+        sk = ac->fds[i];
+
+        if (sk && (sk->foreign || !ngx_acs_curl_same(sk))) {
+            ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ac->log, 0,
+                           "acs_notify curl: socket %d gone unsaid", sk->fd);
+            ngx_acs_curl_drop(sk);
+        }
+    }
 }
 
 
@@ -527,7 +710,7 @@ ngx_acs_curl_header(char *buf, size_t size, size_t n, void *data)
 {
     ngx_acs_http_t  *h = data;
 
-    u_char     *p, *last;
+    u_char     *p, *q, *last;
     size_t      len;
     time_t      t;
     ngx_int_t   secs;
@@ -545,14 +728,23 @@ ngx_acs_curl_header(char *buf, size_t size, size_t n, void *data)
     if (len > 12 && ngx_strncasecmp(p, (u_char *) "Retry-After:", 12) == 0) {
         for (p += 12; p < last && *p == ' '; p++) { /* void */ }
 
-        secs = ngx_atoi(p, last - p);
+        /*
+         * Seconds, or an HTTP date; anything longer than a day (digits too
+         * many for ngx_atoi included) is a day: no overflow in ms later
+         */
 
-        if (secs == NGX_ERROR) {
+        for (q = p; q < last && *q >= '0' && *q <= '9'; q++) { /* void */ }
+
+        if (q == last && q > p) {
+            secs = (last - p > 9) ? NGX_ACS_CURL_RETRY_MAX
+                                  : ngx_atoi(p, last - p);
+
+        } else {
             t = ngx_parse_http_time(p, last - p);
             secs = (t == NGX_ERROR) ? 0 : ngx_max(t - ngx_time(), 0);
         }
 
-        h->retry_after = secs;
+        h->retry_after = ngx_min(secs, NGX_ACS_CURL_RETRY_MAX);
 
     } else if (len > 11
                && ngx_strncasecmp(p, (u_char *) "TrackingId:", 11) == 0)
@@ -588,16 +780,18 @@ ngx_acs_curl_write(char *buf, size_t size, size_t n, void *data)
 static void
 ngx_acs_curl_event_handler(ngx_event_t *ev)
 {
-    int                running;
-    ngx_connection_t  *c;
+    int                   running;
+    ngx_connection_t     *c;
+    ngx_acs_curl_sock_t  *sk;
 
     c = ev->data;
+    sk = c->data;
 
-    curl_multi_socket_action(ngx_acs_curl.multi, c->fd,
+    curl_multi_socket_action(ngx_acs_curl.multi, sk->fd,
                              ev->write ? CURL_CSELECT_OUT : CURL_CSELECT_IN,
                              &running);
 
-    /* c may be freed by now: curl may have closed the socket */
+    /* c and sk may be gone by now: curl may have closed the socket */
 
     ngx_acs_curl_collect();
 }
@@ -619,6 +813,7 @@ static void
 ngx_acs_curl_collect(void)
 {
     int              left;
+    curl_off_t       connected;
     CURL            *easy;
     CURLMsg         *msg;
     ngx_acs_http_t  *h;
@@ -636,6 +831,10 @@ ngx_acs_curl_collect(void)
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &h);
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &h->status);
         h->result = msg->data.result;
+
+        connected = 0;
+        curl_easy_getinfo(easy, CURLINFO_APPCONNECT_TIME_T, &connected);
+        h->connected = (connected > 0);
 
         curl_multi_remove_handle(ac->multi, easy);
         ac->running--;
@@ -667,5 +866,10 @@ ngx_acs_curl_collect(void)
 
     if (ac->running == 0) {
         ac->timer.cancelable = 1;
+
+        if (ngx_current_msec - ac->swept >= 1000) {
+            ac->swept = ngx_current_msec;
+            ngx_acs_curl_sweep();
+        }
     }
 }

@@ -17,6 +17,7 @@
 
 
 #define NGX_ACS_CURL_DETAIL_MAX  512
+#define NGX_ACS_CURL_RETRY_MAX   86400     /* s, of a Retry-After */
 
 
 typedef struct ngx_acs_http_s  ngx_acs_http_t;
@@ -32,15 +33,17 @@ struct ngx_acs_http_s {
     size_t                      body_len;
     const char                 *ca_file;     /* NULL: the system store */
     struct curl_slist          *connect_to;  /* owned by the caller */
-    ngx_uint_t                  max_connections;
-    ngx_msec_t                  timeout;
+    ngx_uint_t                  http2;       /* unsigned:1 */
+    ngx_msec_t                  timeout;     /* from the start */
     ngx_acs_http_done_pt        handler;
     void                       *data;
 
     /* the outcome, when handler runs */
     long                        status;      /* 0: no HTTP answer */
     CURLcode                    result;
-    time_t                      retry_after; /* seconds, 0 if none */
+    ngx_uint_t                  connected;   /* unsigned:1, TLS was up */
+    time_t                      retry_after; /* seconds, 0 if none, at
+                                                most NGX_ACS_CURL_RETRY_MAX */
     u_char                      tracking_id[64];
     size_t                      tracking_id_len;
     u_char                      detail[NGX_ACS_CURL_DETAIL_MAX];
@@ -51,7 +54,8 @@ struct ngx_acs_http_s {
 };
 
 
-ngx_int_t ngx_acs_curl_init_process(ngx_cycle_t *cycle,
+/* per_host: connections to one host; connections: the cache of all */
+ngx_int_t ngx_acs_curl_init_process(ngx_cycle_t *cycle, ngx_uint_t per_host,
     ngx_uint_t connections);
 void ngx_acs_curl_exit_process(ngx_cycle_t *cycle);
 
@@ -60,6 +64,9 @@ ngx_int_t ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log);
 
 /* requests in flight in this worker */
 ngx_uint_t ngx_acs_curl_running(void);
+
+/* sockets curl has open in this worker (connections, resolvers) */
+ngx_uint_t ngx_acs_curl_sockets(void);
 
 
 #endif /* _NGX_ACS_CURL_H_INCLUDED_ */

@@ -22,6 +22,7 @@ typedef struct {
     u_char                      pad[7];
     ngx_queue_t                 queue;
     time_t                      expires;
+    uint64_t                    owner;     /* of a pending claim, or 0 */
     u_char                      key[NGX_ACS_DEDUP_KEY_LEN];
 } ngx_acs_dedup_node_t;
 
@@ -164,45 +165,42 @@ ngx_acs_dedup_key(u_char *key, ngx_str_t *event_id, ngx_str_t *type,
 
 
 ngx_int_t
-ngx_acs_dedup_seen(ngx_acs_dedup_t *d, u_char *key)
+ngx_acs_dedup_claim(ngx_acs_dedup_t *d, u_char *key, uint64_t owner,
+    ngx_log_t *log)
 {
-    ngx_rbtree_key_t       hash;
-    ngx_acs_dedup_node_t  *n;
-
-    ngx_memcpy(&hash, key, sizeof(ngx_rbtree_key_t));
-
-    ngx_shmtx_lock(&d->shpool->mutex);
-
-    n = ngx_acs_dedup_lookup(d, key, hash);
-
-    ngx_shmtx_unlock(&d->shpool->mutex);
-
-    return n ? NGX_OK : NGX_DECLINED;
-}
-
-
-void
-ngx_acs_dedup_add(ngx_acs_dedup_t *d, u_char *key, ngx_log_t *log)
-{
+    time_t                 now;
+    ngx_int_t              rc;
     ngx_rbtree_key_t       hash;
     ngx_rbtree_node_t     *node;
     ngx_acs_dedup_node_t  *n;
 
     ngx_memcpy(&hash, key, sizeof(ngx_rbtree_key_t));
+    now = ngx_time();
 
     ngx_shmtx_lock(&d->shpool->mutex);
 
-    ngx_acs_dedup_expire(d, 1);
-
     n = ngx_acs_dedup_lookup(d, key, hash);
 
-    if (n) {
-        n->expires = ngx_time() + d->ttl;
-        ngx_queue_remove(&n->queue);
-        ngx_queue_insert_head(&d->sh->queue, &n->queue);
+    if (n && n->expires > now) {
+
+        if (n->owner == 0) {
+            rc = NGX_DECLINED;
+
+        } else {
+            rc = (n->owner == owner) ? NGX_DONE : NGX_BUSY;
+        }
+
         ngx_shmtx_unlock(&d->shpool->mutex);
-        return;
+        return rc;
     }
+
+    if (n) {
+        /* expired: the entry is taken over */
+        ngx_queue_remove(&n->queue);
+        goto claim;
+    }
+
+    ngx_acs_dedup_expire(d, 1);
 
     node = ngx_slab_alloc_locked(d->shpool, offsetof(ngx_rbtree_node_t, color)
                                             + sizeof(ngx_acs_dedup_node_t));
@@ -220,21 +218,81 @@ ngx_acs_dedup_add(ngx_acs_dedup_t *d, u_char *key, ngx_log_t *log)
             ngx_log_error(NGX_LOG_CRIT, log, 0,
                           "acs_notify: could not allocate a node in "
                           "acs_notify_dedup zone");
-            return;
+            return NGX_OK;
         }
     }
 
     node->key = hash;
     n = (ngx_acs_dedup_node_t *) &node->color;
     ngx_memcpy(n->key, key, NGX_ACS_DEDUP_KEY_LEN);
-    n->expires = ngx_time() + d->ttl;
 
     ngx_rbtree_insert(&d->sh->rbtree, node);
+
+claim:
+
+    n->owner = owner;
+    n->expires = now + NGX_ACS_DEDUP_PENDING;
     ngx_queue_insert_head(&d->sh->queue, &n->queue);
+
+    ngx_shmtx_unlock(&d->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_acs_dedup_confirm(ngx_acs_dedup_t *d, u_char *key, uint64_t owner)
+{
+    ngx_rbtree_key_t       hash;
+    ngx_acs_dedup_node_t  *n;
+
+    ngx_memcpy(&hash, key, sizeof(ngx_rbtree_key_t));
+
+    ngx_shmtx_lock(&d->shpool->mutex);
+
+    n = ngx_acs_dedup_lookup(d, key, hash);
+
+    /* a claim that could not be remembered, or was forgotten: no entry */
+
+    if (n && n->owner == owner) {
+        n->owner = 0;
+        n->expires = ngx_time() + d->ttl;
+        ngx_queue_remove(&n->queue);
+        ngx_queue_insert_head(&d->sh->queue, &n->queue);
+    }
 
     ngx_shmtx_unlock(&d->shpool->mutex);
 }
 
+
+void
+ngx_acs_dedup_release(ngx_acs_dedup_t *d, u_char *key, uint64_t owner)
+{
+    ngx_rbtree_key_t       hash;
+    ngx_rbtree_node_t     *node;
+    ngx_acs_dedup_node_t  *n;
+
+    ngx_memcpy(&hash, key, sizeof(ngx_rbtree_key_t));
+
+    ngx_shmtx_lock(&d->shpool->mutex);
+
+    n = ngx_acs_dedup_lookup(d, key, hash);
+
+    if (n && n->owner == owner) {
+        ngx_queue_remove(&n->queue);
+
+        node = (ngx_rbtree_node_t *)
+                   ((u_char *) n - offsetof(ngx_rbtree_node_t, color));
+
+        ngx_rbtree_delete(&d->sh->rbtree, node);
+        ngx_slab_free_locked(d->shpool, node);
+    }
+
+    ngx_shmtx_unlock(&d->shpool->mutex);
+}
+
+
+/* the entry of the key, expired or not: one per key */
 
 static ngx_acs_dedup_node_t *
 ngx_acs_dedup_lookup(ngx_acs_dedup_t *d, u_char *key, ngx_rbtree_key_t hash)
@@ -263,7 +321,7 @@ ngx_acs_dedup_lookup(ngx_acs_dedup_t *d, u_char *key, ngx_rbtree_key_t hash)
         rc = ngx_memcmp(key, n->key, NGX_ACS_DEDUP_KEY_LEN);
 
         if (rc == 0) {
-            return (n->expires > ngx_time()) ? n : NULL;
+            return n;
         }
 
         node = (rc < 0) ? node->left : node->right;

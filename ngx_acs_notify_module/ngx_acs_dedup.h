@@ -18,6 +18,9 @@
 
 #define NGX_ACS_DEDUP_KEY_LEN  16
 
+/* a pending claim outlives any push: deadline (< 30s) + one attempt */
+#define NGX_ACS_DEDUP_PENDING  120
+
 
 typedef struct ngx_acs_dedup_s  ngx_acs_dedup_t;
 
@@ -28,9 +31,21 @@ ngx_acs_dedup_t *ngx_acs_dedup_create(ngx_conf_t *cf, size_t size,
 void ngx_acs_dedup_key(u_char *key, ngx_str_t *event_id, ngx_str_t *type,
     ngx_str_t *subject, ngx_str_t *raw_id, ngx_str_t *handle);
 
-/* NGX_OK: seen (and not expired), NGX_DECLINED: not seen */
-ngx_int_t ngx_acs_dedup_seen(ngx_acs_dedup_t *d, u_char *key);
-void ngx_acs_dedup_add(ngx_acs_dedup_t *d, u_char *key, ngx_log_t *log);
+/*
+ * Claims the pair for a push by owner, under the lock of the lookup:
+ * NGX_OK the push is owner's to make (the claim is pending), NGX_DECLINED
+ * it was sent already, NGX_DONE owner claimed it already, NGX_BUSY another
+ * owner's push of it is in flight.  A claim that cannot be remembered
+ * (no memory, logged) is NGX_OK: delivery stays at least once.
+ */
+ngx_int_t ngx_acs_dedup_claim(ngx_acs_dedup_t *d, u_char *key,
+    uint64_t owner, ngx_log_t *log);
+
+/* the push of a claim was accepted: remembered for the zone's ttl */
+void ngx_acs_dedup_confirm(ngx_acs_dedup_t *d, u_char *key, uint64_t owner);
+
+/* the push of a claim was not made or failed: forgotten */
+void ngx_acs_dedup_release(ngx_acs_dedup_t *d, u_char *key, uint64_t owner);
 
 
 #endif /* _NGX_ACS_DEDUP_H_INCLUDED_ */

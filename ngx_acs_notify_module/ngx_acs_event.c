@@ -112,6 +112,7 @@ static ngx_int_t ngx_acs_event_fail(ngx_acs_event_parser_t *p,
     ngx_uint_t status, const char *fmt, ...);
 static off_t ngx_acs_event_offset(ngx_acs_event_parser_t *p);
 static void ngx_acs_event_cleanup(void *data);
+static ngx_int_t ngx_acs_event_dup(ngx_pool_t *pool, ngx_str_t *s);
 
 static int ngx_acs_yajl_null(void *ctx);
 static int ngx_acs_yajl_boolean(void *ctx, int value);
@@ -388,6 +389,98 @@ ngx_acs_event_string(ngx_acs_event_t *ev, char *path)
     }
 
     return &f->value;
+}
+
+
+void
+ngx_acs_event_text(ngx_acs_event_t *ev, ngx_str_t *path, ngx_str_t *value)
+{
+    ngx_acs_field_t  *f;
+
+    f = ngx_acs_event_field(ev, path);
+
+    if (f == NULL || f->type == NGX_ACS_JSON_NULL) {
+        ngx_str_set(value, "");
+        return;
+    }
+
+    *value = f->value;
+}
+
+
+ngx_acs_event_t *
+ngx_acs_event_copy(ngx_pool_t *pool, ngx_acs_event_t *ev)
+{
+    ngx_uint_t        i;
+    ngx_str_t        *s[8];
+    ngx_acs_event_t  *copy;
+    ngx_acs_field_t  *f, *cf;
+
+    copy = ngx_palloc(pool, sizeof(ngx_acs_event_t));
+    if (copy == NULL) {
+        return NULL;
+    }
+
+    *copy = *ev;
+
+    if (ngx_array_init(&copy->fields, pool, ngx_max(ev->fields.nelts, 1),
+                       sizeof(ngx_acs_field_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    s[0] = &copy->id;
+    s[1] = &copy->type;
+    s[2] = &copy->topic;
+    s[3] = &copy->subject;
+    s[4] = &copy->time;
+    s[5] = &copy->data_version;
+    s[6] = &copy->spec_version;
+    s[7] = &copy->data_string;
+
+    for (i = 0; i < 8; i++) {
+        if (s[i]->len && ngx_acs_event_dup(pool, s[i]) != NGX_OK) {
+            return NULL;
+        }
+    }
+
+    f = ev->fields.elts;
+
+    for (i = 0; i < ev->fields.nelts; i++) {
+        cf = ngx_array_push(&copy->fields);
+        if (cf == NULL) {
+            return NULL;
+        }
+
+        *cf = f[i];
+
+        if (ngx_acs_event_dup(pool, &cf->path) != NGX_OK
+            || (cf->value.len && ngx_acs_event_dup(pool, &cf->value)
+                                 != NGX_OK))
+        {
+            return NULL;
+        }
+    }
+
+    return copy;
+}
+
+
+static ngx_int_t
+ngx_acs_event_dup(ngx_pool_t *pool, ngx_str_t *s)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(pool, s->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, s->data, s->len);
+    s->data = p;
+
+    return NGX_OK;
 }
 
 

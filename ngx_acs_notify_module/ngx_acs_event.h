@@ -91,5 +91,12 @@ ngx_int_t ngx_acs_event_parse_data_string(ngx_pool_t *pool,
 ngx_acs_field_t *ngx_acs_event_field(ngx_acs_event_t *ev, ngx_str_t *path);
 ngx_str_t *ngx_acs_event_string(ngx_acs_event_t *ev, char *path);
 
+/* a scalar of data as text (string, number or boolean), else "" */
+void ngx_acs_event_text(ngx_acs_event_t *ev, ngx_str_t *path,
+    ngx_str_t *value);
+
+/* a copy of the event in pool, NULL when out of memory */
+ngx_acs_event_t *ngx_acs_event_copy(ngx_pool_t *pool, ngx_acs_event_t *ev);
+
 
 #endif /* _NGX_ACS_EVENT_H_INCLUDED_ */

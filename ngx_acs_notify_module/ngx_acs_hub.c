@@ -27,6 +27,7 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
     ngx_str_null(&cs);
     ngx_str_set(&hub->api_version, "2020-06");
     hub->max_connections = 16;
+    hub->http2 = NGX_ACS_HUB_HTTP2_DEFAULT;
     hub->timeout = 10000;
 
     for (i = 0; i < nargs; i++) {
@@ -110,6 +111,24 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
             }
 
             hub->max_connections = n;
+            continue;
+        }
+
+        if (ngx_acs_conf_param(&args[i], "http2=", &v)) {
+
+            if (v.len == 2 && ngx_strncmp(v.data, "on", 2) == 0) {
+                hub->http2 = 1;
+
+            } else if (v.len == 3 && ngx_strncmp(v.data, "off", 3) == 0) {
+                hub->http2 = 0;
+
+            } else {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "acs_notify_hub \"%V\": http2 must be on "
+                                   "or off", &hub->name);
+                return NGX_CONF_ERROR;
+            }
+
             continue;
         }
 

@@ -17,6 +17,8 @@
 #include "ngx_acs_sas.h"
 
 
+/* HTTP/1.1 unless http2=on: cheaper per push with libcurl (docs/dispatch.md) */
+#define NGX_ACS_HUB_HTTP2_DEFAULT  0
 
 
 typedef struct {
@@ -33,12 +35,15 @@ typedef struct {
     struct curl_slist          *connect_to_list;    /* per worker */
     ngx_str_t                   ca_file;       /* C string or empty */
     ngx_uint_t                  max_connections;
+    ngx_flag_t                  http2;
     ngx_msec_t                  timeout;
 
     /* per worker: the cached SAS token */
     u_char                     *token;
     size_t                      token_len;
     time_t                      token_expires;
+
+    void                       *lane;          /* per worker, dispatch's */
 } ngx_acs_hub_t;
 
 

@@ -207,3 +207,92 @@ ngx_acs_json_tree_string(yajl_val obj, const char *key, ngx_str_t *value)
 
     return NGX_OK;
 }
+
+
+/*
+ * For toast XML: the five entities; characters XML 1.0 does not allow
+ * even escaped (controls other than tab, CR, LF) become spaces.
+ */
+
+size_t
+ngx_acs_xml_escape_len(ngx_str_t *s)
+{
+    size_t   n;
+    u_char  *p, *last;
+
+    n = s->len;
+
+    for (p = s->data, last = p + s->len; p < last; p++) {
+
+        switch (*p) {
+
+        case '&':
+            n += sizeof("&amp;") - 2;
+            break;
+
+        case '<':
+        case '>':
+            n += sizeof("&lt;") - 2;
+            break;
+
+        case '"':
+            n += sizeof("&quot;") - 2;
+            break;
+
+        case '\'':
+            n += sizeof("&apos;") - 2;
+            break;
+
+        default:
+            break;
+        }
+    }
+
+    return n;
+}
+
+
+u_char *
+ngx_acs_xml_escape(u_char *dst, ngx_str_t *s)
+{
+    u_char  *p, *last;
+
+    for (p = s->data, last = p + s->len; p < last; p++) {
+
+        switch (*p) {
+
+        case '&':
+            dst = ngx_cpymem(dst, "&amp;", sizeof("&amp;") - 1);
+            break;
+
+        case '<':
+            dst = ngx_cpymem(dst, "&lt;", sizeof("&lt;") - 1);
+            break;
+
+        case '>':
+            dst = ngx_cpymem(dst, "&gt;", sizeof("&gt;") - 1);
+            break;
+
+        case '"':
+            dst = ngx_cpymem(dst, "&quot;", sizeof("&quot;") - 1);
+            break;
+
+        case '\'':
+            dst = ngx_cpymem(dst, "&apos;", sizeof("&apos;") - 1);
+            break;
+
+        default:
+
+            if ((*p < 0x20 && *p != '\t' && *p != '\r' && *p != '\n')
+                || *p == 0x7f)
+            {
+                *dst++ = ' ';
+
+            } else {
+                *dst++ = *p;
+            }
+        }
+    }
+
+    return dst;
+}

@@ -18,6 +18,10 @@
 size_t ngx_acs_json_escape_len(ngx_str_t *s);
 u_char *ngx_acs_json_escape(u_char *dst, ngx_str_t *s);
 
+/* toast XML: the five entities; other controls than tab, CR, LF: spaces */
+size_t ngx_acs_xml_escape_len(ngx_str_t *s);
+u_char *ngx_acs_xml_escape(u_char *dst, ngx_str_t *s);
+
 ngx_int_t ngx_acs_base64url_decode(ngx_pool_t *pool, ngx_str_t *src,
     ngx_str_t *dst);
 

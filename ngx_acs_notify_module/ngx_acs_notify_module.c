@@ -14,7 +14,7 @@
 #include "ngx_acs_webhook.h"
 #include "ngx_acs_registrations.h"
 #include "ngx_acs_dispatch.h"
-#include "ngx_acs_curl.h"
+#include "ngx_acs_template.h"
 #include "ngx_acs_stats.h"
 
 
@@ -436,7 +436,7 @@ ngx_http_acs_notify_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                        i, connections;
+    ngx_uint_t                        i;
     ngx_acs_hub_t                    *hub;
     ngx_http_acs_notify_main_conf_t  *amcf;
 
@@ -465,17 +465,14 @@ ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
 
     if (amcf->hubs.nelts) {
         hub = amcf->hubs.elts;
-        connections = 0;
 
         for (i = 0; i < amcf->hubs.nelts; i++) {
             if (ngx_acs_hub_init_process(&hub[i], cycle->log) != NGX_OK) {
                 return NGX_ERROR;
             }
-
-            connections += hub[i].max_connections;
         }
 
-        if (ngx_acs_dispatch_init_process(cycle, connections) != NGX_OK) {
+        if (ngx_acs_dispatch_init_process(cycle) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -576,7 +573,7 @@ ngx_http_acs_notify_exit_process(ngx_cycle_t *cycle)
     ngx_acs_sha256_exit_process();
 
     if (amcf->hubs.nelts) {
-        ngx_acs_curl_exit_process(cycle);
+        ngx_acs_dispatch_exit_process(cycle);
 
         hub = amcf->hubs.elts;
         for (i = 0; i < amcf->hubs.nelts; i++) {

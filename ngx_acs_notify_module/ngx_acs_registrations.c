@@ -57,8 +57,6 @@ static ngx_int_t ngx_acs_reg_get(ngx_http_request_t *r,
     ngx_acs_registry_t *reg, ngx_acs_reg_request_t *rq);
 static ngx_int_t ngx_acs_reg_delete(ngx_http_request_t *r,
     ngx_acs_registry_t *reg, ngx_acs_reg_request_t *rq);
-static ngx_int_t ngx_acs_reg_check_handle(ngx_acs_platform_e platform,
-    ngx_str_t *handle);
 static ngx_int_t ngx_acs_reg_check_b64url(ngx_str_t *s, size_t max);
 static void ngx_acs_reg_gen_device(yajl_gen g, ngx_str_t *raw_id,
     ngx_acs_device_t *dev);
@@ -528,13 +526,14 @@ static ngx_int_t
 ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
     ngx_acs_reg_request_t *rq, ngx_str_t *body)
 {
-    yajl_gen           g;
-    yajl_val           tree, v;
-    ngx_int_t          rc, platform;
-    ngx_str_t          name;
-    long long          ttl;
-    ngx_uint_t         created;
-    ngx_acs_device_t   dev;
+    yajl_gen             g;
+    yajl_val             tree, v;
+    ngx_int_t            rc;
+    ngx_str_t            name;
+    long long            ttl;
+    ngx_uint_t           created;
+    ngx_acs_device_t     dev;
+    ngx_acs_platform_t  *platform;
 
     tree = ngx_acs_json_tree(r->pool, body);
 
@@ -552,24 +551,24 @@ ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
                                  "apns-voip, fcmv1, wns, browser");
     }
 
-    platform = ngx_acs_platform(&name);
-    if (platform == NGX_DECLINED) {
+    platform = ngx_acs_platform_find(&name);
+    if (platform == NULL) {
         return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidPlatform",
                                  "\"platform\" must be one of apns, "
                                  "apns-voip, fcmv1, wns, browser");
     }
 
-    dev.platform = platform;
+    dev.platform = platform->id;
 
     if (ngx_acs_json_tree_string(tree, "handle", &dev.handle) != NGX_OK
-        || ngx_acs_reg_check_handle(dev.platform, &dev.handle) != NGX_OK)
+        || platform->check(&dev.handle) != NGX_OK)
     {
         return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidHandle",
                                  "\"handle\" is not a valid %V handle",
                                  &name);
     }
 
-    if (dev.platform == NGX_ACS_PLATFORM_BROWSER) {
+    if (platform->keys) {
         if (ngx_acs_json_tree_string(tree, "p256dh", &dev.p256dh) != NGX_OK
             || ngx_acs_reg_check_b64url(&dev.p256dh, 128) != NGX_OK
             || ngx_acs_json_tree_string(tree, "auth", &dev.auth) != NGX_OK
@@ -727,73 +726,6 @@ ngx_acs_reg_delete(ngx_http_request_t *r, ngx_acs_registry_t *reg,
 }
 
 
-/*
- * APNs: a hex token of 64 to 200 digits.  FCM: a registration token of the
- * characters Google uses, up to 4096.  WNS and web push: an https URL.
- */
-
-static ngx_int_t
-ngx_acs_reg_check_handle(ngx_acs_platform_e platform, ngx_str_t *handle)
-{
-    u_char  *p, *last;
-
-    p = handle->data;
-    last = p + handle->len;
-
-    switch (platform) {
-
-    case NGX_ACS_PLATFORM_APNS:
-    case NGX_ACS_PLATFORM_APNS_VOIP:
-        if (handle->len < 64 || handle->len > 200) {
-            return NGX_DECLINED;
-        }
-
-        for ( /* void */ ; p < last; p++) {
-            if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')
-                  || (*p >= 'A' && *p <= 'F')))
-            {
-                return NGX_DECLINED;
-            }
-        }
-
-        return NGX_OK;
-
-    case NGX_ACS_PLATFORM_FCMV1:
-        if (handle->len == 0 || handle->len > NGX_ACS_HANDLE_MAX) {
-            return NGX_DECLINED;
-        }
-
-        for ( /* void */ ; p < last; p++) {
-            if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z')
-                  || (*p >= 'A' && *p <= 'Z') || *p == '_' || *p == '-'
-                  || *p == ':'))
-            {
-                return NGX_DECLINED;
-            }
-        }
-
-        return NGX_OK;
-
-    default: /* WNS, browser */
-        if (handle->len <= 8 || handle->len > 2048
-            || ngx_strncasecmp(p, (u_char *) "https://", 8) != 0)
-        {
-            return NGX_DECLINED;
-        }
-
-        for (p += 8; p < last; p++) {
-            if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '<'
-                || *p == '>' || *p == '\\')
-            {
-                return NGX_DECLINED;
-            }
-        }
-
-        return NGX_OK;
-    }
-}
-
-
 static ngx_int_t
 ngx_acs_reg_check_b64url(ngx_str_t *s, size_t max)
 {
@@ -819,18 +751,21 @@ ngx_acs_reg_check_b64url(ngx_str_t *s, size_t max)
 static void
 ngx_acs_reg_gen_device(yajl_gen g, ngx_str_t *raw_id, ngx_acs_device_t *dev)
 {
-    u_char     buf[sizeof("1970-01-01T00:00:00Z")];
-    ngx_tm_t   tm;
-    ngx_str_t  s;
+    u_char               buf[sizeof("1970-01-01T00:00:00Z")];
+    ngx_tm_t             tm;
+    ngx_str_t            s;
+    ngx_acs_platform_t  *p;
+
+    p = ngx_acs_platform(dev->platform);
 
     yajl_gen_map_open(g);
 
     ngx_acs_reg_gen_string(g, "rawId", raw_id);
     ngx_acs_reg_gen_string(g, "deviceId", &dev->device_id);
-    ngx_acs_reg_gen_string(g, "platform", ngx_acs_platform_name(dev->platform));
+    ngx_acs_reg_gen_string(g, "platform", &p->name);
     ngx_acs_reg_gen_string(g, "handle", &dev->handle);
 
-    if (dev->platform == NGX_ACS_PLATFORM_BROWSER) {
+    if (p->keys) {
         ngx_acs_reg_gen_string(g, "p256dh", &dev->p256dh);
         ngx_acs_reg_gen_string(g, "auth", &dev->auth);
     }

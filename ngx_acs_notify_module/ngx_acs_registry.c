@@ -48,6 +48,8 @@ static ngx_int_t ngx_acs_registry_open(ngx_acs_registry_t *reg,
     ngx_log_t *log);
 static ngx_int_t ngx_acs_registry_write(ngx_acs_registry_t *reg,
     ngx_log_t *log, MDB_txn **txn, MDB_cursor **cur);
+static int ngx_acs_registry_delete_in(MDB_cursor *cur, ngx_str_t *raw_id,
+    ngx_str_t *device_id, ngx_str_t *handle, ngx_uint_t *found);
 static ngx_int_t ngx_acs_registry_delete_all(ngx_acs_registry_t *reg,
     ngx_str_t *raw_id, ngx_str_t *device_id, ngx_str_t *handle,
     ngx_log_t *log);
@@ -61,41 +63,6 @@ static ngx_int_t ngx_acs_registry_decode(MDB_val *key, MDB_val *val,
 static time_t ngx_acs_registry_expires(MDB_val *val);
 static ngx_int_t ngx_acs_registry_fail(ngx_log_t *log, int rc,
     const char *op);
-
-
-static ngx_str_t  ngx_acs_platforms[] = {
-    ngx_null_string,
-    ngx_string("apns"),
-    ngx_string("apns-voip"),
-    ngx_string("fcmv1"),
-    ngx_string("wns"),
-    ngx_string("browser")
-};
-
-
-ngx_int_t
-ngx_acs_platform(ngx_str_t *name)
-{
-    ngx_uint_t  i;
-
-    for (i = 1; i < sizeof(ngx_acs_platforms) / sizeof(ngx_str_t); i++) {
-        if (ngx_acs_platforms[i].len == name->len
-            && ngx_strncmp(ngx_acs_platforms[i].data, name->data, name->len)
-               == 0)
-        {
-            return i;
-        }
-    }
-
-    return NGX_DECLINED;
-}
-
-
-ngx_str_t *
-ngx_acs_platform_name(ngx_acs_platform_e platform)
-{
-    return &ngx_acs_platforms[platform];
-}
 
 
 char *
@@ -597,16 +564,6 @@ ngx_acs_registry_delete(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
 }
 
 
-/* the hub said the handle is gone: drop every registration holding it */
-
-ngx_int_t
-ngx_acs_registry_remove_handle(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
-    ngx_str_t *handle, ngx_log_t *log)
-{
-    return ngx_acs_registry_delete_all(reg, raw_id, NULL, handle, log);
-}
-
-
 /*
  * Deletes the devices of a user: all of them, the one of device_id, or
  * those holding handle.  NGX_OK when a live one was, NGX_DECLINED when
@@ -618,23 +575,104 @@ ngx_acs_registry_delete_all(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     ngx_str_t *device_id, ngx_str_t *handle, ngx_log_t *log)
 {
     int          rc;
-    u_char      *p, kbuf[NGX_ACS_RAW_ID_MAX + 1 + NGX_ACS_DEVICE_ID_MAX];
-    size_t       prefix;
-    time_t       now;
-    MDB_val      k, v;
     MDB_txn     *txn;
-    uint16_t     len;
     ngx_uint_t   found;
     MDB_cursor  *cur;
-
-    now = ngx_time();
 
     if (ngx_acs_registry_write(reg, log, &txn, &cur) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    prefix = ngx_acs_registry_key(kbuf, raw_id, NULL);
     found = 0;
+
+    rc = ngx_acs_registry_delete_in(cur, raw_id, device_id, handle, &found);
+
+    mdb_cursor_close(cur);
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return ngx_acs_registry_fail(log, rc, "mdb_cursor_del()");
+    }
+
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        return ngx_acs_registry_fail(log, rc, "mdb_txn_commit()");
+    }
+
+    return found ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* gone handles, in one write transaction whatever their number */
+
+ngx_int_t
+ngx_acs_registry_remove_handles(ngx_acs_registry_t *reg,
+    ngx_acs_gone_t *gone, ngx_uint_t n, ngx_log_t *log)
+{
+    int          rc;
+    MDB_txn     *txn;
+    ngx_uint_t   i, found;
+    MDB_cursor  *cur;
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_acs_registry_write(reg, log, &txn, &cur) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    found = 0;
+    rc = 0;
+
+    for (i = 0; i < n; i++) {
+        rc = ngx_acs_registry_delete_in(cur, &gone[i].raw_id, NULL,
+                                        &gone[i].handle, &found);
+
+        if (rc != 0 && rc != MDB_NOTFOUND) {
+            break;
+        }
+    }
+
+    mdb_cursor_close(cur);
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return ngx_acs_registry_fail(log, rc, "mdb_cursor_del()");
+    }
+
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        return ngx_acs_registry_fail(log, rc, "mdb_txn_commit()");
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, log, 0,
+                   "acs_notify_registry: %ui gone handles, %ui "
+                   "registrations removed", n, found);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The loop of the deletions, in a write transaction: the matching devices
+ * of the user go, *found counts the live ones.  0, MDB_NOTFOUND or the
+ * error of mdb_cursor_del().
+ */
+
+static int
+ngx_acs_registry_delete_in(MDB_cursor *cur, ngx_str_t *raw_id,
+    ngx_str_t *device_id, ngx_str_t *handle, ngx_uint_t *found)
+{
+    int        rc;
+    u_char    *p, kbuf[NGX_ACS_RAW_ID_MAX + 1 + NGX_ACS_DEVICE_ID_MAX];
+    size_t     prefix;
+    time_t     now;
+    MDB_val    k, v;
+    uint16_t   len;
+
+    now = ngx_time();
+    prefix = ngx_acs_registry_key(kbuf, raw_id, NULL);
 
     k.mv_data = kbuf;
     k.mv_size = prefix;
@@ -672,28 +710,16 @@ ngx_acs_registry_delete_all(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
         }
 
         if (ngx_acs_registry_expires(&v) > now) {
-            found++;
+            (*found)++;
         }
 
         rc = mdb_cursor_del(cur, 0);
         if (rc != 0) {
-            break;
+            return rc;
         }
     }
 
-    mdb_cursor_close(cur);
-
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        mdb_txn_abort(txn);
-        return ngx_acs_registry_fail(log, rc, "mdb_cursor_del()");
-    }
-
-    rc = mdb_txn_commit(txn);
-    if (rc != 0) {
-        return ngx_acs_registry_fail(log, rc, "mdb_txn_commit()");
-    }
-
-    return found ? NGX_OK : NGX_DECLINED;
+    return rc;
 }
 
 
@@ -882,7 +908,7 @@ ngx_acs_registry_decode(MDB_val *key, MDB_val *val, size_t prefix,
     ngx_memcpy(&al, p + 6, 2);
 
     if (val->mv_size != (size_t) NGX_ACS_REC_HEADER + hl + pl + al
-        || p[1] < NGX_ACS_PLATFORM_APNS || p[1] > NGX_ACS_PLATFORM_BROWSER)
+        || p[1] < NGX_ACS_PLATFORM_APNS || p[1] >= NGX_ACS_PLATFORMS)
     {
         return NGX_DECLINED;
     }

@@ -14,20 +14,13 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
+#include "ngx_acs_platform.h"
+
 
 #define NGX_ACS_RAW_ID_MAX      256
 #define NGX_ACS_DEVICE_ID_MAX   64
 #define NGX_ACS_HANDLE_MAX      4096
 #define NGX_ACS_KEY_PART_MAX    256
-
-
-typedef enum {
-    NGX_ACS_PLATFORM_APNS = 1,
-    NGX_ACS_PLATFORM_APNS_VOIP,
-    NGX_ACS_PLATFORM_FCMV1,
-    NGX_ACS_PLATFORM_WNS,
-    NGX_ACS_PLATFORM_BROWSER
-} ngx_acs_platform_e;
 
 
 typedef struct {
@@ -39,6 +32,14 @@ typedef struct {
     ngx_str_t                   p256dh;     /* browser only */
     ngx_str_t                   auth;       /* browser only */
 } ngx_acs_device_t;
+
+
+/* a handle Notification Hubs reported gone, and its user */
+
+typedef struct {
+    ngx_str_t                   raw_id;
+    ngx_str_t                   handle;
+} ngx_acs_gone_t;
 
 
 typedef struct ngx_acs_registry_s  ngx_acs_registry_t;
@@ -69,15 +70,12 @@ ngx_int_t ngx_acs_registry_list(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     ngx_pool_t *pool, ngx_log_t *log, ngx_array_t *devices);
 ngx_int_t ngx_acs_registry_delete(ngx_acs_registry_t *reg,
     ngx_str_t *raw_id, ngx_str_t *device_id, ngx_log_t *log);
-ngx_int_t ngx_acs_registry_remove_handle(ngx_acs_registry_t *reg,
-    ngx_str_t *raw_id, ngx_str_t *handle, ngx_log_t *log);
+ngx_int_t ngx_acs_registry_remove_handles(ngx_acs_registry_t *reg,
+    ngx_acs_gone_t *gone, ngx_uint_t n, ngx_log_t *log);
 ngx_int_t ngx_acs_registry_count(ngx_acs_registry_t *reg, ngx_log_t *log,
     size_t *count);
 ngx_int_t ngx_acs_registry_sweep(ngx_acs_registry_t *reg, ngx_log_t *log,
     ngx_uint_t max, ngx_uint_t *purged);
-
-ngx_int_t ngx_acs_platform(ngx_str_t *name);
-ngx_str_t *ngx_acs_platform_name(ngx_acs_platform_e platform);
 
 
 #endif /* _NGX_ACS_REGISTRY_H_INCLUDED_ */

@@ -2,10 +2,9 @@
 /*
  * Copyright (C) ngx_acs_notify_module authors
  *
- * Routing (which ACS event goes to whom, and as what) and rendering (the
- * Notification Hubs direct-send request for one device): plain functions
- * over event records (ngx_acs_event.h) and registrations
- * (ngx_acs_registry.h), no HTTP.
+ * The built-in payloads and the request headers of a push, one builder per
+ * platform (the platform table, ngx_acs_platform.h, names them), from the
+ * event's message (ngx_acs_route.h).  No HTTP.
  */
 
 
@@ -16,27 +15,12 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_acs_event.h"
+#include "ngx_acs_platform.h"
+#include "ngx_acs_route.h"
 #include "ngx_acs_registry.h"
 
 
-#define NGX_ACS_PAYLOAD_APNS_MAX   4096
-#define NGX_ACS_PAYLOAD_FCM_MAX    4096
-#define NGX_ACS_PAYLOAD_WNS_MAX    5120
-
-
-typedef enum {
-    NGX_ACS_INTENT_NONE = 0,
-    NGX_ACS_INTENT_CHAT_MESSAGE,     /* ChatMessageReceived */
-    NGX_ACS_INTENT_CHAT_ADDED,       /* added to a chat thread */
-    NGX_ACS_INTENT_INCOMING_CALL     /* IncomingCall */
-} ngx_acs_intent_e;
-
-
-typedef struct {
-    ngx_acs_intent_e            intent;
-    ngx_str_t                   recipient;   /* raw id, the registry key */
-} ngx_acs_route_t;
+#define NGX_ACS_PUSH_HEADERS  4
 
 
 /* one extra request header of a push, e.g. apns-push-type: voip */
@@ -47,55 +31,42 @@ typedef struct {
 } ngx_acs_header_t;
 
 
-/* the direct-send request for one device */
-
-typedef struct {
-    ngx_str_t                   format;        /* apple, fcmv1, windows... */
-    ngx_str_t                   content_type;
-    ngx_str_t                   body;
-    ngx_acs_header_t            headers[6];    /* apns-*, X-WNS-Type, Auth */
-    ngx_uint_t                  nheaders;
-    ngx_uint_t                  voip;          /* unsigned:1: to the VoIP hub */
-} ngx_acs_push_t;
-
-
-typedef struct ngx_acs_template_s  ngx_acs_template_t;
-
-
 typedef struct {
     ngx_flag_t                  preview;       /* acs_notify_preview */
-    ngx_array_t                *templates;     /* of ngx_acs_template_t */
+    ngx_array_t                *templates;     /* acs_notify_template */
 } ngx_acs_render_conf_t;
 
 
-/*
- * NGX_OK: the event is for route->recipient, as route->intent.
- * NGX_DECLINED: no push for this event type, or for this recipient (the
- * one who created the thread or added the participant; counted as
- * "ignored").
- * NGX_ERROR: a pushable event without a usable recipient (logged by the
- * caller as such, not retried).
- * The recipient points into the event, or into pool for a phone number
- * ("4:" + phoneNumber.value).
- */
-ngx_int_t ngx_acs_route(ngx_pool_t *pool, ngx_acs_event_t *ev,
-    ngx_acs_route_t *route);
+struct ngx_acs_render_s {
+    ngx_pool_t                 *pool;
+    ngx_acs_platform_t         *platform;
+    ngx_acs_msg_t              *msg;
+    ngx_str_t                   title;         /* shortened to fit */
+    ngx_str_t                   text;
+};
+
 
 /*
- * Renders the push of an event for one device.  An incoming call goes as a
- * VoIP push to apns-voip devices (push->voip = 1: the dispatcher sends it
- * to the VoIP hub when one is configured), as an alert to apns devices;
- * apns-voip devices get nothing for chat events (iOS allows VoIP pushes
- * only for calls).  NGX_OK, NGX_DECLINED (nothing to send to this device
- * for this event), NGX_ERROR (out of memory).
+ * The built-in payload of the message for the platform, its texts
+ * shortened until it fits the platform's limit.  NGX_OK, NGX_DECLINED
+ * (it cannot fit, or the platform takes no such push) or NGX_ERROR.
  */
-ngx_int_t ngx_acs_render(ngx_pool_t *pool, ngx_acs_render_conf_t *conf,
-    ngx_acs_event_t *ev, ngx_acs_route_t *route, ngx_acs_device_t *dev,
-    ngx_acs_push_t *push);
+ngx_int_t ngx_acs_render(ngx_pool_t *pool, ngx_acs_platform_t *p,
+    ngx_acs_msg_t *msg, ngx_str_t *body);
 
-/* acs_notify_template EVENT_TYPE PLATFORM PAYLOAD, checked and compiled */
-char *ngx_acs_template_add(ngx_conf_t *cf, ngx_array_t **templates,
-    ngx_str_t *event_type, ngx_str_t *platform, ngx_str_t *payload);
+/*
+ * The headers of a push for the device beyond those every push has (the
+ * values point into the message, the device and static memory); returns
+ * how many were written to h, at most NGX_ACS_PUSH_HEADERS.
+ */
+ngx_uint_t ngx_acs_render_headers(ngx_acs_platform_t *p, ngx_acs_msg_t *msg,
+    ngx_acs_device_t *dev, ngx_acs_header_t *h);
+
+ngx_int_t ngx_acs_build_apns(ngx_acs_render_t *rd, ngx_str_t *out);
+ngx_int_t ngx_acs_build_voip(ngx_acs_render_t *rd, ngx_str_t *out);
+ngx_int_t ngx_acs_build_fcmv1(ngx_acs_render_t *rd, ngx_str_t *out);
+ngx_int_t ngx_acs_build_wns(ngx_acs_render_t *rd, ngx_str_t *out);
+ngx_int_t ngx_acs_build_browser(ngx_acs_render_t *rd, ngx_str_t *out);
 
 
 #endif /* _NGX_ACS_RENDER_H_INCLUDED_ */

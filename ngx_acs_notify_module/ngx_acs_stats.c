@@ -15,6 +15,7 @@
 #include <yajl/yajl_gen.h>
 
 #include "ngx_acs_notify.h"
+#include "ngx_acs_platform.h"
 #include "ngx_acs_stats.h"
 
 
@@ -75,13 +76,6 @@ static char  *ngx_acs_event_types[] = {
 };
 
 #define NGX_ACS_EVENT_TYPES  (sizeof(ngx_acs_event_types) / sizeof(char *))
-
-
-static char  *ngx_acs_platforms[] = {
-    "unknown", "apns", "apns-voip", "fcmv1", "wns", "browser"
-};
-
-#define NGX_ACS_PLATFORMS  (sizeof(ngx_acs_platforms) / sizeof(char *))
 
 
 static char  *ngx_acs_outcomes[] = {
@@ -523,7 +517,7 @@ ngx_acs_stats_json(ngx_http_request_t *r, ngx_str_t *out)
     ngx_acs_gen_key(g, "pushes");
     yajl_gen_map_open(g);
     for (i = 1; i < NGX_ACS_PLATFORMS; i++) {
-        ngx_acs_gen_key(g, ngx_acs_platforms[i]);
+        ngx_acs_gen_key(g, (char *) ngx_acs_platform(i)->name.data);
         yajl_gen_map_open(g);
         for (j = 0; j < NGX_ACS_OUT_MAX; j++) {
             ngx_acs_gen_num(g, ngx_acs_outcomes[j], s->pushes[i][j]);
@@ -697,9 +691,10 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
 
     for (i = 1; i < NGX_ACS_PLATFORMS; i++) {
         for (j = 0; j < NGX_ACS_OUT_MAX; j++) {
-            p = ngx_sprintf(p, "acs_notify_pushes_total{platform=\"%s\","
-                            "outcome=\"%s\"} %uA\n", ngx_acs_platforms[i],
-                            ngx_acs_outcomes[j], s->pushes[i][j]);
+            p = ngx_sprintf(p, "acs_notify_pushes_total{platform=\"%V\","
+                            "outcome=\"%s\"} %uA\n",
+                            &ngx_acs_platform(i)->name, ngx_acs_outcomes[j],
+                            s->pushes[i][j]);
         }
 
         dups += s->pushes[i][NGX_ACS_OUT_DUPLICATE];

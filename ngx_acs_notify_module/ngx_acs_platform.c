@@ -1,0 +1,150 @@
+
+/*
+ * Copyright (C) ngx_acs_notify_module authors
+ *
+ * The platform table.  Handles: APNs a hex token of 64 to 200 digits; FCM
+ * a registration token of the characters Google uses, up to 4096; WNS and
+ * web push an https URL of up to 2048 bytes.  Payload limits are those of
+ * Notification Hubs: 4096 bytes, 5120 for WNS.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_acs_platform.h"
+#include "ngx_acs_registry.h"
+#include "ngx_acs_render.h"
+
+
+static ngx_int_t ngx_acs_check_apns(ngx_str_t *handle);
+static ngx_int_t ngx_acs_check_fcm(ngx_str_t *handle);
+static ngx_int_t ngx_acs_check_url(ngx_str_t *handle);
+
+
+#define NGX_ACS_JSON_TYPE  ngx_string("application/json;charset=utf-8")
+
+
+static ngx_acs_platform_t  ngx_acs_platforms[] = {
+
+    { NGX_ACS_PLATFORM_APNS, ngx_string("apns"), ngx_string("apple"),
+      NGX_ACS_JSON_TYPE, 4096, ngx_acs_build_apns, ngx_acs_check_apns,
+      0, 0, 1, 0, 0, 1 },
+
+    { NGX_ACS_PLATFORM_APNS_VOIP, ngx_string("apns-voip"),
+      ngx_string("apple"), NGX_ACS_JSON_TYPE, 4096, ngx_acs_build_voip,
+      ngx_acs_check_apns, 1, 1, 0, 0, 0, 1 },
+
+    { NGX_ACS_PLATFORM_FCMV1, ngx_string("fcmv1"), ngx_string("fcmv1"),
+      NGX_ACS_JSON_TYPE, 4096, ngx_acs_build_fcmv1, ngx_acs_check_fcm,
+      0, 0, 0, 0, 0, 0 },
+
+    { NGX_ACS_PLATFORM_WNS, ngx_string("wns"), ngx_string("windows"),
+      ngx_string("application/xml"), 5120, ngx_acs_build_wns,
+      ngx_acs_check_url, 0, 0, 0, 0, 1, 0 },
+
+    { NGX_ACS_PLATFORM_BROWSER, ngx_string("browser"), ngx_string("browser"),
+      NGX_ACS_JSON_TYPE, 4096, ngx_acs_build_browser, ngx_acs_check_url,
+      0, 0, 0, 1, 0, 0 }
+};
+
+
+ngx_acs_platform_t *
+ngx_acs_platform_find(ngx_str_t *name)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < sizeof(ngx_acs_platforms) / sizeof(ngx_acs_platform_t);
+         i++)
+    {
+        if (ngx_acs_platforms[i].name.len == name->len
+            && ngx_strncmp(ngx_acs_platforms[i].name.data, name->data,
+                           name->len)
+               == 0)
+        {
+            return &ngx_acs_platforms[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_acs_platform_t *
+ngx_acs_platform(ngx_uint_t id)
+{
+    if (id < NGX_ACS_PLATFORM_APNS || id >= NGX_ACS_PLATFORMS) {
+        return NULL;
+    }
+
+    return &ngx_acs_platforms[id - NGX_ACS_PLATFORM_APNS];
+}
+
+
+static ngx_int_t
+ngx_acs_check_apns(ngx_str_t *handle)
+{
+    u_char  *p, *last;
+
+    if (handle->len < 64 || handle->len > 200) {
+        return NGX_DECLINED;
+    }
+
+    for (p = handle->data, last = p + handle->len; p < last; p++) {
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')
+              || (*p >= 'A' && *p <= 'F')))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_acs_check_fcm(ngx_str_t *handle)
+{
+    u_char  *p, *last;
+
+    if (handle->len == 0 || handle->len > NGX_ACS_HANDLE_MAX) {
+        return NGX_DECLINED;
+    }
+
+    for (p = handle->data, last = p + handle->len; p < last; p++) {
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z')
+              || (*p >= 'A' && *p <= 'Z') || *p == '_' || *p == '-'
+              || *p == ':'))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_acs_check_url(ngx_str_t *handle)
+{
+    u_char  *p, *last;
+
+    p = handle->data;
+    last = p + handle->len;
+
+    if (handle->len <= 8 || handle->len > 2048
+        || ngx_strncasecmp(p, (u_char *) "https://", 8) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    for (p += 8; p < last; p++) {
+        if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '<' || *p == '>'
+            || *p == '\\')
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
