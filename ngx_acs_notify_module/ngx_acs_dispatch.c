@@ -262,6 +262,8 @@ typedef struct {
     ngx_acs_job_t              *free_jobs;
     ngx_acs_slot_t             *free_slots;
     ngx_acs_handle_t           *free_handles;
+    ngx_array_t                 allocs;        /* of void *, freed at exit */
+    ngx_uint_t                  sockets;       /* counted in the stats */
     ngx_uint_t                  records;       /* job records allocated */
 } ngx_acs_engine_t;
 
@@ -270,6 +272,7 @@ static ngx_int_t ngx_acs_lanes_init(ngx_cycle_t *cycle,
     ngx_http_acs_notify_main_conf_t *amcf);
 static void ngx_acs_engine_event(ngx_event_t *ev, ngx_event_handler_pt h,
     ngx_connection_t *dummy);
+static void *ngx_acs_engine_alloc(size_t size);
 
 static ngx_acs_batch_t *ngx_acs_batch_create(ngx_http_request_t *r,
     ngx_array_t *events);
@@ -353,7 +356,10 @@ ngx_acs_dispatch_init_process(ngx_cycle_t *cycle)
     e->scratch = ngx_create_pool(16384, cycle->log);
     e->gone_pool = ngx_create_pool(4096, cycle->log);
 
-    if (e->scratch == NULL || e->gone_pool == NULL) {
+    if (e->scratch == NULL || e->gone_pool == NULL
+        || ngx_array_init(&e->allocs, cycle->pool, 16, sizeof(void *))
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -377,7 +383,9 @@ ngx_acs_dispatch_init_process(ngx_cycle_t *cycle)
 void
 ngx_acs_dispatch_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_acs_engine_t  *e = &ngx_acs_engine;
+    void              **a;
+    ngx_uint_t          i;
+    ngx_acs_engine_t   *e = &ngx_acs_engine;
 
     if (e->log == NULL) {
         return;
@@ -388,6 +396,13 @@ ngx_acs_dispatch_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_acs_curl_exit_process(cycle);
+    ngx_acs_stats_connections(- (ngx_int_t) e->sockets);
+
+    a = e->allocs.elts;
+
+    for (i = 0; i < e->allocs.nelts; i++) {
+        ngx_free(a[i]);
+    }
 
     if (e->scratch) {
         ngx_destroy_pool(e->scratch);
@@ -404,12 +419,37 @@ ngx_acs_dispatch_exit_process(ngx_cycle_t *cycle)
  * namespace share its connections, so they share the slots.
  */
 
+/* memory of the worker's life: job records, slots, handles */
+
+static void *
+ngx_acs_engine_alloc(size_t size)
+{
+    void              *p, **a;
+    ngx_acs_engine_t  *e = &ngx_acs_engine;
+
+    a = ngx_array_push(&e->allocs);
+    if (a == NULL) {
+        return NULL;
+    }
+
+    p = ngx_alloc(size, e->log);
+    if (p == NULL) {
+        e->allocs.nelts--;
+        return NULL;
+    }
+
+    *a = p;
+
+    return p;
+}
+
+
 static ngx_int_t
 ngx_acs_lanes_init(ngx_cycle_t *cycle, ngx_http_acs_notify_main_conf_t *amcf)
 {
     u_char            *p;
     ngx_str_t          key;
-    ngx_uint_t         i, j, per_host;
+    ngx_uint_t         i, j;
     ngx_acs_hub_t     *hub;
     ngx_acs_lane_t    *lane;
     ngx_acs_engine_t  *e = &ngx_acs_engine;
@@ -420,12 +460,6 @@ ngx_acs_lanes_init(ngx_cycle_t *cycle, ngx_http_acs_notify_main_conf_t *amcf)
                            amcf->hubs.nelts * sizeof(ngx_acs_lane_t));
     if (e->lanes == NULL) {
         return NGX_ERROR;
-    }
-
-    per_host = 0;
-
-    for (i = 0; i < amcf->hubs.nelts; i++) {
-        per_host = ngx_max(per_host, hub[i].max_connections);
     }
 
     for (i = 0; i < amcf->hubs.nelts; i++) {
@@ -458,27 +492,31 @@ ngx_acs_lanes_init(ngx_cycle_t *cycle, ngx_http_acs_notify_main_conf_t *amcf)
             lane->http2 = hub[i].http2;
             lane->hub = &hub[i];
 
-            /* curl's limit is per host: the largest max_connections */
-
-            lane->slots = per_host
-                          * (lane->http2 ? NGX_ACS_H2_STREAMS : 1);
-            lane->cap = ngx_max(lane->slots / NGX_ACS_HANDLE_SHARE, 1);
-
             ngx_queue_init(&lane->calls);
             ngx_queue_init(&lane->chat);
             ngx_rbtree_init(&lane->handles, &lane->sentinel,
                             ngx_rbtree_insert_value);
             ngx_acs_engine_event(&lane->wake, ngx_acs_lane_wake,
                                  &lane->dummy);
-            lane->wake.data = &lane->dummy;
         }
 
-        hub[i].lane = &e->lanes[j];
+        hub[i].lane = lane;
 
-        ngx_log_debug5(NGX_LOG_DEBUG_HTTP, cycle->log, 0,
-                       "acs_notify: hub \"%V\" on lane \"%V\" (%s): %ui "
-                       "slots, %ui per handle", &hub[i].name,
-                       &e->lanes[j].host,
+        /*
+         * HTTP/1.1: a transfer per connection; HTTP/2: streams share them.
+         * Hubs of one host share its connections: the largest number.
+         */
+
+        lane->slots = ngx_max(lane->slots, hub[i].max_connections
+                                           * (lane->http2
+                                              ? NGX_ACS_H2_STREAMS : 1));
+        lane->cap = ngx_max(lane->slots / NGX_ACS_HANDLE_SHARE, 1);
+    }
+
+    for (j = 0; j < e->nlanes; j++) {
+        ngx_log_debug4(NGX_LOG_DEBUG_HTTP, cycle->log, 0,
+                       "acs_notify: lane \"%V\" (%s): %ui slots, %ui per "
+                       "device handle", &e->lanes[j].host,
                        e->lanes[j].http2 ? "HTTP/2" : "HTTP/1.1",
                        e->lanes[j].slots, e->lanes[j].cap);
     }
@@ -549,35 +587,33 @@ ngx_acs_dispatch(ngx_http_request_t *r, ngx_array_t *events)
     ngx_add_timer(&batch->timer, batch->conf->dispatch_timeout);
 
     /*
-     * A small delivery is prepared at once, and may be answered at once
-     * (nothing to push, queue full, accepted): the answer is then returned
-     * and the batch may be gone.  A large one is prepared by the pump.
+     * A small delivery (a call, typically) is prepared at once, whatever
+     * is being prepared, and may be answered at once (nothing to push,
+     * queue full, accepted): the answer is then returned and the batch may
+     * be gone.  A large one is prepared by the pump, a part per pass.
      */
 
     ngx_queue_insert_tail(&ngx_acs_engine.preparing, &batch->link);
 
-    rc = NGX_DONE;
-
-    if (ngx_queue_head(&ngx_acs_engine.preparing) == &batch->link
-        && events->nelts <= NGX_ACS_PASS_EVENTS)
-    {
-        batch->sync = &rc;
-        budget = NGX_ACS_PASS_EVENTS;
-
-        if (ngx_acs_batch_prepare(batch, &budget) != NGX_AGAIN) {
-            ngx_queue_remove(&batch->link);
-            ngx_acs_batch_admit(batch);
-        }
-
-        if (rc != NGX_DONE) {
-            return rc;
-        }
-
-        batch->sync = NULL;
-
-    } else {
+    if (events->nelts > NGX_ACS_PASS_EVENTS) {
         ngx_acs_pump_post();
+        return NGX_DONE;
     }
+
+    rc = NGX_DONE;
+    batch->sync = &rc;
+    budget = NGX_ACS_PASS_EVENTS;
+
+    (void) ngx_acs_batch_prepare(batch, &budget);
+
+    ngx_queue_remove(&batch->link);
+    ngx_acs_batch_admit(batch);
+
+    if (rc != NGX_DONE) {
+        return rc;
+    }
+
+    batch->sync = NULL;
 
     return NGX_DONE;
 }
@@ -1090,7 +1126,7 @@ ngx_acs_job_alloc(void)
 
         /* never freed: their number follows the queue's peak */
 
-        job = ngx_alloc(NGX_ACS_JOB_CHUNK * sizeof(ngx_acs_job_t), e->log);
+        job = ngx_acs_engine_alloc(NGX_ACS_JOB_CHUNK * sizeof(ngx_acs_job_t));
         if (job == NULL) {
             return NULL;
         }
@@ -1239,6 +1275,13 @@ ngx_acs_pump(ngx_event_t *ev)
     if (more) {
         ngx_post_event(&e->pump, &ngx_posted_next_events);
     }
+
+    i = ngx_acs_curl_sockets();
+
+    if (i != e->sockets) {
+        ngx_acs_stats_connections((ngx_int_t) i - (ngx_int_t) e->sockets);
+        e->sockets = i;
+    }
 }
 
 
@@ -1285,10 +1328,10 @@ ngx_acs_job_start(ngx_acs_job_t *job)
         job->state = NGX_ACS_JOB_PARKED;
         ngx_queue_insert_tail(&job->handle->parked, &job->u.queue);
 
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, e->log, 0,
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, e->log, 0,
                        "acs_notify: push of \"%V\" to %*s... parked",
-                       &job->item->msg.id,
-                       ngx_min(job->dev->handle.len, 8));
+                       &job->item->msg.id, ngx_min(job->dev->handle.len, 8),
+                       job->dev->handle.data);
         return NGX_DECLINED;
     }
 
@@ -1298,7 +1341,7 @@ ngx_acs_job_start(ngx_acs_job_t *job)
         e->free_slots = slot->next;
 
     } else {
-        slot = ngx_alloc(sizeof(ngx_acs_slot_t), e->log);
+        slot = ngx_acs_engine_alloc(sizeof(ngx_acs_slot_t));
         if (slot == NULL) {
             ngx_acs_handle_put(lane, job->handle);
             job->handle = NULL;
@@ -1509,7 +1552,7 @@ ngx_acs_handle_get(ngx_acs_lane_t *lane, ngx_str_t *handle)
         e->free_handles = h->next;
 
     } else {
-        h = ngx_alloc(sizeof(ngx_acs_handle_t), e->log);
+        h = ngx_acs_engine_alloc(sizeof(ngx_acs_handle_t));
         if (h == NULL) {
             return NULL;
         }
@@ -1587,10 +1630,10 @@ ngx_acs_job_done(ngx_acs_http_t *h)
 
     job->status = (status >= 200) ? (uint16_t) status : 0;
 
+    /* free again, but intact until the pump starts the next transfer */
+
     slot->next = e->free_slots;
     e->free_slots = slot;
-
-    /* the slot's memory is reused from here on: copy what is logged */
 
     /*
      * A transfer error after a final status (an HTTP/2 peer may answer
@@ -1610,15 +1653,13 @@ ngx_acs_job_done(ngx_acs_http_t *h)
             /* the host refused: the lane pauses, the job waits in it */
             ngx_acs_lane_pause(lane, h);
 
-            if ((ngx_msec_int_t) (job->batch->deadline - ngx_current_msec)
-                <= 0)
+            if (job->batch->state != NGX_ACS_BATCH_EXPIRED
+                && (ngx_msec_int_t) (job->batch->deadline - ngx_current_msec)
+                   > 0)
             {
-                ngx_acs_job_retry(job, 0, (char *) lane->error);
+                ngx_acs_job_enqueue(job, 1);
                 return;
             }
-
-            ngx_acs_job_enqueue(job, 1);
-            return;
         }
 
         ngx_acs_job_retry(job, 0, (char *) lane->error);
@@ -1942,10 +1983,10 @@ ngx_acs_job_final(ngx_acs_job_t *job, ngx_acs_final_e final)
 
     batch = job->batch;
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, e->log, 0,
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, e->log, 0,
                    "acs_notify: push of \"%V\" to %*s... final: %ui",
                    &job->item->msg.id, ngx_min(job->dev->handle.len, 8),
-                   (ngx_uint_t) final);
+                   job->dev->handle.data, (ngx_uint_t) final);
 
     if (final != NGX_ACS_FINAL_SKIPPED) {
         ngx_acs_stats_push(job->dev->platform, outcomes[final]);

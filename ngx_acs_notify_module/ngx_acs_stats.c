@@ -107,6 +107,7 @@ typedef struct {
     ngx_atomic_t                retries;
     ngx_atomic_t                queue;
     ngx_atomic_t                in_flight;
+    ngx_atomic_t                connections;
     ngx_acs_hist_t              delivery;
     ngx_acs_hist_t              hub_time;
     ngx_atomic_t                hubs[1][NGX_ACS_HUB_MAX];   /* nhubs rows */
@@ -379,6 +380,15 @@ ngx_acs_stats_queue(ngx_int_t delta)
 
 
 void
+ngx_acs_stats_connections(ngx_int_t delta)
+{
+    if (ngx_acs_stats) {
+        (void) ngx_atomic_fetch_add(&ngx_acs_stats->connections, delta);
+    }
+}
+
+
+void
 ngx_acs_stats_in_flight(ngx_int_t delta)
 {
     if (ngx_acs_stats) {
@@ -554,6 +564,8 @@ ngx_acs_stats_json(ngx_http_request_t *r, ngx_str_t *out)
     ngx_acs_gen_num(g, "retries", s->retries);
     ngx_acs_gen_num(g, "queue_depth", (ngx_atomic_int_t) s->queue);
     ngx_acs_gen_num(g, "in_flight", (ngx_atomic_int_t) s->in_flight);
+    ngx_acs_gen_num(g, "hub_connections",
+                    (ngx_atomic_int_t) s->connections);
     ngx_acs_gen_num(g, "registry_size", ngx_acs_registry_size(r));
 
     j = 0;
@@ -744,12 +756,17 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
             "waiting for an answer, all workers.\n"
             "# TYPE acs_notify_in_flight gauge\n"
             "acs_notify_in_flight %A\n"
+            "# HELP acs_notify_hub_connections Sockets open to Notification "
+            "Hubs (connections, name resolutions), all workers.\n"
+            "# TYPE acs_notify_hub_connections gauge\n"
+            "acs_notify_hub_connections %A\n"
             "# HELP acs_notify_registry_registrations Registrations in the "
             "registry, expired ones not yet purged included.\n"
             "# TYPE acs_notify_registry_registrations gauge\n"
             "acs_notify_registry_registrations %uz\n",
             s->retries, dups, (ngx_atomic_int_t) s->queue,
-            (ngx_atomic_int_t) s->in_flight, ngx_acs_registry_size(r));
+            (ngx_atomic_int_t) s->in_flight,
+            (ngx_atomic_int_t) s->connections, ngx_acs_registry_size(r));
 
     p = ngx_acs_prom_hist(p, "acs_notify_delivery_latency_seconds",
                           "From the event's arrival to Notification Hubs' "

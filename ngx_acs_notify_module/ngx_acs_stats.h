@@ -41,6 +41,7 @@ void ngx_acs_stats_hub_answer(ngx_uint_t hub, long status, ngx_msec_t ms);
 void ngx_acs_stats_retry(void);
 void ngx_acs_stats_queue(ngx_int_t delta);
 void ngx_acs_stats_in_flight(ngx_int_t delta);
+void ngx_acs_stats_connections(ngx_int_t delta);
 
 /* the status location's handler: JSON, or Prometheus text */
 ngx_int_t ngx_acs_stats_handler(ngx_http_request_t *r);
