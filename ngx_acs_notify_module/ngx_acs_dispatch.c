@@ -68,7 +68,7 @@
                                              at least */
 #define NGX_ACS_PASS_EVENTS      256      /* events prepared per pass */
 #define NGX_ACS_PASS_JOBS        1024     /* jobs made per pass */
-#define NGX_ACS_PASS_STARTS      128      /* transfers started per pass */
+#define NGX_ACS_PASS_STARTS      32       /* transfers started per pass */
 #define NGX_ACS_PASS_WAKES       1024     /* retries due, per pass */
 #define NGX_ACS_DROP_LOG         8        /* dropped jobs logged alone */
 
