@@ -95,6 +95,9 @@ ngx_str_t *ngx_acs_event_string(ngx_acs_event_t *ev, char *path);
 void ngx_acs_event_text(ngx_acs_event_t *ev, ngx_str_t *path,
     ngx_str_t *value);
 
+/* s copied into pool, in place (an empty one becomes ""): NGX_OK, NGX_ERROR */
+ngx_int_t ngx_acs_event_dup(ngx_pool_t *pool, ngx_str_t *s);
+
 /* a copy of the event in pool, NULL when out of memory */
 ngx_acs_event_t *ngx_acs_event_copy(ngx_pool_t *pool, ngx_acs_event_t *ev);
 

@@ -50,6 +50,8 @@ static ngx_int_t ngx_acs_registry_write(ngx_acs_registry_t *reg,
     ngx_log_t *log, MDB_txn **txn, MDB_cursor **cur);
 static int ngx_acs_registry_delete_in(MDB_cursor *cur, ngx_str_t *raw_id,
     ngx_str_t *device_id, ngx_str_t *handle, ngx_uint_t *found);
+static ngx_int_t ngx_acs_registry_delete_end(MDB_txn *txn, MDB_cursor *cur,
+    int rc, ngx_log_t *log);
 static ngx_int_t ngx_acs_registry_delete_all(ngx_acs_registry_t *reg,
     ngx_str_t *raw_id, ngx_str_t *device_id, ngx_str_t *handle,
     ngx_log_t *log);
@@ -587,16 +589,8 @@ ngx_acs_registry_delete_all(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
 
     rc = ngx_acs_registry_delete_in(cur, raw_id, device_id, handle, &found);
 
-    mdb_cursor_close(cur);
-
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        mdb_txn_abort(txn);
-        return ngx_acs_registry_fail(log, rc, "mdb_cursor_del()");
-    }
-
-    rc = mdb_txn_commit(txn);
-    if (rc != 0) {
-        return ngx_acs_registry_fail(log, rc, "mdb_txn_commit()");
+    if (ngx_acs_registry_delete_end(txn, cur, rc, log) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     return found ? NGX_OK : NGX_DECLINED;
@@ -634,6 +628,24 @@ ngx_acs_registry_remove_handles(ngx_acs_registry_t *reg,
         }
     }
 
+    if (ngx_acs_registry_delete_end(txn, cur, rc, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, log, 0,
+                   "acs_notify_registry: %ui gone handles, %ui "
+                   "registrations removed", n, found);
+
+    return NGX_OK;
+}
+
+
+/* the deletions are committed, or undone on an error of theirs (rc) */
+
+static ngx_int_t
+ngx_acs_registry_delete_end(MDB_txn *txn, MDB_cursor *cur, int rc,
+    ngx_log_t *log)
+{
     mdb_cursor_close(cur);
 
     if (rc != 0 && rc != MDB_NOTFOUND) {
@@ -645,10 +657,6 @@ ngx_acs_registry_remove_handles(ngx_acs_registry_t *reg,
     if (rc != 0) {
         return ngx_acs_registry_fail(log, rc, "mdb_txn_commit()");
     }
-
-    ngx_log_debug2(NGX_LOG_DEBUG_CORE, log, 0,
-                   "acs_notify_registry: %ui gone handles, %ui "
-                   "registrations removed", n, found);
 
     return NGX_OK;
 }

@@ -90,7 +90,6 @@ static ngx_int_t ngx_acs_msg_texts(ngx_acs_msg_ctx_t *ctx);
 static ngx_int_t ngx_acs_msg_added_texts(ngx_acs_msg_ctx_t *ctx);
 static void ngx_acs_msg_adder_name(ngx_acs_msg_ctx_t *ctx, ngx_str_t *name);
 static ngx_int_t ngx_acs_msg_cp(ngx_acs_msg_ctx_t *ctx);
-static ngx_int_t ngx_acs_msg_copy(ngx_pool_t *pool, ngx_str_t *s);
 
 
 static ngx_acs_route_rule_t  ngx_acs_route_rules[] = {
@@ -221,7 +220,7 @@ ngx_acs_message(ngx_pool_t *pool, ngx_acs_event_t *ev, ngx_acs_route_t *route,
     s[12] = &msg->cp;
 
     for (i = 0; i < 13; i++) {
-        if (ngx_acs_msg_copy(pool, s[i]) != NGX_OK) {
+        if (ngx_acs_event_dup(pool, s[i]) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -724,27 +723,6 @@ ngx_acs_msg_cp(ngx_acs_msg_ctx_t *ctx)
     if (ngx_acs_json_tree_string(tree, "cc", &cc) == NGX_OK) {
         ctx->msg->cp = cc;
     }
-
-    return NGX_OK;
-}
-
-static ngx_int_t
-ngx_acs_msg_copy(ngx_pool_t *pool, ngx_str_t *s)
-{
-    u_char  *p;
-
-    if (s->len == 0) {
-        ngx_str_set(s, "");
-        return NGX_OK;
-    }
-
-    p = ngx_pnalloc(pool, s->len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(p, s->data, s->len);
-    s->data = p;
 
     return NGX_OK;
 }
