@@ -130,7 +130,7 @@ ngx_acs_json_tree(ngx_pool_t *pool, ngx_str_t *json)
     yajl_val             tree;
     ngx_pool_cleanup_t  *cln;
 
-    if (json->len > NGX_ACS_JSON_TREE_MAX) {
+    if (json->len > NGX_ACS_JSON_TREE_MAX || ngx_acs_json_nul(json)) {
         return NULL;
     }
 
@@ -141,12 +141,6 @@ ngx_acs_json_tree(ngx_pool_t *pool, ngx_str_t *json)
 
     text = ngx_pnalloc(pool, json->len + 1);
     if (text == NULL) {
-        return NULL;
-    }
-
-    /* yajl_tree_parse() wants a C string: a NUL inside is a syntax error */
-
-    if (ngx_strlchr(json->data, json->data + json->len, '\0') != NULL) {
         return NULL;
     }
 
@@ -162,6 +156,42 @@ ngx_acs_json_tree(ngx_pool_t *pool, ngx_str_t *json)
     cln->data = tree;
 
     return tree;
+}
+
+
+/*
+ * yajl_tree keeps its strings as C strings: a NUL byte in the text, or a
+ * \u0000 escape in a string, would cut a value short where it is read.
+ * Any backslash of valid JSON starts an escape inside a string, so the
+ * scan needs no notion of where strings are.
+ */
+
+ngx_uint_t
+ngx_acs_json_nul(ngx_str_t *json)
+{
+    u_char  *p, *last;
+
+    last = json->data + json->len;
+
+    for (p = json->data; p < last; p++) {
+
+        if (*p == '\0') {
+            return 1;
+        }
+
+        if (*p != '\\' || p + 1 == last) {
+            continue;
+        }
+
+        if (p[1] == 'u' && last - p >= 6 && ngx_strncmp(p + 2, "0000", 4) == 0)
+        {
+            return 1;
+        }
+
+        p++;
+    }
+
+    return 0;
 }
 
 

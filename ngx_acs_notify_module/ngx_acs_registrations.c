@@ -536,6 +536,13 @@ ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
     ngx_uint_t         created;
     ngx_acs_device_t   dev;
 
+    /* a field read up to a NUL would be another field: refused whole */
+
+    if (ngx_acs_json_nul(body)) {
+        return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidJson",
+                                 "a string of the body holds U+0000");
+    }
+
     tree = ngx_acs_json_tree(r->pool, body);
 
     if (tree == NULL || !YAJL_IS_OBJECT(tree)) {
