@@ -18,7 +18,7 @@ mkdir -p "$out"
 inc="-I$tree/src/core -I$tree/src/event -I$tree/src/event/modules -I$tree/src/os/unix -I$tree/objs -Ingx_acs_notify_module"
 
 declare -A srcs=(
-    [event]="t/unit/event_fuzz.c ngx_acs_notify_module/ngx_acs_event.c"
+    [event]="t/unit/event_fuzz.c ngx_acs_notify_module/ngx_acs_event.c ngx_acs_notify_module/ngx_acs_json.c"
     [parsers]="t/unit/parsers_fuzz.c ngx_acs_notify_module/ngx_acs_json.c ngx_acs_notify_module/ngx_acs_sas.c"
 )
 

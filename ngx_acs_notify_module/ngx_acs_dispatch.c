@@ -25,6 +25,7 @@
 #include <ngx_http.h>
 
 #include "ngx_acs_notify.h"
+#include "ngx_acs_json.h"
 #include "ngx_acs_event.h"
 #include "ngx_acs_registry.h"
 #include "ngx_acs_render.h"
@@ -283,7 +284,7 @@ ngx_acs_dispatch_event(ngx_http_request_t *r, ngx_acs_batch_t *batch,
 {
     u_char                           key[NGX_ACS_DEDUP_KEY_LEN];
     ngx_int_t                        rc;
-    ngx_str_t                        event_id, raw_id;
+    ngx_str_t                        event_id, raw_id, *id;
     ngx_uint_t                       i, has_voip;
     ngx_array_t                      devices;
     ngx_acs_job_t                   *job;
@@ -296,13 +297,16 @@ ngx_acs_dispatch_event(ngx_http_request_t *r, ngx_acs_batch_t *batch,
     ancf = ngx_http_get_module_loc_conf(r, ngx_http_acs_notify_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
 
+    /* the sender's id as the logs show it: escaped */
+    id = ngx_acs_log_str(batch->pool, &ev->id);
+
     rc = ngx_acs_route(batch->pool, ev, &route);
 
     if (rc == NGX_DECLINED) {
         ctx->ignored++;
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "acs_notify: event \"%V\" of type \"%V\" ignored",
-                       &ev->id, &ev->type);
+                       id, ngx_acs_log_str(batch->pool, &ev->type));
         return NGX_OK;
     }
 
@@ -310,7 +314,8 @@ ngx_acs_dispatch_event(ngx_http_request_t *r, ngx_acs_batch_t *batch,
         ctx->ignored++;
         ngx_log_error(ancf->log_level, r->connection->log, 0,
                       "acs_notify: event \"%V\" of type \"%V\" has no "
-                      "recipient, no push", &ev->id, &ev->type);
+                      "recipient, no push", id,
+                      ngx_acs_log_str(batch->pool, &ev->type));
         return NGX_OK;
     }
 
@@ -329,7 +334,8 @@ ngx_acs_dispatch_event(ngx_http_request_t *r, ngx_acs_batch_t *batch,
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "acs_notify: event \"%V\" for \"%V\": %ui devices",
-                   &ev->id, &route.recipient, devices.nelts);
+                   id, ngx_acs_log_str(batch->pool, &route.recipient),
+                   devices.nelts);
 
     dev = devices.elts;
     has_voip = 0;
@@ -361,7 +367,7 @@ ngx_acs_dispatch_event(ngx_http_request_t *r, ngx_acs_batch_t *batch,
             ngx_acs_stats_push(dev[i].platform, NGX_ACS_OUT_DUPLICATE);
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "acs_notify: event \"%V\" already pushed to device "
-                          "\"%V\", skipped", &ev->id, &dev[i].device_id);
+                          "\"%V\", skipped", id, &dev[i].device_id);
             continue;
         }
 
@@ -382,7 +388,7 @@ ngx_acs_dispatch_event(ngx_http_request_t *r, ngx_acs_batch_t *batch,
                               "acs_notify: no push of event \"%V\" for "
                               "device \"%V\" (%V): the payload does not fit "
                               "the platform's limit or the registration "
-                              "lacks its keys", &ev->id, &dev[i].device_id,
+                              "lacks its keys", id, &dev[i].device_id,
                               ngx_acs_platform_name(dev[i].platform));
             }
 
@@ -394,17 +400,17 @@ ngx_acs_dispatch_event(ngx_http_request_t *r, ngx_acs_batch_t *batch,
             /*
              * the event and, mostly, the recipient's id are in the
              * request's memory, and jobs outlive the request (an
-             * "accepted" answer, a deadline): they keep copies
+             * "accepted" answer, a deadline): they keep copies (of the
+             * event id, only for logs, the escaped one)
              */
 
-            event_id.data = ngx_pstrdup(batch->pool, &ev->id);
+            event_id = *id;
             raw_id.data = ngx_pstrdup(batch->pool, &route.recipient);
 
-            if (event_id.data == NULL || raw_id.data == NULL) {
+            if (raw_id.data == NULL) {
                 return NGX_ERROR;
             }
 
-            event_id.len = ev->id.len;
             raw_id.len = route.recipient.len;
         }
 
@@ -568,7 +574,7 @@ ngx_acs_job_done(ngx_acs_http_t *h)
                       "acs_notify: Notification Hubs reports device handle "
                       "%*s... of \"%V\" gone, removed",
                       ngx_min(job->handle.len, 8), job->handle.data,
-                      &job->raw_id);
+                      ngx_acs_log_str(job->batch->pool, &job->raw_id));
 
         (void) ngx_acs_registry_remove_handle(job->batch->registry,
                                               &job->raw_id, &job->handle,

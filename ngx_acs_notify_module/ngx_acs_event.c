@@ -14,6 +14,7 @@
 #include <ngx_core.h>
 #include <yajl/yajl_parse.h>
 
+#include "ngx_acs_json.h"
 #include "ngx_acs_event.h"
 
 
@@ -911,7 +912,8 @@ ngx_acs_event_end(ngx_acs_event_parser_t *p)
             || ngx_strncmp(ev->spec_version.data, "1.0", 3) != 0))
     {
         return ngx_acs_event_fail(p, 400, "event %ui has unsupported "
-                                  "specversion \"%V\"", n, &ev->spec_version);
+                                  "specversion \"%V\"", n,
+                                  ngx_acs_log_str(p->pool, &ev->spec_version));
     }
 
     if (ev->id.len == 0 || ev->type.len == 0 || ev->topic.len == 0) {

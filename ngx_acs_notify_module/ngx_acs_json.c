@@ -11,6 +11,7 @@
 
 
 #define NGX_ACS_JSON_TREE_MAX  (1024 * 1024)
+#define NGX_ACS_LOG_STR_MAX    256
 
 
 static void ngx_acs_json_tree_cleanup(void *data);
@@ -90,6 +91,63 @@ ngx_acs_json_escape(u_char *dst, ngx_str_t *s)
     }
 
     return dst;
+}
+
+
+/*
+ * Control characters would let a sender start a line of its own in the
+ * error log ("\n2026/12/05 12:00:00 [alert] ..."), quotes would blur where
+ * a quoted value ends, and a megabyte of it would fill the line: printable
+ * ASCII is kept, '"' and '\\' are escaped with a backslash, every other
+ * byte is written \xHH, and only the first 256 bytes are shown.
+ */
+
+ngx_str_t *
+ngx_acs_log_str(ngx_pool_t *pool, ngx_str_t *s)
+{
+    u_char     *p, *d, *last;
+    ngx_str_t  *out;
+
+    static ngx_str_t  failed = ngx_string("-");
+
+    last = s->data + ngx_min(s->len, NGX_ACS_LOG_STR_MAX);
+
+    out = ngx_palloc(pool, sizeof(ngx_str_t));
+    if (out == NULL) {
+        return &failed;
+    }
+
+    out->data = ngx_pnalloc(pool, 4 * (last - s->data) + 3);
+    if (out->data == NULL) {
+        return &failed;
+    }
+
+    d = out->data;
+
+    for (p = s->data; p < last; p++) {
+
+        if (*p == '"' || *p == '\\') {
+            *d++ = '\\';
+            *d++ = *p;
+
+        } else if (*p >= 0x20 && *p < 0x7f) {
+            *d++ = *p;
+
+        } else {
+            *d++ = '\\';
+            *d++ = 'x';
+            *d++ = ngx_acs_hex[*p >> 4];
+            *d++ = ngx_acs_hex[*p & 0xf];
+        }
+    }
+
+    if (s->len > NGX_ACS_LOG_STR_MAX) {
+        d = ngx_cpymem(d, "...", 3);
+    }
+
+    out->len = d - out->data;
+
+    return out;
 }
 
 

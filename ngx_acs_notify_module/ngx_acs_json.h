@@ -18,6 +18,9 @@
 size_t ngx_acs_json_escape_len(ngx_str_t *s);
 u_char *ngx_acs_json_escape(u_char *dst, ngx_str_t *s);
 
+/* a client's string made safe for a log line (escaped, cut); never NULL */
+ngx_str_t *ngx_acs_log_str(ngx_pool_t *pool, ngx_str_t *s);
+
 ngx_int_t ngx_acs_base64url_decode(ngx_pool_t *pool, ngx_str_t *src,
     ngx_str_t *dst);
 

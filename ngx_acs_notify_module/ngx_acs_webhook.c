@@ -192,7 +192,8 @@ ngx_acs_webhook_options(ngx_http_request_t *r,
                    ngx_acs_webhook_fail(r, NGX_HTTP_FORBIDDEN, "origin", NULL,
                                         "abuse protection handshake from "
                                         "unknown origin \"%V\"",
-                                        &origin->value));
+                                        ngx_acs_log_str(r->pool,
+                                                        &origin->value)));
     }
 
     if (ngx_acs_add_header(r, "WebHook-Allowed-Origin", o) != NGX_OK) {
@@ -267,7 +268,7 @@ ngx_acs_webhook_authenticate(ngx_http_request_t *r,
             return ngx_acs_webhook_fail(r, NGX_HTTP_FORBIDDEN,
                                           "subscription", NULL,
                                           "subscription \"%V\" not allowed",
-                                          &h->value);
+                                          ngx_acs_log_str(r->pool, &h->value));
         }
     }
 
@@ -420,7 +421,8 @@ unsupported:
 
     return ngx_acs_webhook_fail(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
                                   "content_type", NULL,
-                                  "unsupported content type \"%V\"", &type);
+                                  "unsupported content type \"%V\"",
+                                  ngx_acs_log_str(r->pool, &type));
 }
 
 
@@ -464,7 +466,7 @@ ngx_acs_webhook_aeg_type(ngx_http_request_t *r, ngx_uint_t *type)
 
     return ngx_acs_webhook_fail(r, NGX_HTTP_BAD_REQUEST, "aeg_event_type",
                                   NULL, "unknown aeg-event-type \"%V\"",
-                                  &h->value);
+                                  ngx_acs_log_str(r->pool, &h->value));
 }
 
 
@@ -622,7 +624,8 @@ ngx_acs_webhook_events(ngx_http_request_t *r,
             if (handshake) {
                 return ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST,
                            "schema", &ev[i].id,
-                           "%V in a notification", &ev[i].type);
+                           "%V in a notification",
+                           ngx_acs_log_str(r->pool, &ev[i].type));
             }
 
             continue;
@@ -659,7 +662,8 @@ ngx_acs_webhook_events(ngx_http_request_t *r,
                 return ngx_acs_webhook_reject(r, NGX_HTTP_FORBIDDEN, "topic",
                                               &ev[i].id,
                                               "topic \"%V\" not allowed",
-                                              &ev[i].topic);
+                                              ngx_acs_log_str(r->pool,
+                                                              &ev[i].topic));
             }
         }
     }
@@ -667,7 +671,9 @@ ngx_acs_webhook_events(ngx_http_request_t *r,
     for (i = 0; i < events->nelts; i++) {
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "acs_notify: event \"%V\" type \"%V\" subject \"%V\"",
-                       &ev[i].id, &ev[i].type, &ev[i].subject);
+                       ngx_acs_log_str(r->pool, &ev[i].id),
+                       ngx_acs_log_str(r->pool, &ev[i].type),
+                       ngx_acs_log_str(r->pool, &ev[i].subject));
     }
 
     if (ancf->hub) {
@@ -696,7 +702,8 @@ ngx_acs_webhook_validation(ngx_http_request_t *r,
     {
         return ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST, "schema",
                                       &ev->id, "%V in a subscription "
-                                      "validation", &ev->type);
+                                      "validation",
+                                      ngx_acs_log_str(r->pool, &ev->type));
     }
 
     /*
@@ -710,7 +717,8 @@ ngx_acs_webhook_validation(ngx_http_request_t *r,
     {
         return ngx_acs_webhook_reject(r, NGX_HTTP_FORBIDDEN, "topic", &ev->id,
                                       "validation for topic \"%V\" "
-                                      "not allowed", &ev->topic);
+                                      "not allowed",
+                                      ngx_acs_log_str(r->pool, &ev->topic));
     }
 
     if (ctx->tokenless && ancf->topics == NULL) {
@@ -748,7 +756,7 @@ ngx_acs_webhook_validation(ngx_http_request_t *r,
 
     ngx_log_error(ancf->log_level, r->connection->log, 0,
                   "acs_notify: subscription validation for topic \"%V\" "
-                  "accepted%s", &ev->topic,
+                  "accepted%s", ngx_acs_log_str(r->pool, &ev->topic),
                   ctx->tokenless ? " without a bearer token" : "");
 
     ngx_acs_webhook_result(r, "validated");
@@ -769,7 +777,8 @@ ngx_acs_webhook_deletion(ngx_http_request_t *r,
     {
         return ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST, "schema",
                                       &ev->id, "%V in a subscription "
-                                      "deletion", &ev->type);
+                                      "deletion",
+                                      ngx_acs_log_str(r->pool, &ev->type));
     }
 
     if (ev->data_string.len) {
@@ -788,11 +797,13 @@ ngx_acs_webhook_deletion(ngx_http_request_t *r,
     {
         return ngx_acs_webhook_reject(r, NGX_HTTP_FORBIDDEN, "topic", &ev->id,
                                       "deletion for topic \"%V\" "
-                                      "not allowed", &ev->topic);
+                                      "not allowed",
+                                      ngx_acs_log_str(r->pool, &ev->topic));
     }
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                  "acs_notify: subscription deleted: \"%V\"", id);
+                  "acs_notify: subscription deleted: \"%V\"",
+                  ngx_acs_log_str(r->pool, id));
 
     ngx_acs_webhook_result(r, "deleted");
 
@@ -880,7 +891,8 @@ ngx_acs_webhook_vfail(ngx_http_request_t *r, ngx_uint_t status,
     if (event_id && event_id->len) {
         ngx_log_error(ancf->log_level, r->connection->log, 0,
                       "acs_notify: rejected %ui %s: %*s, event \"%V\"",
-                      status, code, last - msg, msg, event_id);
+                      status, code, last - msg, msg,
+                      ngx_acs_log_str(r->pool, event_id));
 
     } else {
         ngx_log_error(ancf->log_level, r->connection->log, 0,

@@ -19,7 +19,8 @@ my $cc = join ' ', 'cc -g -O1 -fsanitize=address,undefined -fno-sanitize-recover
     '-fno-omit-frame-pointer -Wall -Werror', @inc, '-Ingx_acs_notify_module';
 
 my %prog = (
-    event   => 't/unit/event_fuzz.c ngx_acs_notify_module/ngx_acs_event.c',
+    event   => 't/unit/event_fuzz.c ngx_acs_notify_module/ngx_acs_event.c '
+               . 'ngx_acs_notify_module/ngx_acs_json.c',
     parsers => 't/unit/parsers_fuzz.c ngx_acs_notify_module/ngx_acs_json.c '
                . 'ngx_acs_notify_module/ngx_acs_sas.c',
 );
