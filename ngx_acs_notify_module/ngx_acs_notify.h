@@ -56,6 +56,7 @@ typedef struct {
 
     ngx_http_complex_value_t   *secret;     /* what the sender presents */
     ngx_array_t                *secrets;    /* of ngx_acs_secret_t */
+    ngx_flag_t                  secret_in_query;  /* $arg_*: in the URL */
     ngx_acs_entra_t            *entra;
 
     ngx_array_t                *topics;     /* of ngx_acs_pattern_t */

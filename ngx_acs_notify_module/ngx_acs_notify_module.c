@@ -60,6 +60,7 @@ static char *ngx_http_acs_notify_entra(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_acs_notify_patterns(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_flag_t ngx_http_acs_notify_in_query(ngx_str_t *value);
 static ngx_int_t ngx_http_acs_notify_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_acs_conf_file(ngx_conf_t *cf, ngx_str_t *name,
@@ -649,6 +650,7 @@ ngx_http_acs_notify_create_loc_conf(ngx_conf_t *cf)
      *
      *     conf->secret = NULL;
      *     conf->secrets = NULL;
+     *     conf->secret_in_query = 0;
      */
 
     conf->eventgrid = NGX_CONF_UNSET;
@@ -762,6 +764,7 @@ ngx_http_acs_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->secret == NULL) {
         conf->secret = prev->secret;
         conf->secrets = prev->secrets;
+        conf->secret_in_query = prev->secret_in_query;
     }
 
     ngx_conf_merge_ptr_value(conf->entra, prev->entra, NULL);
@@ -1095,6 +1098,8 @@ ngx_http_acs_notify_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    ancf->secret_in_query = ngx_http_acs_notify_in_query(&value[1]);
+
     ancf->secrets = ngx_array_create(cf->pool, cf->args->nelts - 2,
                                      sizeof(ngx_acs_secret_t));
     if (ancf->secrets == NULL) {
@@ -1124,6 +1129,66 @@ ngx_http_acs_notify_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * Whether an acs_notify_secret value is taken from the URL's query string
+ * alone ("$arg_code", "${arg_code}", "$args"): Event Grid sends that one
+ * with its CloudEvents handshake too, since it calls the URL it was given.
+ */
+
+static ngx_flag_t
+ngx_http_acs_notify_in_query(ngx_str_t *value)
+{
+    u_char      *p, *last, *name;
+    size_t       len;
+    ngx_uint_t   vars;
+
+    vars = 0;
+    last = value->data + value->len;
+
+    for (p = value->data; p < last; p++) {
+
+        if (*p != '$') {
+            continue;
+        }
+
+        if (p + 1 < last && p[1] == '{') {
+            name = p + 2;
+            p = ngx_strlchr(name, last, '}');
+            if (p == NULL) {
+                return 0;
+            }
+
+            len = p - name;
+
+        } else {
+            name = p + 1;
+
+            for (p = name; p < last; p++) {
+                if (!(isalnum(*p) || *p == '_')) {
+                    break;
+                }
+            }
+
+            len = p - name;
+
+            /* the loop goes on after the name */
+            p--;
+        }
+
+        if (!((len > 4 && ngx_strncmp(name, "arg_", 4) == 0)
+              || (len == 4 && ngx_strncmp(name, "args", 4) == 0)
+              || (len == 12 && ngx_strncmp(name, "query_string", 12) == 0)))
+        {
+            return 0;
+        }
+
+        vars++;
+    }
+
+    return vars > 0;
 }
 
 

@@ -6,9 +6,17 @@
  * name, a bearer token that is present, content type, event type header;
  * only then is the body read and parsed, and the topics of its events
  * checked.  A missing token is refused once the request's kind is known
- * (a tokenless validation may pass on its topic).  Every refusal is
- * answered with the status Event Grid expects (PROTOCOLS 1.4) and logged
- * once, at acs_notify_log_level.
+ * (a tokenless validation may pass on its topic).
+ *
+ * The CloudEvents handshake (OPTIONS) is checked for its origin and for a
+ * secret in the URL's query string only: Event Grid sends it with no
+ * aeg-* header, no body, no token and no custom delivery header, but to
+ * the URL it was given.  It grants nothing: every delivery that follows
+ * passes every check.
+ *
+ * Every refusal is answered with the status Event Grid acts on (400, 401,
+ * 403 and 413 are never retried, 503 is) and logged once, at
+ * acs_notify_log_level.
  */
 
 
@@ -28,6 +36,8 @@
 
 
 static ngx_int_t ngx_acs_webhook_options(ngx_http_request_t *r,
+    ngx_http_acs_notify_loc_conf_t *ancf);
+static ngx_int_t ngx_acs_webhook_secret(ngx_http_request_t *r,
     ngx_http_acs_notify_loc_conf_t *ancf);
 static ngx_int_t ngx_acs_webhook_authenticate(ngx_http_request_t *r,
     ngx_http_acs_notify_loc_conf_t *ancf, ngx_http_acs_notify_ctx_t *ctx);
@@ -105,24 +115,21 @@ ngx_acs_webhook_handler(ngx_http_request_t *r)
                                         &r->method_name));
     }
 
-    rc = ngx_acs_webhook_authenticate(r, ancf, ctx);
-    if (rc != NGX_OK) {
-        return ngx_acs_webhook_refuse(r, rc);
-    }
-
     if (r->method == NGX_HTTP_OPTIONS) {
 
-        /* as for a validation: no token is proof only with allowed topics */
-
-        if (ctx->tokenless && ancf->topics == NULL) {
-            return ngx_acs_webhook_refuse(r,
-                       ngx_acs_webhook_fail(r, NGX_HTTP_UNAUTHORIZED, "token",
-                                            NULL, "no bearer token, and no "
-                                            "acs_notify_topics to accept a "
-                                            "handshake without one"));
+        if (ancf->secret_in_query) {
+            rc = ngx_acs_webhook_secret(r, ancf);
+            if (rc != NGX_OK) {
+                return ngx_acs_webhook_refuse(r, rc);
+            }
         }
 
         return ngx_acs_webhook_options(r, ancf);
+    }
+
+    rc = ngx_acs_webhook_authenticate(r, ancf, ctx);
+    if (rc != NGX_OK) {
+        return ngx_acs_webhook_refuse(r, rc);
     }
 
     rc = ngx_acs_webhook_content_type(r);
@@ -152,7 +159,10 @@ ngx_acs_webhook_handler(ngx_http_request_t *r)
 }
 
 
-/* CloudEvents abuse protection (PROTOCOLS 1.2): consent is in the headers */
+/*
+ * CloudEvents abuse protection: consent is WebHook-Allowed-Origin (and
+ * WebHook-Allowed-Rate when a rate was asked for), refusal its absence
+ */
 
 static ngx_int_t
 ngx_acs_webhook_options(ngx_http_request_t *r,
@@ -219,9 +229,43 @@ ngx_acs_webhook_options(ngx_http_request_t *r,
 }
 
 
+/* acs_notify_secret: a digest compare */
+
+static ngx_int_t
+ngx_acs_webhook_secret(ngx_http_request_t *r,
+    ngx_http_acs_notify_loc_conf_t *ancf)
+{
+    ngx_int_t  rc;
+    ngx_str_t  value;
+
+    if (ancf->secret == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, ancf->secret, &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = (value.len == 0) ? NGX_DECLINED
+                          : ngx_acs_secret_match(ancf->secrets, &value);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_acs_webhook_fail(r, NGX_HTTP_UNAUTHORIZED, "secret", NULL,
+                                    value.len ? "secret mismatch"
+                                              : "no secret");
+    }
+
+    return NGX_OK;
+}
+
+
 /*
- * The shared secret first (a digest compare), then the subscription name,
- * then the bearer token (RSA once per token, then a cache hit).
+ * The shared secret first, then the subscription name, then the bearer
+ * token (RSA once per token, then a cache hit).
  */
 
 static ngx_int_t
@@ -230,26 +274,13 @@ ngx_acs_webhook_authenticate(ngx_http_request_t *r,
 {
     u_char           *p, *last;
     ngx_int_t         rc;
-    ngx_str_t         value, token;
+    ngx_str_t         token;
     const char       *reason;
     ngx_table_elt_t  *h;
 
-    if (ancf->secret != NULL) {
-
-        if (ngx_http_complex_value(r, ancf->secret, &value) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        rc = (value.len == 0) ? NGX_DECLINED
-                              : ngx_acs_secret_match(ancf->secrets, &value);
-
-        if (rc == NGX_ERROR) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (rc == NGX_DECLINED) {
-            goto unauthorized_secret;
-        }
+    rc = ngx_acs_webhook_secret(r, ancf);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     if (ancf->subscriptions != NULL) {
@@ -310,16 +341,8 @@ ngx_acs_webhook_authenticate(ngx_http_request_t *r,
 
 unauthorized_token:
 
-
     return ngx_acs_webhook_fail(r, NGX_HTTP_UNAUTHORIZED, "token", NULL,
-                                  "%s", reason);
-
-unauthorized_secret:
-
-
-    return ngx_acs_webhook_fail(r, NGX_HTTP_UNAUTHORIZED, "secret", NULL,
-                                  value.len ? "secret mismatch"
-                                            : "no secret");
+                                "%s", reason);
 }
 
 
