@@ -28,6 +28,7 @@
 #define NGX_ACS_JWKS_RECHECK      10           /* seconds */
 #define NGX_ACS_RSA_MIN_BITS      2048
 #define NGX_ACS_TOKEN_CACHE_SIZE  256
+#define NGX_ACS_TIME_MAX          1000000000000000LL  /* 31 million years */
 
 
 typedef struct {
@@ -840,8 +841,15 @@ ngx_acs_entra_claims(ngx_acs_entra_t *entra, yajl_val c, time_t now,
     ngx_uint_t  j, v2, found;
 
     v = ngx_acs_json_tree_get(c, "exp");
-    if (ngx_acs_json_time(v, exp) != NGX_OK) {
+    if (v == NULL) {
         *reason = "token has no exp";
+        return NGX_DECLINED;
+    }
+
+    /* bounded: exp + leeway cannot overflow */
+
+    if (ngx_acs_json_time(v, exp) != NGX_OK) {
+        *reason = "token exp is not a time";
         return NGX_DECLINED;
     }
 
@@ -853,7 +861,7 @@ ngx_acs_entra_claims(ngx_acs_entra_t *entra, yajl_val c, time_t now,
     v = ngx_acs_json_tree_get(c, "nbf");
     if (v != NULL) {
         if (ngx_acs_json_time(v, &t) != NGX_OK) {
-            *reason = "token nbf is not a number";
+            *reason = "token nbf is not a time";
             return NGX_DECLINED;
         }
 
@@ -961,20 +969,20 @@ ngx_acs_entra_claims(ngx_acs_entra_t *entra, yajl_val c, time_t now,
 }
 
 
+/* NumericDate: seconds since the epoch, from 0 to NGX_ACS_TIME_MAX */
+
 static ngx_int_t
 ngx_acs_json_time(yajl_val v, time_t *t)
 {
-    if (v == NULL) {
-        return NGX_DECLINED;
-    }
-
-    if (YAJL_IS_INTEGER(v)) {
+    if (YAJL_IS_INTEGER(v) && YAJL_GET_INTEGER(v) >= 0
+        && YAJL_GET_INTEGER(v) <= NGX_ACS_TIME_MAX)
+    {
         *t = (time_t) YAJL_GET_INTEGER(v);
         return NGX_OK;
     }
 
-    if (YAJL_IS_DOUBLE(v) && YAJL_GET_DOUBLE(v) > 0
-        && YAJL_GET_DOUBLE(v) < 1e15)
+    if (YAJL_IS_DOUBLE(v) && YAJL_GET_DOUBLE(v) >= 0
+        && YAJL_GET_DOUBLE(v) <= (double) NGX_ACS_TIME_MAX)
     {
         *t = (time_t) YAJL_GET_DOUBLE(v);
         return NGX_OK;

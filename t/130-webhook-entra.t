@@ -626,3 +626,21 @@ WebHook-Allowed-Origin: eventgrid.azure.net
 [200, 401]
 --- error_log
 acs_notify: rejected 401 token: token alg is not RS256
+
+
+
+=== TEST 49: an exp near INT64_MAX is refused as no time, without arithmetic overflow
+--- more_headers eval
+[main::bearer(claims => { exp => 9223372036854775807 }),
+ main::bearer(claims => { exp => -1 }),
+ main::bearer(claims => { nbf => 9223372036854775807 })]
+--- request eval
+[("POST /eg\n" . fixture('eg-chat-message-received.json')) x 3]
+--- error_code eval
+[401, 401, 401]
+--- grep_error_log eval
+qr/rejected 401 token: token (exp|nbf) is not a time/
+--- grep_error_log_out
+rejected 401 token: token exp is not a time
+rejected 401 token: token exp is not a time
+rejected 401 token: token nbf is not a time
