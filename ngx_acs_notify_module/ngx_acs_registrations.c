@@ -68,8 +68,16 @@ static ngx_int_t ngx_acs_reg_send_gen(ngx_http_request_t *r,
     ngx_uint_t status, yajl_gen g);
 static ngx_int_t ngx_acs_reg_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *fmt, ...);
+static ngx_int_t ngx_acs_reg_internal(ngx_http_request_t *r);
 static ngx_int_t ngx_acs_reg_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *body);
+
+
+/* a failure of ours, logged where it happened, still answered in JSON */
+
+static ngx_str_t  ngx_acs_reg_internal_error = ngx_string(
+    "{\"error\":{\"code\":\"InternalError\",\"message\":\"the request "
+    "failed on the server, its error log says why\"}}");
 
 
 ngx_int_t
@@ -123,15 +131,19 @@ ngx_acs_registrations_handler(ngx_http_request_t *r)
     }
 
     if (rc != NGX_OK) {
-        /* a refusal before the body: drop the body, then answer */
+        /* a refusal (or a failure) before the body: drop it, then answer */
 
-        if (ctx->status == 0) {
+        if (ctx->status == 0 && rc != NGX_HTTP_INTERNAL_SERVER_ERROR) {
             return rc;
         }
 
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
             return rc;
+        }
+
+        if (ctx->status == 0) {
+            return ngx_acs_reg_internal(r);
         }
 
         return ngx_acs_reg_send(r, ctx->status, &ctx->message);
@@ -414,6 +426,15 @@ ngx_acs_reg_body(ngx_http_request_t *r)
     reg = amcf->registry;
 
     rc = ngx_acs_reg_body_bytes(r, &body);
+
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        /* a chunked body, whose size was not known before */
+        rc = ngx_acs_reg_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                               "PayloadTooLarge", "body over %d bytes",
+                               NGX_ACS_REG_BODY_MAX);
+        goto send;
+    }
+
     if (rc != NGX_OK) {
         goto done;
     }
@@ -461,6 +482,10 @@ send:
     }
 
 done:
+
+    if (rc == NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        rc = ngx_acs_reg_internal(r);
+    }
 
     ngx_http_finalize_request(r, rc);
 }
@@ -953,6 +978,18 @@ ngx_acs_reg_error(ngx_http_request_t *r, ngx_uint_t status, const char *code,
     ctx->code = code;
 
     return status;
+}
+
+
+static ngx_int_t
+ngx_acs_reg_internal(ngx_http_request_t *r)
+{
+    if (r->header_sent) {
+        return NGX_ERROR;
+    }
+
+    return ngx_acs_reg_send(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                            &ngx_acs_reg_internal_error);
 }
 
 
