@@ -3,7 +3,8 @@
  * Copyright (C) ngx_acs_notify_module authors
  *
  * Authentication of Event Grid deliveries: shared secrets and Microsoft
- * Entra ID bearer tokens (RS256 JWTs checked against a JWKS file).
+ * Entra ID bearer tokens (RS256 JWTs checked against a key set, see
+ * ngx_acs_jwks.h).
  */
 
 
@@ -39,13 +40,21 @@ const EVP_MD *ngx_acs_sha256(void);
 ngx_int_t ngx_acs_secret_digest(ngx_str_t *value, ngx_acs_secret_t *s);
 ngx_int_t ngx_acs_secret_match(ngx_array_t *secrets, ngx_str_t *value);
 
-/* parses the arguments of acs_notify_entra, loads the JWKS file */
+/* parses the arguments of acs_notify_entra, reads a key set file */
 char *ngx_acs_entra_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
     ngx_acs_entra_t **entra);
+
+/* 1 when its keys are fetched over https (the worker needs libcurl) */
+ngx_uint_t ngx_acs_entra_remote(ngx_acs_entra_t *entra);
+
+/* in a worker: keeps the key set current (ngx_acs_jwks.h) */
+ngx_int_t ngx_acs_entra_init_process(ngx_acs_entra_t *entra,
+    ngx_cycle_t *cycle);
 
 /*
  * NGX_OK: the token is valid for this configuration now.
  * NGX_DECLINED: it is not; *reason says why (no secret in it).
+ * NGX_AGAIN: it cannot be told yet, there are no signing keys yet.
  * NGX_ERROR: out of memory or a library failure.
  */
 ngx_int_t ngx_acs_entra_verify(ngx_acs_entra_t *entra, ngx_str_t *token,

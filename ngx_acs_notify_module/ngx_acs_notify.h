@@ -34,6 +34,7 @@ typedef struct {
 typedef struct {
     ngx_acs_registry_t         *registry;
     ngx_array_t                 hubs;       /* of ngx_acs_hub_t */
+    ngx_array_t                 entras;     /* of ngx_acs_entra_t * */
     ngx_acs_dedup_t            *dedup;
     ngx_uint_t                  queue_size;
     void                       *stats;      /* the status zone's data */

@@ -375,7 +375,10 @@ ngx_http_acs_notify_create_main_conf(ngx_conf_t *cf)
     }
 
     if (ngx_array_init(&amcf->hubs, cf->pool, 2, sizeof(ngx_acs_hub_t))
-        != NGX_OK)
+        != NGX_OK
+        || ngx_array_init(&amcf->entras, cf->pool, 1,
+                          sizeof(ngx_acs_entra_t *))
+           != NGX_OK)
     {
         return NULL;
     }
@@ -439,6 +442,7 @@ ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                        i, connections;
     ngx_acs_hub_t                    *hub;
+    ngx_acs_entra_t                 **entra;
     ngx_http_acs_notify_main_conf_t  *amcf;
 
     /*
@@ -464,19 +468,41 @@ ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
 
     ngx_acs_sha256_init_process();
 
-    if (amcf->hubs.nelts) {
-        hub = amcf->hubs.elts;
-        connections = 0;
+    /*
+     * One libcurl client per worker, for the hubs and the key sets fetched
+     * over https: it keeps a connection of each idle between requests
+     */
 
-        for (i = 0; i < amcf->hubs.nelts; i++) {
-            if (ngx_acs_hub_init_process(&hub[i], cycle->log) != NGX_OK) {
-                return NGX_ERROR;
-            }
+    hub = amcf->hubs.elts;
+    entra = amcf->entras.elts;
+    connections = 0;
 
-            connections += hub[i].max_connections;
+    for (i = 0; i < amcf->hubs.nelts; i++) {
+        if (ngx_acs_hub_init_process(&hub[i], cycle->log) != NGX_OK) {
+            return NGX_ERROR;
         }
 
-        if (ngx_acs_dispatch_init_process(cycle, connections) != NGX_OK) {
+        connections += hub[i].max_connections;
+    }
+
+    for (i = 0; i < amcf->entras.nelts; i++) {
+        connections += ngx_acs_entra_remote(entra[i]);
+    }
+
+    if (connections
+        && ngx_acs_curl_init_process(cycle, connections) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (amcf->hubs.nelts
+        && ngx_acs_dispatch_init_process(cycle, connections) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < amcf->entras.nelts; i++) {
+        if (ngx_acs_entra_init_process(entra[i], cycle) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -576,13 +602,12 @@ ngx_http_acs_notify_exit_process(ngx_cycle_t *cycle)
 
     ngx_acs_sha256_exit_process();
 
-    if (amcf->hubs.nelts) {
-        ngx_acs_curl_exit_process(cycle);
+    /* a no-op where init_process made no client */
+    ngx_acs_curl_exit_process(cycle);
 
-        hub = amcf->hubs.elts;
-        for (i = 0; i < amcf->hubs.nelts; i++) {
-            ngx_acs_hub_exit_process(&hub[i]);
-        }
+    hub = amcf->hubs.elts;
+    for (i = 0; i < amcf->hubs.nelts; i++) {
+        ngx_acs_hub_exit_process(&hub[i]);
     }
 
     if (amcf->registry) {
@@ -1197,7 +1222,10 @@ ngx_http_acs_notify_entra(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_acs_notify_loc_conf_t *ancf = conf;
 
-    ngx_str_t  *value;
+    char                              *rv;
+    ngx_str_t                         *value;
+    ngx_acs_entra_t                  **entra;
+    ngx_http_acs_notify_main_conf_t   *amcf;
 
     if (ancf->entra != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -1205,8 +1233,24 @@ ngx_http_acs_notify_entra(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    return ngx_acs_entra_create(cf, &value[1], cf->args->nelts - 1,
-                                &ancf->entra);
+    rv = ngx_acs_entra_create(cf, &value[1], cf->args->nelts - 1,
+                              &ancf->entra);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    /* the workers keep its key set current (init_process) */
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_acs_notify_module);
+
+    entra = ngx_array_push(&amcf->entras);
+    if (entra == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *entra = ancf->entra;
+
+    return NGX_CONF_OK;
 }
 
 

@@ -32,7 +32,8 @@
 #include "ngx_acs_stats.h"
 
 
-#define NGX_ACS_READ_CHUNK  65536
+#define NGX_ACS_READ_CHUNK           65536
+#define NGX_ACS_WEBHOOK_RETRY_AFTER  "10"      /* seconds */
 
 
 static ngx_int_t ngx_acs_webhook_options(ngx_http_request_t *r,
@@ -337,6 +338,12 @@ ngx_acs_webhook_authenticate(ngx_http_request_t *r,
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_AGAIN) {
+        /* no key set fetched yet: Event Grid delivers again later */
+        return ngx_acs_webhook_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE, "jwks",
+                                    NULL, "%s", reason);
     }
 
 unauthorized_token:
@@ -865,6 +872,7 @@ ngx_acs_webhook_scope_allowed(ngx_array_t *topics, ngx_str_t *scope)
 /*
  * Logs a refusal once at acs_notify_log_level, sets $acs_notify_result to
  * "rejected:<code>", keeps the reason for the answer and returns the status.
+ * A 503 is no refusal of the sender's: "unavailable:<code>", at warn.
  */
 
 static ngx_int_t
@@ -904,23 +912,34 @@ ngx_acs_webhook_vfail(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, ngx_str_t *event_id, const char *fmt, va_list args)
 {
     u_char                          *last, msg[NGX_MAX_ERROR_STR];
+    ngx_uint_t                       level;
+    const char                      *what;
     ngx_http_acs_notify_ctx_t       *ctx;
     ngx_http_acs_notify_loc_conf_t  *ancf;
 
     ancf = ngx_http_get_module_loc_conf(r, ngx_http_acs_notify_module);
 
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        level = NGX_LOG_WARN;
+        what = "unavailable";
+
+    } else {
+        level = ancf->log_level;
+        what = "rejected";
+    }
+
     last = ngx_vslprintf(msg, msg + sizeof(msg), fmt, args);
 
     if (event_id && event_id->len) {
-        ngx_log_error(ancf->log_level, r->connection->log, 0,
-                      "acs_notify: rejected %ui %s: %*s, event \"%V\"",
-                      status, code, last - msg, msg,
+        ngx_log_error(level, r->connection->log, 0,
+                      "acs_notify: %s %ui %s: %*s, event \"%V\"",
+                      what, status, code, last - msg, msg,
                       ngx_acs_log_str(r->pool, event_id));
 
     } else {
-        ngx_log_error(ancf->log_level, r->connection->log, 0,
-                      "acs_notify: rejected %ui %s: %*s",
-                      status, code, last - msg, msg);
+        ngx_log_error(level, r->connection->log, 0,
+                      "acs_notify: %s %ui %s: %*s",
+                      what, status, code, last - msg, msg);
     }
 
     ctx = ngx_acs_ctx(r);
@@ -931,13 +950,13 @@ ngx_acs_webhook_vfail(ngx_http_request_t *r, ngx_uint_t status,
     ctx->status = status;
     ctx->code = code;
 
-    ctx->result.len = sizeof("rejected:") - 1 + ngx_strlen(code);
+    ctx->result.len = ngx_strlen(what) + 1 + ngx_strlen(code);
     ctx->result.data = ngx_pnalloc(r->pool, ctx->result.len);
     if (ctx->result.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_sprintf(ctx->result.data, "rejected:%s", code);
+    ngx_sprintf(ctx->result.data, "%s:%s", what, code);
 
     /* credentials: no detail for the sender; everything else: the reason */
 
@@ -994,6 +1013,7 @@ ngx_acs_webhook_error(ngx_http_request_t *r, ngx_int_t status)
     ngx_http_acs_notify_loc_conf_t  *ancf;
 
     static ngx_str_t  bearer = ngx_string("Bearer error=\"invalid_token\"");
+    static ngx_str_t  retry = ngx_string(NGX_ACS_WEBHOOK_RETRY_AFTER);
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
 
@@ -1016,6 +1036,12 @@ ngx_acs_webhook_error(ngx_http_request_t *r, ngx_int_t status)
         h->next = NULL;
 #endif
         r->headers_out.www_authenticate = h;
+    }
+
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE
+        && ngx_acs_add_header(r, "Retry-After", &retry) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     body.len = sizeof("{\"error\":{\"code\":\"\",\"message\":\"\"}}") - 1

@@ -556,7 +556,7 @@ is not a JSON Web Key Set (no "keys" array)
     }
 --- must_die
 --- error_log
-acs_notify_entra needs jwks=PATH, audience=AUD and tenant=TENANT
+acs_notify_entra needs jwks=PATH|URL, audience=AUD and tenant=TENANT
 
 
 
