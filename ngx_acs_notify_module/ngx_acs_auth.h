@@ -61,13 +61,4 @@ ngx_int_t ngx_acs_entra_verify(ngx_acs_entra_t *entra, ngx_str_t *token,
     time_t now, ngx_pool_t *pool, ngx_log_t *log, const char **reason);
 
 
-/*
- * ACS-style HMAC-SHA256 request signing (PROTOCOLS 4): keys are the
- * base64-decoded access keys.  NGX_OK, or NGX_DECLINED with a reason.
- */
-ngx_int_t ngx_acs_hmac_verify(ngx_array_t *keys, ngx_str_t *method,
-    ngx_str_t *path_query, ngx_str_t *date, ngx_str_t *host,
-    ngx_str_t *content_hash, ngx_str_t *authorization, const char **reason);
-
-
 #endif /* _NGX_ACS_AUTH_H_INCLUDED_ */
