@@ -99,11 +99,11 @@ sub until_all {
     return $got;
 }
 
-# the error log until a line matches re (8 s at most)
+# the error log until a line matches re (20 s at most: valgrind is slow)
 sub until_log {
     my ($re) = @_;
     my $text = '';
-    for (1 .. 40) {
+    for (1 .. 100) {
         $text .= $srv->new_log;
         return $text if $text =~ $re;
         sleep 0.2;
