@@ -250,7 +250,7 @@ ngx_acs_entra_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
         return NGX_CONF_ERROR;
     }
 
-    rc = ngx_acs_jwks_init_conf(cf, e->jwks, "acs_notify_entra");
+    rc = ngx_acs_jwks_init_conf(cf, e->jwks);
 
     if (rc == NGX_ERROR) {
         return NGX_CONF_ERROR;

@@ -184,8 +184,7 @@ ngx_acs_jwks_param(ngx_conf_t *cf, ngx_acs_jwks_t *jwks, ngx_str_t *arg)
 
 
 ngx_int_t
-ngx_acs_jwks_init_conf(ngx_conf_t *cf, ngx_acs_jwks_t *jwks,
-    const char *directive)
+ngx_acs_jwks_init_conf(ngx_conf_t *cf, ngx_acs_jwks_t *jwks)
 {
     char                *err;
     ngx_file_info_t      fi;
@@ -201,8 +200,8 @@ ngx_acs_jwks_init_conf(ngx_conf_t *cf, ngx_acs_jwks_t *jwks,
 
     if (jwks->url.len == 0 && (jwks->ca_file.len || jwks->cache.len)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "%s: jwks_ca_file= and jwks_cache= go with an "
-                           "https:// jwks=", directive);
+                           "acs_notify_entra: jwks_ca_file= and jwks_cache= "
+                           "go with an https:// jwks=");
         return NGX_ERROR;
     }
 
@@ -210,7 +209,7 @@ ngx_acs_jwks_init_conf(ngx_conf_t *cf, ngx_acs_jwks_t *jwks,
         && ngx_file_info(jwks->ca_file.data, &fi) == NGX_FILE_ERROR)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "%s: jwks_ca_file \"%V\"", directive,
+                           "acs_notify_entra: jwks_ca_file \"%V\"",
                            &jwks->ca_file);
         return NGX_ERROR;
     }
@@ -233,8 +232,8 @@ ngx_acs_jwks_init_conf(ngx_conf_t *cf, ngx_acs_jwks_t *jwks,
                != NGX_OK)
         {
             ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                               "%s: jwks_cache \"%V\" %s, not used",
-                               directive, &jwks->cache, err);
+                               "acs_notify_entra: jwks_cache \"%V\" %s, "
+                               "not used", &jwks->cache, err);
         }
 
         return NGX_OK;
@@ -243,8 +242,9 @@ ngx_acs_jwks_init_conf(ngx_conf_t *cf, ngx_acs_jwks_t *jwks,
     if (ngx_acs_jwks_read(&jwks->path, cf->log, &jwks->set, &err)
         != NGX_OK)
     {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s: jwks \"%V\": %s",
-                           directive, &jwks->path, err);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_entra: jwks \"%V\": %s",
+                           &jwks->path, err);
         return NGX_ERROR;
     }
 

@@ -29,7 +29,7 @@ typedef struct {
 
 
 /*
- * Configuration: create, then hand every parameter of the directive to
+ * Configuration: create, then hand every parameter of acs_notify_entra to
  * ngx_acs_jwks_param() (NGX_OK: taken, NGX_DECLINED: not a key set
  * parameter, NGX_ERROR: invalid, logged), then ngx_acs_jwks_init_conf()
  * checks them and reads the file (or the cache of an https key set): it
@@ -38,8 +38,7 @@ typedef struct {
 ngx_acs_jwks_t *ngx_acs_jwks_create(ngx_conf_t *cf);
 ngx_int_t ngx_acs_jwks_param(ngx_conf_t *cf, ngx_acs_jwks_t *jwks,
     ngx_str_t *arg);
-ngx_int_t ngx_acs_jwks_init_conf(ngx_conf_t *cf, ngx_acs_jwks_t *jwks,
-    const char *directive);
+ngx_int_t ngx_acs_jwks_init_conf(ngx_conf_t *cf, ngx_acs_jwks_t *jwks);
 
 /* 1 when the key set is fetched over https: the worker needs libcurl */
 ngx_uint_t ngx_acs_jwks_remote(ngx_acs_jwks_t *jwks);
