@@ -50,7 +50,7 @@ typedef struct {
 
 
 static ngx_uint_t ngx_acs_token_cached(ngx_acs_entra_t *entra,
-    ngx_acs_token_cache_t *c, u_char *hash, time_t now);
+    ngx_acs_token_cache_t *c, u_char *hash, time_t now, ngx_log_t *log);
 static ngx_int_t ngx_acs_entra_claims(ngx_acs_entra_t *entra, yajl_val c,
     time_t now, time_t *exp, const char **reason);
 static ngx_int_t ngx_acs_json_time(yajl_val v, time_t *t);
@@ -325,7 +325,7 @@ ngx_acs_entra_init_process(ngx_acs_entra_t *entra, ngx_cycle_t *cycle)
 
 static ngx_uint_t
 ngx_acs_token_cached(ngx_acs_entra_t *entra, ngx_acs_token_cache_t *c,
-    u_char *hash, time_t now)
+    u_char *hash, time_t now, ngx_log_t *log)
 {
     ngx_uint_t  generation;
 
@@ -340,6 +340,9 @@ ngx_acs_token_cached(ngx_acs_entra_t *entra, ngx_acs_token_cache_t *c,
     if (c->generation != generation) {
 
         if (!ngx_acs_jwks_has(entra->jwks, c->key)) {
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, log, 0,
+                           "acs_notify: cached token dropped, its key left "
+                           "the key set");
             c->entra = NULL;
             return 0;
         }
@@ -390,7 +393,7 @@ ngx_acs_entra_verify(ngx_acs_entra_t *entra, ngx_str_t *token, time_t now,
     c = &ngx_acs_token_cache[(hash[0] | (hash[1] << 8))
                              % NGX_ACS_TOKEN_CACHE_SIZE];
 
-    if (ngx_acs_token_cached(entra, c, hash, now)) {
+    if (ngx_acs_token_cached(entra, c, hash, now, log)) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, log, 0,
                        "acs_notify: token found in cache");
         return NGX_OK;

@@ -118,6 +118,11 @@ ngx_acs_webhook_handler(ngx_http_request_t *r)
 
     if (r->method == NGX_HTTP_OPTIONS) {
 
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "acs_notify: handshake, %s", ancf->secret_in_query
+                       ? "the secret in the query string checked"
+                       : "no secret checked");
+
         if (ancf->secret_in_query) {
             rc = ngx_acs_webhook_secret(r, ancf);
             if (rc != NGX_OK) {
