@@ -63,7 +63,8 @@ seed() {
 for t in "${targets[@]}"; do
     [ -n "${srcs[$t]:-}" ] || { echo "unknown target $t" >&2; exit 2; }
     # shellcheck disable=SC2086
-    clang -g -O1 -fsanitize=fuzzer,address,undefined -DNGX_ACS_FUZZ $inc \
+    clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+        -DNGX_ACS_FUZZ $inc \
         t/unit/ngx_shim.c t/unit/fuzz_main.c ${srcs[$t]} -lyajl -lcrypto -o "$out/$t-fuzz"
     mkdir -p "$out/$t-corpus"
     seed "$t" "$out/$t-corpus"

@@ -61,6 +61,7 @@ push @inputs, input('eyJhbGciOiJub25lIn0');
 push @inputs, input('{"keys":[{"kty":"RSA","n":' . ('[' x 3000) . ']}]}');
 # registration paths, signed requests, templates after a NUL
 push @inputs, input('users/8%3Aacs%3Ares_user-1/devices/phone-1');
+push @inputs, input('users/4%3A%2B14255550123');
 push @inputs, input('users/%2F%00%ZZ%4/devices/x/y');
 push @inputs, input('users/' . ('%41' x 300) . '/devices/' . ('d' x 70));
 push @inputs, input("PUT\n/acs/users/u/devices/d\nThu, 04 Dec 2025 10:00:00 GMT\nlocalhost\n"

@@ -73,9 +73,10 @@ ngx_acs_fuzz_input(const u_char *data, size_t size, ngx_uint_t replay)
         || ngx_memcmp(again.raw_id.data, path.raw_id.data, path.raw_id.len)
            != 0
         || again.device_id.len != path.device_id.len
-        || ngx_memcmp(again.device_id.data, path.device_id.data,
-                      path.device_id.len)
-           != 0
+        || (path.device_id.len
+            && ngx_memcmp(again.device_id.data, path.device_id.data,
+                          path.device_id.len)
+               != 0)
         || again.devices != path.devices)
     {
         abort();
