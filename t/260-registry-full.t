@@ -95,11 +95,13 @@ is(bad_lines(), '', 'no crit but "database full"');
 # --- expiry: the sweep purges a full registry
 
 $srv->stop;
-conf("$root/expiry max_size=1m ttl=1s");
+# large records fill it in a few hundred requests, well within their TTL
+conf("$root/expiry max_size=1m ttl=3s");
 $srv->start;
 $srv->new_log;
 
-$n = fill(sub { "/acs/users/short-$_[0]/devices/d1" }, $small);
+$n = fill(sub { "/acs/users/short-$_[0]/devices/d1" },
+          reg_body(platform => 'fcmv1', handle => 'f' x 1500));
 my $purged = 0;
 for (1 .. 60) {
     sleep 0.25;
