@@ -8,45 +8,21 @@
 #include <ngx_core.h>
 
 #include <openssl/evp.h>
-#include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
-#include <openssl/hmac.h>
-#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
-#include <openssl/core_names.h>
-#include <openssl/param_build.h>
-#else
-#include <openssl/rsa.h>
-#endif
 
 #include "ngx_acs_notify.h"
 #include "ngx_acs_json.h"
+#include "ngx_acs_jwks.h"
 #include "ngx_acs_auth.h"
 
 
-#define NGX_ACS_JWKS_MAX          (1024 * 1024)
-#define NGX_ACS_JWKS_RECHECK      10           /* seconds */
-#define NGX_ACS_RSA_MIN_BITS      2048
 #define NGX_ACS_TOKEN_CACHE_SIZE  256
-
-
-typedef struct {
-    ngx_str_t                   kid;
-    EVP_PKEY                   *pkey;
-} ngx_acs_jwk_t;
-
-
-typedef struct {
-    ngx_pool_t                 *pool;
-    ngx_array_t                 keys;       /* of ngx_acs_jwk_t */
-    time_t                      mtime;
-} ngx_acs_jwks_t;
+#define NGX_ACS_TIME_MAX          1000000000000000LL  /* 31 million years */
 
 
 struct ngx_acs_entra_s {
-    ngx_str_t                   jwks_path;
     ngx_acs_jwks_t             *jwks;
-    time_t                      jwks_checked;
 
     ngx_array_t                 audiences;  /* of ngx_str_t */
     ngx_str_t                   iss_v1;
@@ -60,24 +36,21 @@ struct ngx_acs_entra_s {
 /*
  * Verified tokens, per worker, by SHA-256 of the token: Event Grid replays
  * one token on every delivery for about a day, so RSA runs once per token.
+ * A verdict remembers its key: when the worker takes a new key set (the
+ * generation changed), a verdict whose key is gone is dropped.
  */
 
 typedef struct {
     u_char                      hash[32];
     ngx_acs_entra_t            *entra;
     time_t                      expires;
+    ngx_uint_t                  generation;
+    u_char                      key[32];    /* ngx_acs_jwk_t.id */
 } ngx_acs_token_cache_t;
 
 
-static ngx_int_t ngx_acs_jwks_load(ngx_str_t *path, ngx_log_t *log,
-    ngx_acs_jwks_t **jwks, char **err);
-static EVP_PKEY *ngx_acs_jwk_rsa(ngx_pool_t *pool, ngx_str_t *n,
-    ngx_str_t *e);
-static void ngx_acs_jwks_free(void *data);
-static void ngx_acs_entra_cleanup(void *data);
-static void ngx_acs_jwks_destroy(ngx_acs_jwks_t *ks);
-static ngx_acs_jwk_t *ngx_acs_entra_key(ngx_acs_entra_t *entra,
-    ngx_str_t *kid, time_t now, ngx_log_t *log);
+static ngx_uint_t ngx_acs_token_cached(ngx_acs_entra_t *entra,
+    ngx_acs_token_cache_t *c, u_char *hash, time_t now, ngx_log_t *log);
 static ngx_int_t ngx_acs_entra_claims(ngx_acs_entra_t *entra, yajl_val c,
     time_t now, time_t *exp, const char **reason);
 static ngx_int_t ngx_acs_json_time(yajl_val v, time_t *t);
@@ -179,13 +152,11 @@ char *
 ngx_acs_entra_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
     ngx_acs_entra_t **entra)
 {
-    char             *err;
     u_char           *p, *last;
     ngx_str_t         v, tenant, *aud;
-    ngx_int_t         leeway;
+    ngx_int_t         leeway, rc;
     ngx_uint_t        i;
-    ngx_acs_entra_t     *e;
-    ngx_pool_cleanup_t  *cln;
+    ngx_acs_entra_t  *e;
 
     e = ngx_pcalloc(cf->pool, sizeof(ngx_acs_entra_t));
     if (e == NULL) {
@@ -198,19 +169,25 @@ ngx_acs_entra_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
         return NGX_CONF_ERROR;
     }
 
+    e->jwks = ngx_acs_jwks_create(cf);
+    if (e->jwks == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
     ngx_str_null(&tenant);
     ngx_str_set(&e->app_id, NGX_ACS_EVENTGRID_APP_ID);
     e->leeway = 60;
 
     for (i = 0; i < nargs; i++) {
 
-        if (ngx_acs_conf_param(&args[i], "jwks=", &e->jwks_path)) {
+        rc = ngx_acs_jwks_param(cf, e->jwks, &args[i]);
 
-            if (ngx_conf_full_name(cf->cycle, &e->jwks_path, 1) != NGX_OK) {
-                return NGX_CONF_ERROR;
-            }
-
+        if (rc == NGX_OK) {
             continue;
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_CONF_ERROR;
         }
 
         if (ngx_acs_conf_param(&args[i], "audience=", &v)) {
@@ -273,10 +250,16 @@ ngx_acs_entra_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
         return NGX_CONF_ERROR;
     }
 
-    if (e->jwks_path.len == 0 || e->audiences.nelts == 0 || tenant.len == 0) {
+    rc = ngx_acs_jwks_init_conf(cf, e->jwks);
+
+    if (rc == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc == NGX_DECLINED || e->audiences.nelts == 0 || tenant.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "acs_notify_entra needs jwks=PATH, audience=AUD "
-                           "and tenant=TENANT");
+                           "acs_notify_entra needs jwks=PATH|URL, "
+                           "audience=AUD and tenant=TENANT");
         return NGX_CONF_ERROR;
     }
 
@@ -315,368 +298,59 @@ ngx_acs_entra_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
                                 &tenant)
                     - e->iss_v2.data;
 
-    if (ngx_acs_jwks_load(&e->jwks_path, cf->log, &e->jwks, &err) != NGX_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "acs_notify_entra: jwks \"%V\": %s",
-                           &e->jwks_path, err);
-        return NGX_CONF_ERROR;
-    }
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        ngx_destroy_pool(e->jwks->pool);
-        return NGX_CONF_ERROR;
-    }
-
-    cln->handler = ngx_acs_entra_cleanup;
-    cln->data = e;
-
     *entra = e;
 
     return NGX_CONF_OK;
 }
 
 
-/*
- * Loads a JWKS file into a pool of its own, so that a reload of the file in
- * a worker can drop the old keys whole.  Only RSA signing keys of at least
- * 2048 bits are kept; others are skipped.
- */
-
-static ngx_int_t
-ngx_acs_jwks_load(ngx_str_t *path, ngx_log_t *log, ngx_acs_jwks_t **jwks,
-    char **err)
+ngx_uint_t
+ngx_acs_entra_remote(ngx_acs_entra_t *entra)
 {
-    ssize_t              n;
-    size_t               i;
-    yajl_val             tree, keys, k;
-    ngx_str_t            text, kty, kid, use, nn, ee;
-    ngx_file_t           file;
-    ngx_pool_t          *pool;
-    ngx_acs_jwk_t       *jwk;
-    ngx_file_info_t      fi;
-    ngx_acs_jwks_t      *ks;
-    ngx_pool_cleanup_t  *cln;
-
-    *err = "out of memory";
-
-    pool = ngx_create_pool(4096, log);
-    if (pool == NULL) {
-        return NGX_ERROR;
-    }
-
-    ks = ngx_pcalloc(pool, sizeof(ngx_acs_jwks_t));
-    if (ks == NULL
-        || ngx_array_init(&ks->keys, pool, 4, sizeof(ngx_acs_jwk_t)) != NGX_OK)
-    {
-        goto failed;
-    }
-
-    ks->pool = pool;
-
-    cln = ngx_pool_cleanup_add(pool, 0);
-    if (cln == NULL) {
-        goto failed;
-    }
-
-    cln->handler = ngx_acs_jwks_free;
-    cln->data = ks;
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-    file.name = *path;
-    file.log = log;
-
-    file.fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (file.fd == NGX_INVALID_FILE) {
-        *err = "cannot be opened";
-        goto failed;
-    }
-
-    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) > NGX_ACS_JWKS_MAX)
-    {
-        ngx_close_file(file.fd);
-        *err = "cannot be read or is over 1m";
-        goto failed;
-    }
-
-    ks->mtime = ngx_file_mtime(&fi);
-
-    text.len = ngx_file_size(&fi);
-    text.data = ngx_pnalloc(pool, text.len + 1);
-    if (text.data == NULL) {
-        ngx_close_file(file.fd);
-        goto failed;
-    }
-
-    n = ngx_read_file(&file, text.data, text.len, 0);
-    ngx_close_file(file.fd);
-
-    if (n != (ssize_t) text.len) {
-        *err = "cannot be read";
-        goto failed;
-    }
-
-    tree = ngx_acs_json_tree(pool, &text);
-    keys = ngx_acs_json_tree_get(tree, "keys");
-
-    if (keys == NULL || !YAJL_IS_ARRAY(keys)) {
-        *err = "is not a JSON Web Key Set (no \"keys\" array)";
-        goto failed;
-    }
-
-    for (i = 0; i < keys->u.array.len; i++) {
-        k = keys->u.array.values[i];
-
-        if (ngx_acs_json_tree_string(k, "kty", &kty) != NGX_OK
-            || ngx_acs_json_tree_string(k, "kid", &kid) != NGX_OK)
-        {
-            continue;
-        }
-
-        if (kty.len != 3 || ngx_strncmp(kty.data, "RSA", 3) != 0) {
-            continue;
-        }
-
-        if (ngx_acs_json_tree_string(k, "use", &use) == NGX_OK
-            && (use.len != 3 || ngx_strncmp(use.data, "sig", 3) != 0))
-        {
-            continue;
-        }
-
-        if (ngx_acs_json_tree_string(k, "n", &nn) != NGX_OK
-            || ngx_acs_json_tree_string(k, "e", &ee) != NGX_OK)
-        {
-            continue;
-        }
-
-        jwk = ngx_array_push(&ks->keys);
-        if (jwk == NULL) {
-            goto failed;
-        }
-
-        jwk->pkey = ngx_acs_jwk_rsa(pool, &nn, &ee);
-
-        if (jwk->pkey == NULL) {
-            ks->keys.nelts--;
-            ngx_log_error(NGX_LOG_WARN, log, 0,
-                          "acs_notify: jwks \"%V\": key \"%V\" skipped: "
-                          "not a valid RSA key of %d bits or more",
-                          path, &kid, NGX_ACS_RSA_MIN_BITS);
-            continue;
-        }
-
-        jwk->kid.data = ngx_pstrdup(pool, &kid);
-        jwk->kid.len = kid.len;
-
-        if (jwk->kid.data == NULL) {
-            goto failed;
-        }
-    }
-
-    if (ks->keys.nelts == 0) {
-        *err = "has no usable RSA signing key";
-        goto failed;
-    }
-
-    *jwks = ks;
-
-    return NGX_OK;
-
-failed:
-
-    ngx_destroy_pool(pool);
-
-    return NGX_ERROR;
+    return ngx_acs_jwks_remote(entra->jwks);
 }
 
 
-static EVP_PKEY *
-ngx_acs_jwk_rsa(ngx_pool_t *pool, ngx_str_t *n, ngx_str_t *e)
+ngx_int_t
+ngx_acs_entra_init_process(ngx_acs_entra_t *entra, ngx_cycle_t *cycle)
 {
-    BIGNUM        *bn, *be;
-    EVP_PKEY      *pkey;
-    ngx_str_t      dn, de;
-#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
-    OSSL_PARAM    *params;
-    EVP_PKEY_CTX  *ctx;
-    OSSL_PARAM_BLD *bld;
-#else
-    RSA           *rsa;
-#endif
-
-    if (ngx_acs_base64url_decode(pool, n, &dn) != NGX_OK
-        || ngx_acs_base64url_decode(pool, e, &de) != NGX_OK
-        || dn.len == 0 || de.len == 0)
-    {
-        return NULL;
-    }
-
-    bn = BN_bin2bn(dn.data, dn.len, NULL);
-    be = BN_bin2bn(de.data, de.len, NULL);
-    pkey = NULL;
-
-    if (bn == NULL || be == NULL
-        || BN_num_bits(bn) < NGX_ACS_RSA_MIN_BITS)
-    {
-        goto done;
-    }
-
-#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
-
-    bld = OSSL_PARAM_BLD_new();
-    params = NULL;
-    ctx = NULL;
-
-    if (bld != NULL
-        && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn) == 1
-        && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be) == 1
-        && (params = OSSL_PARAM_BLD_to_param(bld)) != NULL
-        && (ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) != NULL
-        && EVP_PKEY_fromdata_init(ctx) == 1)
-    {
-        if (EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1) {
-            pkey = NULL;
-        }
-    }
-
-    EVP_PKEY_CTX_free(ctx);
-    OSSL_PARAM_free(params);
-    OSSL_PARAM_BLD_free(bld);
-
-#else
-
-    rsa = RSA_new();
-    if (rsa == NULL) {
-        goto done;
-    }
-
-    if (RSA_set0_key(rsa, bn, be, NULL) != 1) {
-        RSA_free(rsa);
-        goto done;
-    }
-
-    bn = NULL;
-    be = NULL;
-
-    pkey = EVP_PKEY_new();
-    if (pkey == NULL || EVP_PKEY_assign_RSA(pkey, rsa) != 1) {
-        EVP_PKEY_free(pkey);
-        RSA_free(rsa);
-        pkey = NULL;
-    }
-
-#endif
-
-done:
-
-    if (pkey == NULL) {
-        ERR_clear_error();
-    }
-
-    BN_free(bn);
-    BN_free(be);
-
-    return pkey;
-}
-
-
-static void
-ngx_acs_jwks_free(void *data)
-{
-    ngx_acs_jwks_t  *ks = data;
-
-    ngx_uint_t      i;
-    ngx_acs_jwk_t  *k;
-
-    k = ks->keys.elts;
-
-    for (i = 0; i < ks->keys.nelts; i++) {
-        EVP_PKEY_free(k[i].pkey);
-    }
-}
-
-
-static void
-ngx_acs_entra_cleanup(void *data)
-{
-    ngx_acs_entra_t  *e = data;
-
-    ngx_acs_jwks_destroy(e->jwks);
+    return ngx_acs_jwks_init_process(entra->jwks, cycle);
 }
 
 
 /*
- * A key set's pool may have been made with a log that is gone by now (a
- * configuration's or a request's): it is destroyed with the current one.
+ * 1 when the cache slot holds a verdict of this configuration for the
+ * token's hash, not expired, and whose key is in the current key set
  */
 
-static void
-ngx_acs_jwks_destroy(ngx_acs_jwks_t *ks)
+static ngx_uint_t
+ngx_acs_token_cached(ngx_acs_entra_t *entra, ngx_acs_token_cache_t *c,
+    u_char *hash, time_t now, ngx_log_t *log)
 {
-    ks->pool->log = ngx_cycle->log;
-    ngx_destroy_pool(ks->pool);
-}
+    ngx_uint_t  generation;
 
-
-/*
- * Finds the key of a kid.  Entra rotates its keys: on an unknown kid the
- * JWKS file is read again if it changed on disk, at most every 10 seconds,
- * so an operator's cron job that refreshes the file is enough.
- */
-
-static ngx_acs_jwk_t *
-ngx_acs_entra_key(ngx_acs_entra_t *entra, ngx_str_t *kid, time_t now,
-    ngx_log_t *log)
-{
-    char             *err;
-    ngx_uint_t        i, reloaded;
-    ngx_acs_jwk_t    *k;
-    ngx_acs_jwks_t   *ks;
-    ngx_file_info_t   fi;
-
-    for (reloaded = 0; /* void */; reloaded = 1) {
-
-        k = entra->jwks->keys.elts;
-
-        for (i = 0; i < entra->jwks->keys.nelts; i++) {
-            if (k[i].kid.len == kid->len
-                && ngx_strncmp(k[i].kid.data, kid->data, kid->len) == 0)
-            {
-                return &k[i];
-            }
-        }
-
-        if (reloaded || now - entra->jwks_checked < NGX_ACS_JWKS_RECHECK) {
-            return NULL;
-        }
-
-        entra->jwks_checked = now;
-
-        if (ngx_file_info(entra->jwks_path.data, &fi) == NGX_FILE_ERROR
-            || ngx_file_mtime(&fi) == entra->jwks->mtime)
-        {
-            return NULL;
-        }
-
-        /* the pool outlives the request: the cycle's log, not its */
-
-        if (ngx_acs_jwks_load(&entra->jwks_path, ngx_cycle->log, &ks, &err)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ERR, log, 0,
-                          "acs_notify: jwks \"%V\" not reloaded: %s",
-                          &entra->jwks_path, err);
-            return NULL;
-        }
-
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "acs_notify: jwks \"%V\" reloaded, %ui keys",
-                      &entra->jwks_path, ks->keys.nelts);
-
-        ngx_acs_jwks_destroy(entra->jwks);
-        entra->jwks = ks;
+    if (c->entra != entra || now >= c->expires
+        || CRYPTO_memcmp(c->hash, hash, 32) != 0)
+    {
+        return 0;
     }
+
+    generation = ngx_acs_jwks_generation(entra->jwks);
+
+    if (c->generation != generation) {
+
+        if (!ngx_acs_jwks_has(entra->jwks, c->key)) {
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, log, 0,
+                           "acs_notify: cached token dropped, its key left "
+                           "the key set");
+            c->entra = NULL;
+            return 0;
+        }
+
+        c->generation = generation;
+    }
+
+    return 1;
 }
 
 
@@ -719,9 +393,7 @@ ngx_acs_entra_verify(ngx_acs_entra_t *entra, ngx_str_t *token, time_t now,
     c = &ngx_acs_token_cache[(hash[0] | (hash[1] << 8))
                              % NGX_ACS_TOKEN_CACHE_SIZE];
 
-    if (c->entra == entra && now < c->expires
-        && CRYPTO_memcmp(c->hash, hash, 32) == 0)
-    {
+    if (ngx_acs_token_cached(entra, c, hash, now, log)) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, log, 0,
                        "acs_notify: token found in cache");
         return NGX_OK;
@@ -756,8 +428,16 @@ ngx_acs_entra_verify(ngx_acs_entra_t *entra, ngx_str_t *token, time_t now,
         return NGX_DECLINED;
     }
 
-    key = ngx_acs_entra_key(entra, &kid, now, log);
-    if (key == NULL) {
+    switch (ngx_acs_jwks_key(entra->jwks, &kid, now, log, &key)) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_AGAIN:
+        *reason = "no signing keys yet";
+        return NGX_AGAIN;
+
+    default:
         *reason = "unknown token kid";
         return NGX_DECLINED;
     }
@@ -822,8 +502,10 @@ ngx_acs_entra_verify(ngx_acs_entra_t *entra, ngx_str_t *token, time_t now,
     }
 
     ngx_memcpy(c->hash, hash, 32);
+    ngx_memcpy(c->key, key->id, 32);
     c->entra = entra;
     c->expires = exp + entra->leeway;
+    c->generation = ngx_acs_jwks_generation(entra->jwks);
 
     return NGX_OK;
 }
@@ -840,8 +522,15 @@ ngx_acs_entra_claims(ngx_acs_entra_t *entra, yajl_val c, time_t now,
     ngx_uint_t  j, v2, found;
 
     v = ngx_acs_json_tree_get(c, "exp");
-    if (ngx_acs_json_time(v, exp) != NGX_OK) {
+    if (v == NULL) {
         *reason = "token has no exp";
+        return NGX_DECLINED;
+    }
+
+    /* bounded: exp + leeway cannot overflow */
+
+    if (ngx_acs_json_time(v, exp) != NGX_OK) {
+        *reason = "token exp is not a time";
         return NGX_DECLINED;
     }
 
@@ -853,7 +542,7 @@ ngx_acs_entra_claims(ngx_acs_entra_t *entra, yajl_val c, time_t now,
     v = ngx_acs_json_tree_get(c, "nbf");
     if (v != NULL) {
         if (ngx_acs_json_time(v, &t) != NGX_OK) {
-            *reason = "token nbf is not a number";
+            *reason = "token nbf is not a time";
             return NGX_DECLINED;
         }
 
@@ -961,107 +650,24 @@ ngx_acs_entra_claims(ngx_acs_entra_t *entra, yajl_val c, time_t now,
 }
 
 
+/* NumericDate: seconds since the epoch, from 0 to NGX_ACS_TIME_MAX */
+
 static ngx_int_t
 ngx_acs_json_time(yajl_val v, time_t *t)
 {
-    if (v == NULL) {
-        return NGX_DECLINED;
-    }
-
-    if (YAJL_IS_INTEGER(v)) {
+    if (YAJL_IS_INTEGER(v) && YAJL_GET_INTEGER(v) >= 0
+        && YAJL_GET_INTEGER(v) <= NGX_ACS_TIME_MAX)
+    {
         *t = (time_t) YAJL_GET_INTEGER(v);
         return NGX_OK;
     }
 
-    if (YAJL_IS_DOUBLE(v) && YAJL_GET_DOUBLE(v) > 0
-        && YAJL_GET_DOUBLE(v) < 1e15)
+    if (YAJL_IS_DOUBLE(v) && YAJL_GET_DOUBLE(v) >= 0
+        && YAJL_GET_DOUBLE(v) <= (double) NGX_ACS_TIME_MAX)
     {
         *t = (time_t) YAJL_GET_DOUBLE(v);
         return NGX_OK;
     }
 
     return NGX_DECLINED;
-}
-
-
-ngx_int_t
-ngx_acs_hmac_verify(ngx_array_t *keys, ngx_str_t *method,
-    ngx_str_t *path_query, ngx_str_t *date, ngx_str_t *host,
-    ngx_str_t *content_hash, ngx_str_t *authorization, const char **reason)
-{
-    u_char         *p, *last, *sts;
-    u_char          mac[EVP_MAX_MD_SIZE], sig[64];
-    size_t          len;
-    ngx_str_t       given, decoded, *key;
-    ngx_uint_t      i, match;
-    unsigned int    mac_len;
-
-    static ngx_str_t  scheme = ngx_string("HMAC-SHA256 SignedHeaders="
-                                          "x-ms-date;host;x-ms-content-sha256"
-                                          "&Signature=");
-
-    if (authorization->len <= scheme.len
-        || ngx_strncmp(authorization->data, scheme.data, scheme.len) != 0)
-    {
-        *reason = "authorization is not HMAC-SHA256 with the signed "
-                  "headers x-ms-date;host;x-ms-content-sha256";
-        return NGX_DECLINED;
-    }
-
-    given.data = authorization->data + scheme.len;
-    given.len = authorization->len - scheme.len;
-
-    decoded.data = sig;
-
-    if (given.len != ngx_base64_encoded_length(32)
-        || ngx_decode_base64(&decoded, &given) != NGX_OK
-        || decoded.len != 32)
-    {
-        *reason = "malformed signature";
-        return NGX_DECLINED;
-    }
-
-    /* METHOD "\n" path-and-query "\n" date ";" host ";" content-hash */
-
-    len = method->len + 1 + path_query->len + 1 + date->len + 1 + host->len
-          + 1 + content_hash->len;
-
-    sts = ngx_alloc(len, ngx_cycle->log);
-    if (sts == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_cpymem(sts, method->data, method->len);
-    *p++ = '\n';
-    p = ngx_cpymem(p, path_query->data, path_query->len);
-    *p++ = '\n';
-    p = ngx_cpymem(p, date->data, date->len);
-    *p++ = ';';
-    p = ngx_cpymem(p, host->data, host->len);
-    *p++ = ';';
-    last = ngx_cpymem(p, content_hash->data, content_hash->len);
-
-    match = 0;
-    key = keys->elts;
-
-    for (i = 0; i < keys->nelts; i++) {
-        if (HMAC(ngx_acs_sha256(), key[i].data, (int) key[i].len, sts,
-                 last - sts, mac, &mac_len)
-            == NULL)
-        {
-            ngx_free(sts);
-            return NGX_ERROR;
-        }
-
-        match |= (mac_len == 32 && CRYPTO_memcmp(mac, sig, 32) == 0);
-    }
-
-    ngx_free(sts);
-
-    if (!match) {
-        *reason = "signature mismatch";
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
 }

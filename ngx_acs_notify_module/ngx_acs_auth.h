@@ -3,7 +3,8 @@
  * Copyright (C) ngx_acs_notify_module authors
  *
  * Authentication of Event Grid deliveries: shared secrets and Microsoft
- * Entra ID bearer tokens (RS256 JWTs checked against a JWKS file).
+ * Entra ID bearer tokens (RS256 JWTs checked against a key set, see
+ * ngx_acs_jwks.h).
  */
 
 
@@ -39,26 +40,25 @@ const EVP_MD *ngx_acs_sha256(void);
 ngx_int_t ngx_acs_secret_digest(ngx_str_t *value, ngx_acs_secret_t *s);
 ngx_int_t ngx_acs_secret_match(ngx_array_t *secrets, ngx_str_t *value);
 
-/* parses the arguments of acs_notify_entra, loads the JWKS file */
+/* parses the arguments of acs_notify_entra, reads a key set file */
 char *ngx_acs_entra_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
     ngx_acs_entra_t **entra);
+
+/* 1 when its keys are fetched over https (the worker needs libcurl) */
+ngx_uint_t ngx_acs_entra_remote(ngx_acs_entra_t *entra);
+
+/* in a worker: keeps the key set current (ngx_acs_jwks.h) */
+ngx_int_t ngx_acs_entra_init_process(ngx_acs_entra_t *entra,
+    ngx_cycle_t *cycle);
 
 /*
  * NGX_OK: the token is valid for this configuration now.
  * NGX_DECLINED: it is not; *reason says why (no secret in it).
+ * NGX_AGAIN: it cannot be told yet, there are no signing keys yet.
  * NGX_ERROR: out of memory or a library failure.
  */
 ngx_int_t ngx_acs_entra_verify(ngx_acs_entra_t *entra, ngx_str_t *token,
     time_t now, ngx_pool_t *pool, ngx_log_t *log, const char **reason);
-
-
-/*
- * ACS-style HMAC-SHA256 request signing (PROTOCOLS 4): keys are the
- * base64-decoded access keys.  NGX_OK, or NGX_DECLINED with a reason.
- */
-ngx_int_t ngx_acs_hmac_verify(ngx_array_t *keys, ngx_str_t *method,
-    ngx_str_t *path_query, ngx_str_t *date, ngx_str_t *host,
-    ngx_str_t *content_hash, ngx_str_t *authorization, const char **reason);
 
 
 #endif /* _NGX_ACS_AUTH_H_INCLUDED_ */

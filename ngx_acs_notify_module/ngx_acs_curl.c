@@ -265,6 +265,7 @@ ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
     h->retry_after = 0;
     h->tracking_id_len = 0;
     h->detail_len = 0;
+    h->response_len = 0;
     h->error[0] = '\0';
     h->easy = easy;
 
@@ -273,6 +274,12 @@ ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
     curl_easy_setopt(easy, CURLOPT_POST, 1L);
     curl_easy_setopt(easy, CURLOPT_POSTFIELDS, h->body);
     curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) h->body_len);
+
+    if (h->get) {
+        /* the method is GET after all, and no body is sent */
+        curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+    }
+
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h->headers);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, h);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
@@ -760,7 +767,11 @@ ngx_acs_curl_header(char *buf, size_t size, size_t n, void *data)
 }
 
 
-/* the start of an error body, for the log; the rest is dropped */
+/*
+ * The body into the caller's buffer, a body longer than it failing the
+ * transfer (CURLE_WRITE_ERROR); without one, the start of an error body,
+ * for the log, the rest dropped.
+ */
 
 static size_t
 ngx_acs_curl_write(char *buf, size_t size, size_t n, void *data)
@@ -768,6 +779,17 @@ ngx_acs_curl_write(char *buf, size_t size, size_t n, void *data)
     ngx_acs_http_t  *h = data;
 
     size_t  len;
+
+    if (h->response) {
+        if (size * n > h->response_size - h->response_len) {
+            return 0;
+        }
+
+        ngx_memcpy(h->response + h->response_len, buf, size * n);
+        h->response_len += size * n;
+
+        return size * n;
+    }
 
     len = ngx_min(size * n, NGX_ACS_CURL_DETAIL_MAX - h->detail_len);
     ngx_memcpy(h->detail + h->detail_len, buf, len);

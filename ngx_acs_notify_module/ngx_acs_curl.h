@@ -37,6 +37,9 @@ struct ngx_acs_http_s {
     ngx_msec_t                  timeout;     /* from the start */
     ngx_acs_http_done_pt        handler;
     void                       *data;
+    ngx_uint_t                  get;         /* unsigned:1, not a POST */
+    u_char                     *response;    /* NULL: the body goes to detail */
+    size_t                      response_size;  /* a longer body fails */
 
     /* the outcome, when handler runs */
     long                        status;      /* 0: no HTTP answer */
@@ -48,6 +51,7 @@ struct ngx_acs_http_s {
     size_t                      tracking_id_len;
     u_char                      detail[NGX_ACS_CURL_DETAIL_MAX];
     size_t                      detail_len;
+    size_t                      response_len;
     char                        error[CURL_ERROR_SIZE];
 
     CURL                       *easy;

@@ -34,6 +34,7 @@
 #include <ngx_http.h>
 
 #include "ngx_acs_notify.h"
+#include "ngx_acs_json.h"
 #include "ngx_acs_event.h"
 #include "ngx_acs_route.h"
 #include "ngx_acs_registry.h"
@@ -390,21 +391,27 @@ ngx_acs_batch_item(ngx_acs_batch_t *batch, ngx_acs_event_t *ev,
 {
     ngx_int_t                   rc;
     ngx_log_t                  *log;
+    ngx_str_t                  *id;
     ngx_uint_t                  i, n, calls;
+    ngx_pool_t                 *pool;
     ngx_acs_route_t             route;
     ngx_acs_recipient_t        *to;
     ngx_http_acs_notify_ctx_t  *ctx;
 
     log = batch->request->connection->log;
     ctx = ngx_http_get_module_ctx(batch->request, ngx_http_acs_notify_module);
+    pool = batch->delivery.pool;
 
-    rc = ngx_acs_route(batch->delivery.pool, ev, &route);
+    /* the sender's strings as the logs show them: escaped */
+    id = ngx_acs_log_str(pool, &ev->id);
+
+    rc = ngx_acs_route(pool, ev, &route);
 
     if (rc == NGX_DECLINED) {
         ctx->ignored++;
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
                        "acs_notify: event \"%V\" of type \"%V\" ignored",
-                       &ev->id, &ev->type);
+                       id, ngx_acs_log_str(pool, &ev->type));
         return NGX_OK;
     }
 
@@ -412,7 +419,8 @@ ngx_acs_batch_item(ngx_acs_batch_t *batch, ngx_acs_event_t *ev,
         ctx->ignored++;
         ngx_log_error(batch->conf->log_level, log, 0,
                       "acs_notify: event \"%V\" of type \"%V\" has no "
-                      "recipient, no push", &ev->id, &ev->type);
+                      "recipient, no push", id,
+                      ngx_acs_log_str(pool, &ev->type));
         return NGX_OK;
     }
 
@@ -422,7 +430,7 @@ ngx_acs_batch_item(ngx_acs_batch_t *batch, ngx_acs_event_t *ev,
     }
 
     item->push.msg.intent = route.intent;
-    item->push.msg.id = ev->id;
+    item->push.log_id = *id;
     item->to = to;
 
     n = 0;
@@ -433,14 +441,15 @@ ngx_acs_batch_item(ngx_acs_batch_t *batch, ngx_acs_event_t *ev,
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, log, 0,
                    "acs_notify: event \"%V\" for \"%V\": %ui devices, %ui "
-                   "pushes", &ev->id, &route.recipient, to->ndevs, n);
+                   "pushes", id, ngx_acs_log_str(pool, &route.recipient),
+                   to->ndevs, n);
 
     if (n == 0) {
         item->to = NULL;
         return NGX_OK;
     }
 
-    if (ngx_acs_message(batch->delivery.pool, ev, &route, batch->conf->render.preview,
+    if (ngx_acs_message(pool, ev, &route, batch->conf->render.preview,
                         ngx_acs_template_find(batch->conf->render.templates,
                                               route.rule, NULL)
                         != NULL,
@@ -449,6 +458,11 @@ ngx_acs_batch_item(ngx_acs_batch_t *batch, ngx_acs_event_t *ev,
     {
         return NGX_ERROR;
     }
+
+    /* the message's copies outlive the request: the logs take those */
+
+    item->push.log_id = *ngx_acs_log_str(pool, &item->push.msg.id);
+    item->push.log_to = *ngx_acs_log_str(pool, &item->push.msg.recipient);
 
     calls = (route.intent == NGX_ACS_INTENT_INCOMING_CALL) ? n : 0;
 
@@ -488,7 +502,7 @@ ngx_acs_item_wants(ngx_acs_batch_t *batch, ngx_acs_item_t *item,
             ngx_log_error(NGX_LOG_WARN, batch->request->connection->log, 0,
                           "acs_notify: no push of event \"%V\" for device "
                           "\"%V\" (%V): the registration lacks its keys",
-                          &item->push.msg.id, &dev->device_id, &p->name);
+                          &item->push.log_id, &dev->device_id, &p->name);
         }
 
         return 0;
@@ -538,13 +552,15 @@ ngx_acs_batch_recipient(ngx_acs_batch_t *batch, ngx_str_t *raw_id)
         return NULL;
     }
 
-    if (ngx_array_init(&devices, batch->delivery.pool, 4, sizeof(ngx_acs_device_t))
+    if (ngx_array_init(&devices, batch->delivery.pool, 4,
+                       sizeof(ngx_acs_device_t))
         != NGX_OK)
     {
         return NULL;
     }
 
-    if (ngx_acs_registry_list(ngx_acs_dispatcher.registry, raw_id, batch->delivery.pool,
+    if (ngx_acs_registry_list(ngx_acs_dispatcher.registry, raw_id,
+                              batch->delivery.pool,
                               batch->request->connection->log, &devices)
         != NGX_OK)
     {
@@ -718,9 +734,9 @@ ngx_acs_batch_make(ngx_acs_batch_t *batch, ngx_uint_t *budget)
                 continue;
             }
 
-            ngx_acs_dedup_key(job->key, &item->push.msg.id, &item->push.msg.type,
-                              &item->push.msg.subject, &item->push.msg.recipient,
-                              &dev->handle);
+            ngx_acs_dedup_key(job->key, &item->push.msg.id,
+                              &item->push.msg.type, &item->push.msg.subject,
+                              &item->push.msg.recipient, &dev->handle);
 
             rc = e->dedup ? ngx_acs_dedup_claim(e->dedup, job->key,
                                                 batch->delivery.owner, log)
@@ -736,7 +752,7 @@ ngx_acs_batch_make(ngx_acs_batch_t *batch, ngx_uint_t *budget)
                     ngx_log_error(NGX_LOG_INFO, log, 0,
                                   "acs_notify: event \"%V\" is being pushed "
                                   "to device \"%V\" by another delivery, "
-                                  "skipped", &item->push.msg.id,
+                                  "skipped", &item->push.log_id,
                                   &dev->device_id);
                     continue;
                 }
@@ -748,7 +764,7 @@ ngx_acs_batch_make(ngx_acs_batch_t *batch, ngx_uint_t *budget)
                 ngx_acs_stats_push(p->id, NGX_ACS_OUT_DUPLICATE);
                 ngx_log_error(NGX_LOG_INFO, log, 0,
                               "acs_notify: event \"%V\" already pushed to "
-                              "device \"%V\", skipped", &item->push.msg.id,
+                              "device \"%V\", skipped", &item->push.log_id,
                               &dev->device_id);
                 continue;
             }

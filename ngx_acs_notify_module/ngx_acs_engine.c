@@ -124,6 +124,7 @@ typedef struct {
     ngx_connection_t            pump_dummy;
 
     ngx_array_t                *gone;          /* of ngx_acs_gone_t */
+    ngx_uint_t                  gone_next;     /* the first not removed */
     ngx_pool_t                 *gone_pool;
     ngx_event_t                 flush;
     ngx_connection_t            flush_dummy;
@@ -175,8 +176,6 @@ ngx_acs_engine_init(ngx_cycle_t *cycle, ngx_array_t *hubs,
     ngx_acs_registry_t *registry, ngx_acs_dedup_t *dedup,
     ngx_acs_engine_work_pt work, ngx_acs_engine_final_pt final)
 {
-    ngx_uint_t         i, per_host, total;
-    ngx_acs_hub_t     *hub;
     ngx_acs_engine_t  *e = &ngx_acs_engine;
 
     ngx_memzero(e, sizeof(ngx_acs_engine_t));
@@ -203,20 +202,7 @@ ngx_acs_engine_init(ngx_cycle_t *cycle, ngx_array_t *hubs,
         return NGX_ERROR;
     }
 
-    if (ngx_acs_lanes_init(cycle, hubs) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    hub = hubs->elts;
-    per_host = 0;
-    total = 0;
-
-    for (i = 0; i < hubs->nelts; i++) {
-        per_host = ngx_max(per_host, hub[i].max_connections);
-        total += hub[i].max_connections;
-    }
-
-    return ngx_acs_curl_init_process(cycle, per_host, total);
+    return ngx_acs_lanes_init(cycle, hubs);
 }
 
 
@@ -301,7 +287,7 @@ ngx_acs_engine_drop(ngx_acs_job_t *job, ngx_uint_t log)
         ngx_log_error(NGX_LOG_ERR, e->log, 0,
                       "acs_notify: push of event \"%V\" to %*s... through "
                       "\"%V\" failed after %ui attempts: %s",
-                      &job->event->msg.id, ngx_min(job->dev->handle.len, 8),
+                      &job->event->log_id, ngx_min(job->dev->handle.len, 8),
                       job->dev->handle.data, &job->hub->name,
                       (ngx_uint_t) job->attempt,
                       job->status ? "not final at the deadline"
@@ -622,11 +608,12 @@ ngx_acs_job_start(ngx_acs_job_t *job)
     if (((ngx_acs_handle_t *) job->handle)->active >= lane->cap) {
         /* one slow device does not hold every connection */
         job->state = NGX_ACS_JOB_PARKED;
-        ngx_queue_insert_tail(&((ngx_acs_handle_t *) job->handle)->parked, &job->u.queue);
+        ngx_queue_insert_tail(&((ngx_acs_handle_t *) job->handle)->parked,
+                              &job->u.queue);
 
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, e->log, 0,
                        "acs_notify: push of \"%V\" to %*s... parked",
-                       &job->event->msg.id, ngx_min(job->dev->handle.len, 8),
+                       &job->event->log_id, ngx_min(job->dev->handle.len, 8),
                        job->dev->handle.data);
         return NGX_DECLINED;
     }
@@ -687,7 +674,7 @@ ngx_acs_job_start(ngx_acs_job_t *job)
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, e->log, 0,
                    "acs_notify: push of \"%V\" to %*s... started, attempt "
-                   "%ui", &job->event->msg.id,
+                   "%ui", &job->event->log_id,
                    ngx_min(job->dev->handle.len, 8), job->dev->handle.data,
                    (ngx_uint_t) job->attempt);
 
@@ -753,7 +740,7 @@ ngx_acs_job_body(ngx_acs_job_t *job, ngx_str_t *body)
 
         ngx_log_debug4(NGX_LOG_DEBUG_HTTP, e->log, 0,
                        "acs_notify: event \"%V\" for %V: %s payload, %uz "
-                       "bytes", &item->msg.id, &p->name,
+                       "bytes", &item->log_id, &p->name,
                        tpl ? "template" : "built-in", item->body[p->id].len);
     }
 
@@ -761,7 +748,7 @@ ngx_acs_job_body(ngx_acs_job_t *job, ngx_str_t *body)
         ngx_log_error(NGX_LOG_WARN, e->log, 0,
                       "acs_notify: no push of event \"%V\" for device "
                       "\"%V\" (%V): the payload does not fit the "
-                      "platform's limit", &item->msg.id,
+                      "platform's limit", &item->log_id,
                       &job->dev->device_id, &p->name);
         return NGX_DECLINED;
     }
@@ -968,7 +955,7 @@ ngx_acs_job_done(ngx_acs_http_t *h)
     if (status >= 200 && status < 300) {
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, e->log, 0,
                        "acs_notify: push of \"%V\" to %*s... sent",
-                       &job->event->msg.id, ngx_min(job->dev->handle.len, 8),
+                       &job->event->log_id, ngx_min(job->dev->handle.len, 8),
                        job->dev->handle.data);
 
         ngx_acs_job_final(job, NGX_ACS_FINAL_SENT);
@@ -984,7 +971,7 @@ ngx_acs_job_done(ngx_acs_http_t *h)
                       "acs_notify: Notification Hubs reports device handle "
                       "%*s... of \"%V\" gone, removed",
                       ngx_min(job->dev->handle.len, 8), job->dev->handle.data,
-                      &job->event->msg.recipient);
+                      &job->event->log_to);
 
         ngx_acs_gone_add(job);
         ngx_acs_job_final(job, NGX_ACS_FINAL_GONE);
@@ -1038,7 +1025,7 @@ ngx_acs_job_done(ngx_acs_http_t *h)
     ngx_log_error(NGX_LOG_ERR, e->log, 0,
                   "acs_notify: Notification Hubs \"%V\" rejected the push of "
                   "event \"%V\" to %*s...: %l, TrackingId: %V%s%V",
-                  &job->hub->name, &job->event->msg.id,
+                  &job->hub->name, &job->event->log_id,
                   ngx_min(job->dev->handle.len, 8), job->dev->handle.data,
                   status, &tracking, detail.len ? ", " : "", &detail);
 
@@ -1147,7 +1134,7 @@ ngx_acs_job_retry(ngx_acs_job_t *job, ngx_msec_t delay, const char *why)
         ngx_log_error(NGX_LOG_ERR, e->log, 0,
                       "acs_notify: push of event \"%V\" to %*s... through "
                       "\"%V\" failed after %ui attempts: %s",
-                      &job->event->msg.id, ngx_min(job->dev->handle.len, 8),
+                      &job->event->log_id, ngx_min(job->dev->handle.len, 8),
                       job->dev->handle.data, &job->hub->name,
                       (ngx_uint_t) job->attempt, why ? why : "401");
         ngx_acs_job_final(job, NGX_ACS_FINAL_FAILED);
@@ -1159,7 +1146,7 @@ ngx_acs_job_retry(ngx_acs_job_t *job, ngx_msec_t delay, const char *why)
     if (why) {
         ngx_log_error(NGX_LOG_INFO, e->log, 0,
                       "acs_notify: push of event \"%V\" to %*s... will be "
-                      "retried in %Mms: %s", &job->event->msg.id,
+                      "retried in %Mms: %s", &job->event->log_id,
                       ngx_min(job->dev->handle.len, 8), job->dev->handle.data,
                       delay, why);
     }
@@ -1278,7 +1265,7 @@ ngx_acs_job_final(ngx_acs_job_t *job, ngx_acs_final_e final)
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, e->log, 0,
                    "acs_notify: push of \"%V\" to %*s... final: %ui",
-                   &job->event->msg.id, ngx_min(job->dev->handle.len, 8),
+                   &job->event->log_id, ngx_min(job->dev->handle.len, 8),
                    job->dev->handle.data, (ngx_uint_t) final);
 
     if (final != NGX_ACS_FINAL_SKIPPED) {
@@ -1355,15 +1342,40 @@ ngx_acs_gone_add(ngx_acs_job_t *job)
 static void
 ngx_acs_gone_flush(ngx_event_t *ev)
 {
+    ngx_uint_t         done;
     ngx_acs_engine_t  *e = &ngx_acs_engine;
 
     if (e->gone == NULL) {
         return;
     }
 
-    (void) ngx_acs_registry_remove_handles(e->registry, e->gone->elts,
-                                           e->gone->nelts, e->log);
+    /*
+     * One transaction a turn, so that a burst of them never holds the
+     * worker; all of them when the worker exits
+     */
+
+    do {
+        if (ngx_acs_registry_remove_handles(e->registry,
+                                            (ngx_acs_gone_t *) e->gone->elts
+                                            + e->gone_next,
+                                            e->gone->nelts - e->gone_next,
+                                            e->log, &done)
+            != NGX_OK)
+        {
+            /* logged; the handles go at their next 410 */
+            done = e->gone->nelts - e->gone_next;
+        }
+
+        e->gone_next += done;
+
+    } while (ngx_exiting && done && e->gone_next < e->gone->nelts);
+
+    if (e->gone_next < e->gone->nelts) {
+        ngx_post_event(&e->flush, &ngx_posted_next_events);
+        return;
+    }
 
     e->gone = NULL;
+    e->gone_next = 0;
     ngx_reset_pool(e->gone_pool);
 }

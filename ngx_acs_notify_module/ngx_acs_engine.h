@@ -49,6 +49,8 @@ typedef struct {
 
 typedef struct {
     ngx_acs_msg_t               msg;
+    ngx_str_t                   log_id;        /* msg.id and msg.recipient */
+    ngx_str_t                   log_to;        /* as logs show them */
     ngx_str_t                   body[NGX_ACS_PLATFORMS];
     u_char                      state[NGX_ACS_PLATFORMS];
 } ngx_acs_event_push_t;

@@ -14,6 +14,7 @@
 #include <ngx_core.h>
 #include <yajl/yajl_parse.h>
 
+#include "ngx_acs_json.h"
 #include "ngx_acs_event.h"
 
 
@@ -85,6 +86,8 @@ struct ngx_acs_event_parser_s {
 
     ngx_acs_envelope_field_t   *key_field;    /* envelope key just read */
     ngx_uint_t                  key_bit;
+    u_char                      spec_key[sizeof("specversion") - 1];
+    ngx_uint_t                  spec_misspelt;  /* unsigned:1, in the event */
     size_t                      key_len;      /* or (size_t) -1: too long */
     u_char                      key[NGX_ACS_KEY_MAX];
     u_char                      path[NGX_ACS_EVENT_PATH_MAX];
@@ -110,6 +113,8 @@ static size_t ngx_acs_event_child_path(ngx_acs_event_parser_t *p,
     ngx_acs_frame_t *f);
 static ngx_int_t ngx_acs_event_fail(ngx_acs_event_parser_t *p,
     ngx_uint_t status, const char *fmt, ...);
+static ngx_uint_t ngx_acs_event_control(const u_char *s, size_t len);
+static ngx_str_t ngx_acs_event_yajl_error(u_char *msg);
 static off_t ngx_acs_event_offset(ngx_acs_event_parser_t *p);
 static void ngx_acs_event_cleanup(void *data);
 
@@ -225,6 +230,7 @@ ngx_int_t
 ngx_acs_event_parse(ngx_acs_event_parser_t *p, u_char *data, size_t len)
 {
     u_char       *msg;
+    ngx_str_t     text;
     yajl_status   st;
 
     if (p->status) {
@@ -243,9 +249,10 @@ ngx_acs_event_parse(ngx_acs_event_parser_t *p, u_char *data, size_t len)
     }
 
     msg = yajl_get_error(p->yajl, 0, data, len);
-    (void) ngx_acs_event_fail(p, 400, "invalid JSON at byte %O: %s",
-                              ngx_acs_event_offset(p),
-                              msg ? (char *) msg : "syntax error");
+    text = ngx_acs_event_yajl_error(msg);
+
+    (void) ngx_acs_event_fail(p, 400, "invalid JSON at byte %O: %V",
+                              ngx_acs_event_offset(p), &text);
     if (msg) {
         yajl_free_error(p->yajl, msg);
     }
@@ -257,7 +264,8 @@ ngx_acs_event_parse(ngx_acs_event_parser_t *p, u_char *data, size_t len)
 ngx_int_t
 ngx_acs_event_parse_done(ngx_acs_event_parser_t *p)
 {
-    u_char       *msg, *s, *last;
+    u_char       *msg;
+    ngx_str_t     text;
     yajl_status   st;
 
     if (p->status) {
@@ -272,15 +280,9 @@ ngx_acs_event_parse_done(ngx_acs_event_parser_t *p)
 
     if (st != yajl_status_ok) {
         msg = yajl_get_error(p->yajl, 0, NULL, 0);
+        text = ngx_acs_event_yajl_error(msg);
 
-        /* yajl's message may end with a newline */
-        s = msg ? msg : (u_char *) "syntax error";
-        last = s + ngx_strlen(s);
-        while (last > s && (last[-1] == '\n' || last[-1] == ' ')) {
-            last--;
-        }
-
-        (void) ngx_acs_event_fail(p, 400, "invalid JSON: %*s", last - s, s);
+        (void) ngx_acs_event_fail(p, 400, "invalid JSON: %V", &text);
         if (msg) {
             yajl_free_error(p->yajl, msg);
         }
@@ -579,6 +581,21 @@ ngx_acs_yajl_map_key(void *ctx, const unsigned char *s, size_t len)
         }
 
         if (ef->name.len == 0) {
+
+            /*
+             * "specVersion", as in examples Microsoft publishes: kept to
+             * say why the event is no CloudEvent
+             */
+
+            if (len == sizeof(p->spec_key)
+                && ngx_strncasecmp((u_char *) s, (u_char *) "specversion",
+                                   len)
+                   == 0)
+            {
+                ngx_memcpy(p->spec_key, s, len);
+                p->spec_misspelt = 1;
+            }
+
             return 1;
         }
 
@@ -668,6 +685,13 @@ ngx_acs_event_value(ngx_acs_event_parser_t *p, ngx_acs_json_type_e type,
             return NGX_OK;
         }
 
+        /* a raw id or a text read up to a NUL would be another one */
+
+        if (ngx_strlchr((u_char *) s, (u_char *) s + len, '\0') != NULL) {
+            return ngx_acs_event_fail(p, 400, "a string in \"data\" of event "
+                                      "%ui holds U+0000", p->events.nelts);
+        }
+
         field = ngx_array_push(&p->event->fields);
         if (field == NULL) {
             return ngx_acs_event_fail(p, 500, "out of memory");
@@ -702,6 +726,18 @@ ngx_acs_event_value(ngx_acs_event_parser_t *p, ngx_acs_json_type_e type,
     {
         /* checked for type only, not kept */
         return NGX_OK;
+    }
+
+    /*
+     * Ids, types, topics and times go to logs, headers and the registry:
+     * no control character (CloudEvents forbids them in every string
+     * attribute).  "data" as a string is JSON text, parsed later.
+     */
+
+    if (ef->bit != NGX_ACS_F_DATA && ngx_acs_event_control(s, len)) {
+        return ngx_acs_event_fail(p, 400, "field \"%V\" of event %ui holds "
+                                  "a control character", &ef->name,
+                                  p->events.nelts);
     }
 
     dst->data = ngx_pnalloc(p->pool, len);
@@ -900,6 +936,7 @@ ngx_acs_event_begin(ngx_acs_event_parser_t *p)
     ev->start = ngx_acs_event_offset(p) - 1;
 
     p->event = ev;
+    p->spec_misspelt = 0;
 
     return NGX_OK;
 }
@@ -925,19 +962,31 @@ ngx_acs_event_end(ngx_acs_event_parser_t *p)
         ev->schema = NGX_ACS_SCHEMA_CLOUDEVENTS;
         missing = NGX_ACS_F_CLOUDEVENTS & ~ev->seen;
 
-    } else if (p->single) {
-        return ngx_acs_event_fail(p, 400, "a single event object must be a "
-                                  "CloudEvent, Event Grid events come in "
-                                  "an array");
+    } else if (p->single || (ev->seen & NGX_ACS_F_SOURCE)
+               || (p->spec_misspelt && (NGX_ACS_F_EVENTGRID & ~ev->seen)))
+    {
+        /* meant as a CloudEvent: say what it lacks */
+
+        if (p->spec_misspelt) {
+            return ngx_acs_event_fail(p, 400, "event %ui has \"%*s\" but no "
+                                      "\"specversion\": CloudEvents "
+                                      "attribute names are lower case", n,
+                                      sizeof(p->spec_key), p->spec_key);
+        }
+
+        if (p->single) {
+            return ngx_acs_event_fail(p, 400, "a single event object must be "
+                                      "a CloudEvent, and it has no "
+                                      "\"specversion\" (Event Grid events "
+                                      "come in an array)");
+        }
+
+        return ngx_acs_event_fail(p, 400, "event %ui has \"source\" but no "
+                                  "\"specversion\"", n);
 
     } else {
         ev->schema = NGX_ACS_SCHEMA_EVENTGRID;
         missing = NGX_ACS_F_EVENTGRID & ~ev->seen;
-
-        if (ev->seen & NGX_ACS_F_SOURCE) {
-            return ngx_acs_event_fail(p, 400, "event %ui has \"source\" but "
-                                      "no \"specversion\"", n);
-        }
     }
 
     if (missing) {
@@ -961,7 +1010,8 @@ ngx_acs_event_end(ngx_acs_event_parser_t *p)
             || ngx_strncmp(ev->spec_version.data, "1.0", 3) != 0))
     {
         return ngx_acs_event_fail(p, 400, "event %ui has unsupported "
-                                  "specversion \"%V\"", n, &ev->spec_version);
+                                  "specversion \"%V\"", n,
+                                  ngx_acs_log_str(p->pool, &ev->spec_version));
     }
 
     if (ev->id.len == 0 || ev->type.len == 0 || ev->topic.len == 0) {
@@ -981,6 +1031,50 @@ ngx_acs_event_end(ngx_acs_event_parser_t *p)
     p->event = NULL;
 
     return NGX_OK;
+}
+
+
+/* C0, DEL, and C1 (U+0080 to U+009F, in UTF-8 "\xc2\x80" to "\xc2\x9f") */
+
+static ngx_uint_t
+ngx_acs_event_control(const u_char *s, size_t len)
+{
+    const u_char  *last;
+
+    for (last = s + len; s < last; s++) {
+        if (*s < 0x20 || *s == 0x7f
+            || (*s == 0xc2 && s + 1 < last && s[1] >= 0x80 && s[1] <= 0x9f))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* yajl's message without the newline it ends with */
+
+static ngx_str_t
+ngx_acs_event_yajl_error(u_char *msg)
+{
+    ngx_str_t  text;
+
+    if (msg == NULL) {
+        ngx_str_set(&text, "syntax error");
+        return text;
+    }
+
+    text.data = msg;
+    text.len = ngx_strlen(msg);
+
+    while (text.len
+           && (msg[text.len - 1] == '\n' || msg[text.len - 1] == ' '))
+    {
+        text.len--;
+    }
+
+    return text;
 }
 
 

@@ -17,7 +17,7 @@
 #include "ngx_acs_sas.h"
 
 
-/* HTTP/1.1 unless http2=on: cheaper per push with libcurl (docs/dispatch.md) */
+/* HTTP/1.1 unless http2=on: cheaper per push (docs/dispatch.md) */
 #define NGX_ACS_HUB_HTTP2_DEFAULT  0
 
 

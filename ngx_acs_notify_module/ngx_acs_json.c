@@ -11,6 +11,7 @@
 
 
 #define NGX_ACS_JSON_TREE_MAX  (1024 * 1024)
+#define NGX_ACS_LOG_STR_MAX    256
 
 
 static void ngx_acs_json_tree_cleanup(void *data);
@@ -93,6 +94,75 @@ ngx_acs_json_escape(u_char *dst, ngx_str_t *s)
 }
 
 
+/*
+ * Control characters would let a sender start a line of its own in the
+ * error log ("\n2026/12/05 12:00:00 [alert] ..."), quotes would blur where
+ * a quoted value ends, and a megabyte of it would fill the line: printable
+ * ASCII is kept, '"' and '\\' are escaped with a backslash, every other
+ * byte is written \xHH, and only the first 256 bytes are shown.
+ */
+
+ngx_str_t *
+ngx_acs_log_str(ngx_pool_t *pool, ngx_str_t *s)
+{
+    u_char     *p, *d, *last;
+    ngx_str_t  *out;
+
+    static ngx_str_t  failed = ngx_string("-");
+
+    last = s->data + ngx_min(s->len, NGX_ACS_LOG_STR_MAX);
+
+    /* most are safe as they are: no copy */
+
+    for (p = s->data; p < last; p++) {
+        if (*p < 0x20 || *p >= 0x7f || *p == '"' || *p == '\\') {
+            break;
+        }
+    }
+
+    if (p == s->data + s->len) {
+        return s;
+    }
+
+    out = ngx_palloc(pool, sizeof(ngx_str_t));
+    if (out == NULL) {
+        return &failed;
+    }
+
+    out->data = ngx_pnalloc(pool, 4 * (last - s->data) + 3);
+    if (out->data == NULL) {
+        return &failed;
+    }
+
+    d = out->data;
+
+    for (p = s->data; p < last; p++) {
+
+        if (*p == '"' || *p == '\\') {
+            *d++ = '\\';
+            *d++ = *p;
+
+        } else if (*p >= 0x20 && *p < 0x7f) {
+            *d++ = *p;
+
+        } else {
+            *d++ = '\\';
+            *d++ = 'x';
+            *d++ = ngx_acs_hex[*p >> 4];
+            *d++ = ngx_acs_hex[*p & 0xf];
+        }
+    }
+
+    if (s->len > NGX_ACS_LOG_STR_MAX) {
+        d = ngx_cpymem(d, "...", 3);
+    }
+
+    out->len = d - out->data;
+
+    return out;
+}
+
+
 /* strict base64url: no padding, no characters outside the alphabet */
 
 ngx_int_t
@@ -130,7 +200,7 @@ ngx_acs_json_tree(ngx_pool_t *pool, ngx_str_t *json)
     yajl_val             tree;
     ngx_pool_cleanup_t  *cln;
 
-    if (json->len > NGX_ACS_JSON_TREE_MAX) {
+    if (json->len > NGX_ACS_JSON_TREE_MAX || ngx_acs_json_nul(json)) {
         return NULL;
     }
 
@@ -141,12 +211,6 @@ ngx_acs_json_tree(ngx_pool_t *pool, ngx_str_t *json)
 
     text = ngx_pnalloc(pool, json->len + 1);
     if (text == NULL) {
-        return NULL;
-    }
-
-    /* yajl_tree_parse() wants a C string: a NUL inside is a syntax error */
-
-    if (ngx_strlchr(json->data, json->data + json->len, '\0') != NULL) {
         return NULL;
     }
 
@@ -162,6 +226,42 @@ ngx_acs_json_tree(ngx_pool_t *pool, ngx_str_t *json)
     cln->data = tree;
 
     return tree;
+}
+
+
+/*
+ * yajl_tree keeps its strings as C strings: a NUL byte in the text, or a
+ * \u0000 escape in a string, would cut a value short where it is read.
+ * Any backslash of valid JSON starts an escape inside a string, so the
+ * scan needs no notion of where strings are.
+ */
+
+ngx_uint_t
+ngx_acs_json_nul(ngx_str_t *json)
+{
+    u_char  *p, *last;
+
+    last = json->data + json->len;
+
+    for (p = json->data; p < last; p++) {
+
+        if (*p == '\0') {
+            return 1;
+        }
+
+        if (*p != '\\' || p + 1 == last) {
+            continue;
+        }
+
+        if (p[1] == 'u' && last - p >= 6 && ngx_strncmp(p + 2, "0000", 4) == 0)
+        {
+            return 1;
+        }
+
+        p++;
+    }
+
+    return 0;
 }
 
 

@@ -22,10 +22,22 @@ u_char *ngx_acs_json_escape(u_char *dst, ngx_str_t *s);
 size_t ngx_acs_xml_escape_len(ngx_str_t *s);
 u_char *ngx_acs_xml_escape(u_char *dst, ngx_str_t *s);
 
+/*
+ * A client's string made safe for a log line (escaped, cut); never NULL;
+ * s itself when it is safe as it is, else a copy in pool
+ */
+ngx_str_t *ngx_acs_log_str(ngx_pool_t *pool, ngx_str_t *s);
+
 ngx_int_t ngx_acs_base64url_decode(ngx_pool_t *pool, ngx_str_t *src,
     ngx_str_t *dst);
 
-/* yajl_tree over a copy of the input; the tree is freed with the pool */
+/* 1 when a string of the JSON text holds U+0000 (or the text a NUL byte) */
+ngx_uint_t ngx_acs_json_nul(ngx_str_t *json);
+
+/*
+ * yajl_tree over a copy of the input; the tree is freed with the pool.
+ * NULL for invalid JSON, and for text that ngx_acs_json_nul() refuses.
+ */
 yajl_val ngx_acs_json_tree(ngx_pool_t *pool, ngx_str_t *json);
 ngx_int_t ngx_acs_json_tree_string(yajl_val obj, const char *key,
     ngx_str_t *value);

@@ -34,6 +34,7 @@ typedef struct {
 typedef struct {
     ngx_acs_registry_t         *registry;
     ngx_array_t                 hubs;       /* of ngx_acs_hub_t */
+    ngx_array_t                 entras;     /* of ngx_acs_entra_t * */
     ngx_acs_dedup_t            *dedup;
     ngx_uint_t                  queue_size;
     void                       *stats;      /* the status zone's data */
@@ -56,6 +57,7 @@ typedef struct {
 
     ngx_http_complex_value_t   *secret;     /* what the sender presents */
     ngx_array_t                *secrets;    /* of ngx_acs_secret_t */
+    ngx_flag_t                  secret_in_query;  /* $arg_*: in the URL */
     ngx_acs_entra_t            *entra;
 
     ngx_array_t                *topics;     /* of ngx_acs_pattern_t */

@@ -14,6 +14,7 @@
 #include "ngx_acs_webhook.h"
 #include "ngx_acs_registrations.h"
 #include "ngx_acs_dispatch.h"
+#include "ngx_acs_curl.h"
 #include "ngx_acs_template.h"
 #include "ngx_acs_stats.h"
 
@@ -60,6 +61,7 @@ static char *ngx_http_acs_notify_entra(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_acs_notify_patterns(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_flag_t ngx_http_acs_notify_in_query(ngx_str_t *value);
 static ngx_int_t ngx_http_acs_notify_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_acs_conf_file(ngx_conf_t *cf, ngx_str_t *name,
@@ -374,7 +376,10 @@ ngx_http_acs_notify_create_main_conf(ngx_conf_t *cf)
     }
 
     if (ngx_array_init(&amcf->hubs, cf->pool, 2, sizeof(ngx_acs_hub_t))
-        != NGX_OK)
+        != NGX_OK
+        || ngx_array_init(&amcf->entras, cf->pool, 1,
+                          sizeof(ngx_acs_entra_t *))
+           != NGX_OK)
     {
         return NULL;
     }
@@ -436,8 +441,9 @@ ngx_http_acs_notify_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                        i;
+    ngx_uint_t                        i, per_host, connections;
     ngx_acs_hub_t                    *hub;
+    ngx_acs_entra_t                 **entra;
     ngx_http_acs_notify_main_conf_t  *amcf;
 
     /*
@@ -463,16 +469,43 @@ ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
 
     ngx_acs_sha256_init_process();
 
-    if (amcf->hubs.nelts) {
-        hub = amcf->hubs.elts;
+    /*
+     * One libcurl client per worker, for the hubs and the key sets fetched
+     * over https: it keeps a connection of each idle between requests
+     */
 
-        for (i = 0; i < amcf->hubs.nelts; i++) {
-            if (ngx_acs_hub_init_process(&hub[i], cycle->log) != NGX_OK) {
-                return NGX_ERROR;
-            }
+    hub = amcf->hubs.elts;
+    entra = amcf->entras.elts;
+    per_host = 0;
+    connections = 0;
+
+    for (i = 0; i < amcf->hubs.nelts; i++) {
+        if (ngx_acs_hub_init_process(&hub[i], cycle->log) != NGX_OK) {
+            return NGX_ERROR;
         }
 
-        if (ngx_acs_dispatch_init_process(cycle) != NGX_OK) {
+        per_host = ngx_max(per_host, hub[i].max_connections);
+        connections += hub[i].max_connections;
+    }
+
+    for (i = 0; i < amcf->entras.nelts; i++) {
+        connections += ngx_acs_entra_remote(entra[i]);
+    }
+
+    if (connections
+        && ngx_acs_curl_init_process(cycle, ngx_max(per_host, 1),
+                                     connections)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (amcf->hubs.nelts && ngx_acs_dispatch_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < amcf->entras.nelts; i++) {
+        if (ngx_acs_entra_init_process(entra[i], cycle) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -574,11 +607,14 @@ ngx_http_acs_notify_exit_process(ngx_cycle_t *cycle)
 
     if (amcf->hubs.nelts) {
         ngx_acs_dispatch_exit_process(cycle);
+    }
 
-        hub = amcf->hubs.elts;
-        for (i = 0; i < amcf->hubs.nelts; i++) {
-            ngx_acs_hub_exit_process(&hub[i]);
-        }
+    /* a no-op where init_process made no client */
+    ngx_acs_curl_exit_process(cycle);
+
+    hub = amcf->hubs.elts;
+    for (i = 0; i < amcf->hubs.nelts; i++) {
+        ngx_acs_hub_exit_process(&hub[i]);
     }
 
     if (amcf->registry) {
@@ -646,6 +682,7 @@ ngx_http_acs_notify_create_loc_conf(ngx_conf_t *cf)
      *
      *     conf->secret = NULL;
      *     conf->secrets = NULL;
+     *     conf->secret_in_query = 0;
      */
 
     conf->eventgrid = NGX_CONF_UNSET;
@@ -759,6 +796,7 @@ ngx_http_acs_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->secret == NULL) {
         conf->secret = prev->secret;
         conf->secrets = prev->secrets;
+        conf->secret_in_query = prev->secret_in_query;
     }
 
     ngx_conf_merge_ptr_value(conf->entra, prev->entra, NULL);
@@ -1092,6 +1130,8 @@ ngx_http_acs_notify_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    ancf->secret_in_query = ngx_http_acs_notify_in_query(&value[1]);
+
     ancf->secrets = ngx_array_create(cf->pool, cf->args->nelts - 2,
                                      sizeof(ngx_acs_secret_t));
     if (ancf->secrets == NULL) {
@@ -1124,12 +1164,75 @@ ngx_http_acs_notify_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * Whether an acs_notify_secret value is taken from the URL's query string
+ * alone ("$arg_code", "${arg_code}", "$args"): Event Grid sends that one
+ * with its CloudEvents handshake too, since it calls the URL it was given.
+ */
+
+static ngx_flag_t
+ngx_http_acs_notify_in_query(ngx_str_t *value)
+{
+    u_char      *p, *last, *name;
+    size_t       len;
+    ngx_uint_t   vars;
+
+    vars = 0;
+    last = value->data + value->len;
+
+    for (p = value->data; p < last; p++) {
+
+        if (*p != '$') {
+            continue;
+        }
+
+        if (p + 1 < last && p[1] == '{') {
+            name = p + 2;
+            p = ngx_strlchr(name, last, '}');
+            if (p == NULL) {
+                return 0;
+            }
+
+            len = p - name;
+
+        } else {
+            name = p + 1;
+
+            for (p = name; p < last; p++) {
+                if (!(isalnum(*p) || *p == '_')) {
+                    break;
+                }
+            }
+
+            len = p - name;
+
+            /* the loop goes on after the name */
+            p--;
+        }
+
+        if (!((len > 4 && ngx_strncmp(name, "arg_", 4) == 0)
+              || (len == 4 && ngx_strncmp(name, "args", 4) == 0)
+              || (len == 12 && ngx_strncmp(name, "query_string", 12) == 0)))
+        {
+            return 0;
+        }
+
+        vars++;
+    }
+
+    return vars > 0;
+}
+
+
 static char *
 ngx_http_acs_notify_entra(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_acs_notify_loc_conf_t *ancf = conf;
 
-    ngx_str_t  *value;
+    char                              *rv;
+    ngx_str_t                         *value;
+    ngx_acs_entra_t                  **entra;
+    ngx_http_acs_notify_main_conf_t   *amcf;
 
     if (ancf->entra != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -1137,8 +1240,24 @@ ngx_http_acs_notify_entra(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    return ngx_acs_entra_create(cf, &value[1], cf->args->nelts - 1,
-                                &ancf->entra);
+    rv = ngx_acs_entra_create(cf, &value[1], cf->args->nelts - 1,
+                              &ancf->entra);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    /* the workers keep its key set current (init_process) */
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_acs_notify_module);
+
+    entra = ngx_array_push(&amcf->entras);
+    if (entra == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *entra = ancf->entra;
+
+    return NGX_CONF_OK;
 }
 
 

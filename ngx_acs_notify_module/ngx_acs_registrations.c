@@ -2,16 +2,16 @@
 /*
  * Copyright (C) ngx_acs_notify_module authors
  *
- * The device registration REST API (DESIGN 6), under the prefix of the
- * location holding acs_notify_registrations:
+ * The device registration REST API, under the prefix of the location
+ * holding acs_notify_registrations (paths: ngx_acs_regpath.c):
  *
  *     PUT    users/{rawId}/devices/{deviceId}
  *     GET    users/{rawId}/devices[/{deviceId}]
  *     DELETE users/{rawId}[/devices/{deviceId}]
  *
- * Requests are signed the way ACS signs its own REST calls (PROTOCOLS 4):
- * the signature is checked from the headers before the body is read, the
- * body against the signed content hash after.
+ * Requests are signed the way ACS signs its own REST calls
+ * (ngx_acs_hmac.c): the signature is checked from the headers before the
+ * body is read, the body against the signed content hash after.
  */
 
 
@@ -22,7 +22,9 @@
 
 #include "ngx_acs_notify.h"
 #include "ngx_acs_json.h"
+#include "ngx_acs_hmac.h"
 #include "ngx_acs_registry.h"
+#include "ngx_acs_regpath.h"
 #include "ngx_acs_registrations.h"
 
 
@@ -33,9 +35,7 @@
 
 
 typedef struct {
-    ngx_str_t                   raw_id;
-    ngx_str_t                   device_id;   /* empty: none in the path */
-    ngx_uint_t                  devices;     /* unsigned:1, ".../devices" */
+    ngx_acs_reg_path_t          path;
     ngx_str_t                   content_hash;
 } ngx_acs_reg_request_t;
 
@@ -44,8 +44,6 @@ static ngx_int_t ngx_acs_reg_route(ngx_http_request_t *r,
     ngx_acs_reg_request_t *rq);
 static ngx_int_t ngx_acs_reg_check_ids(ngx_http_request_t *r,
     ngx_acs_reg_request_t *rq);
-static ngx_int_t ngx_acs_reg_segment(ngx_http_request_t *r, u_char **pos,
-    u_char *last, ngx_str_t *seg);
 static ngx_int_t ngx_acs_reg_authenticate(ngx_http_request_t *r,
     ngx_http_acs_notify_loc_conf_t *ancf, ngx_acs_reg_request_t *rq);
 static void ngx_acs_reg_body(ngx_http_request_t *r);
@@ -66,8 +64,16 @@ static ngx_int_t ngx_acs_reg_send_gen(ngx_http_request_t *r,
     ngx_uint_t status, yajl_gen g);
 static ngx_int_t ngx_acs_reg_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *fmt, ...);
+static ngx_int_t ngx_acs_reg_internal(ngx_http_request_t *r);
 static ngx_int_t ngx_acs_reg_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *body);
+
+
+/* a failure of ours, logged where it happened, still answered in JSON */
+
+static ngx_str_t  ngx_acs_reg_internal_error = ngx_string(
+    "{\"error\":{\"code\":\"InternalError\",\"message\":\"the request "
+    "failed on the server, its error log says why\"}}");
 
 
 ngx_int_t
@@ -121,15 +127,19 @@ ngx_acs_registrations_handler(ngx_http_request_t *r)
     }
 
     if (rc != NGX_OK) {
-        /* a refusal before the body: drop the body, then answer */
+        /* a refusal (or a failure) before the body: drop it, then answer */
 
-        if (ctx->status == 0) {
+        if (ctx->status == 0 && rc != NGX_HTTP_INTERNAL_SERVER_ERROR) {
             return rc;
         }
 
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
             return rc;
+        }
+
+        if (ctx->status == 0) {
+            return ngx_acs_reg_internal(r);
         }
 
         return ngx_acs_reg_send(r, ctx->status, &ctx->message);
@@ -154,8 +164,8 @@ static ngx_int_t
 ngx_acs_reg_route(ngx_http_request_t *r, ngx_acs_reg_request_t *rq)
 {
     u_char                    *p, *last;
-    ngx_str_t                  seg;
-    ngx_uint_t                 n, allowed;
+    ngx_int_t                  rc;
+    ngx_uint_t                 allowed;
     ngx_http_core_loc_conf_t  *clcf;
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
@@ -181,52 +191,22 @@ ngx_acs_reg_route(ngx_http_request_t *r, ngx_acs_reg_request_t *rq)
         p++;
     }
 
-    /* users / {rawId} [ / devices [ / {deviceId} ] ] */
+    rc = ngx_acs_reg_path_parse(r->pool, p, last, &rq->path);
 
-    for (n = 0; p < last; n++) {
-
-        if (ngx_acs_reg_segment(r, &p, last, &seg) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        switch (n) {
-
-        case 0:
-            if (seg.len != 5 || ngx_strncmp(seg.data, "users", 5) != 0) {
-                goto not_found;
-            }
-            break;
-
-        case 1:
-            rq->raw_id = seg;
-            break;
-
-        case 2:
-            if (seg.len != 7 || ngx_strncmp(seg.data, "devices", 7) != 0) {
-                goto not_found;
-            }
-            rq->devices = 1;
-            break;
-
-        case 3:
-            rq->device_id = seg;
-            break;
-
-        default:
-            goto not_found;
-        }
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (n < 2 || (n == 4 && rq->device_id.len == 0)) {
+    if (rc == NGX_DECLINED) {
         goto not_found;
     }
 
     /* methods of each resource */
 
-    if (rq->device_id.len) {
+    if (rq->path.device_id.len) {
         allowed = NGX_HTTP_GET|NGX_HTTP_PUT|NGX_HTTP_DELETE;
 
-    } else if (rq->devices) {
+    } else if (rq->path.devices) {
         allowed = NGX_HTTP_GET;
 
     } else {
@@ -251,71 +231,12 @@ not_found:
 static ngx_int_t
 ngx_acs_reg_check_ids(ngx_http_request_t *r, ngx_acs_reg_request_t *rq)
 {
-    u_char  *p;
+    const char  *code, *reason;
 
-    if (rq->raw_id.len == 0 || rq->raw_id.len > NGX_ACS_RAW_ID_MAX) {
-        return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidRawId",
-                                 "raw id must be 1 to %d bytes",
-                                 NGX_ACS_RAW_ID_MAX);
+    if (ngx_acs_reg_path_check(&rq->path, &code, &reason) != NGX_OK) {
+        return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, code, "%s",
+                                 reason);
     }
-
-    for (p = rq->raw_id.data; p < rq->raw_id.data + rq->raw_id.len; p++) {
-        if (*p < 0x21 || *p == 0x7f) {
-            return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidRawId",
-                                     "raw id holds a space or a control "
-                                     "character");
-        }
-    }
-
-    if (rq->device_id.len) {
-        if (rq->device_id.len > NGX_ACS_DEVICE_ID_MAX) {
-            goto bad_device;
-        }
-
-        for (p = rq->device_id.data;
-             p < rq->device_id.data + rq->device_id.len;
-             p++)
-        {
-            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
-                  || (*p >= '0' && *p <= '9') || *p == '.' || *p == '_'
-                  || *p == '-'))
-            {
-                goto bad_device;
-            }
-        }
-    }
-
-    return NGX_OK;
-
-bad_device:
-
-    return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidDeviceId",
-                             "device id must match [A-Za-z0-9._-]{1,64}");
-}
-
-
-static ngx_int_t
-ngx_acs_reg_segment(ngx_http_request_t *r, u_char **pos, u_char *last,
-    ngx_str_t *seg)
-{
-    u_char  *p, *end, *dst;
-
-    p = *pos;
-    end = ngx_strlchr(p, last, '/');
-    if (end == NULL) {
-        end = last;
-    }
-
-    seg->data = ngx_pnalloc(r->pool, (end - p) + 1);
-    if (seg->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    dst = seg->data;
-    ngx_unescape_uri(&dst, &p, end - p, 0);
-    seg->len = dst - seg->data;
-
-    *pos = (end < last) ? end + 1 : end;
 
     return NGX_OK;
 }
@@ -374,7 +295,8 @@ ngx_acs_reg_authenticate(ngx_http_request_t *r,
 
     rc = ngx_acs_hmac_verify(ancf->hmac_keys, &r->method_name, &path,
                              &h_date->value, host, &h_hash->value,
-                             &r->headers_in.authorization->value, &reason);
+                             &r->headers_in.authorization->value, r->pool,
+                             &reason);
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -412,6 +334,15 @@ ngx_acs_reg_body(ngx_http_request_t *r)
     reg = amcf->registry;
 
     rc = ngx_acs_reg_body_bytes(r, &body);
+
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        /* a chunked body, whose size was not known before */
+        rc = ngx_acs_reg_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                               "PayloadTooLarge", "body over %d bytes",
+                               NGX_ACS_REG_BODY_MAX);
+        goto send;
+    }
+
     if (rc != NGX_OK) {
         goto done;
     }
@@ -459,6 +390,10 @@ send:
     }
 
 done:
+
+    if (rc == NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        rc = ngx_acs_reg_internal(r);
+    }
 
     ngx_http_finalize_request(r, rc);
 }
@@ -535,6 +470,13 @@ ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
     ngx_acs_device_t     dev;
     ngx_acs_platform_t  *platform;
 
+    /* a field read up to a NUL would be another field: refused whole */
+
+    if (ngx_acs_json_nul(body)) {
+        return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidJson",
+                                 "a string of the body holds U+0000");
+    }
+
     tree = ngx_acs_json_tree(r->pool, body);
 
     if (tree == NULL || !YAJL_IS_OBJECT(tree)) {
@@ -543,7 +485,7 @@ ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
     }
 
     ngx_memzero(&dev, sizeof(ngx_acs_device_t));
-    dev.device_id = rq->device_id;
+    dev.device_id = rq->path.device_id;
 
     if (ngx_acs_json_tree_string(tree, "platform", &name) != NGX_OK) {
         return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidPlatform",
@@ -600,7 +542,7 @@ ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
 
     dev.expires = ngx_time() + (time_t) ttl;
 
-    rc = ngx_acs_registry_put(reg, &rq->raw_id, &dev, r->connection->log,
+    rc = ngx_acs_registry_put(reg, &rq->path.raw_id, &dev, r->connection->log,
                               &created);
 
     switch (rc) {
@@ -629,7 +571,7 @@ ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_acs_reg_gen_device(g, &rq->raw_id, &dev);
+    ngx_acs_reg_gen_device(g, &rq->path.raw_id, &dev);
 
     return ngx_acs_reg_send_gen(r, created ? NGX_HTTP_CREATED : NGX_HTTP_OK,
                                 g);
@@ -646,9 +588,9 @@ ngx_acs_reg_get(ngx_http_request_t *r, ngx_acs_registry_t *reg,
     ngx_array_t        devices;
     ngx_acs_device_t  *dev, one;
 
-    if (rq->device_id.len) {
-        rc = ngx_acs_registry_get(reg, &rq->raw_id, &rq->device_id, r->pool,
-                                  r->connection->log, &one);
+    if (rq->path.device_id.len) {
+        rc = ngx_acs_registry_get(reg, &rq->path.raw_id, &rq->path.device_id,
+                                  r->pool, r->connection->log, &one);
 
         if (rc == NGX_DECLINED) {
             return ngx_acs_reg_error(r, NGX_HTTP_NOT_FOUND, "NotFound",
@@ -664,7 +606,7 @@ ngx_acs_reg_get(ngx_http_request_t *r, ngx_acs_registry_t *reg,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ngx_acs_reg_gen_device(g, &rq->raw_id, &one);
+        ngx_acs_reg_gen_device(g, &rq->path.raw_id, &one);
 
         return ngx_acs_reg_send_gen(r, NGX_HTTP_OK, g);
     }
@@ -675,8 +617,8 @@ ngx_acs_reg_get(ngx_http_request_t *r, ngx_acs_registry_t *reg,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_acs_registry_list(reg, &rq->raw_id, r->pool, r->connection->log,
-                              &devices)
+    if (ngx_acs_registry_list(reg, &rq->path.raw_id, r->pool,
+                              r->connection->log, &devices)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -693,7 +635,7 @@ ngx_acs_reg_get(ngx_http_request_t *r, ngx_acs_registry_t *reg,
 
     dev = devices.elts;
     for (i = 0; i < devices.nelts; i++) {
-        ngx_acs_reg_gen_device(g, &rq->raw_id, &dev[i]);
+        ngx_acs_reg_gen_device(g, &rq->path.raw_id, &dev[i]);
     }
 
     yajl_gen_array_close(g);
@@ -709,15 +651,16 @@ ngx_acs_reg_delete(ngx_http_request_t *r, ngx_acs_registry_t *reg,
 {
     ngx_int_t  rc;
 
-    rc = ngx_acs_registry_delete(reg, &rq->raw_id,
-                                 rq->device_id.len ? &rq->device_id : NULL,
+    rc = ngx_acs_registry_delete(reg, &rq->path.raw_id,
+                                 rq->path.device_id.len
+                                 ? &rq->path.device_id : NULL,
                                  r->connection->log);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (rc == NGX_DECLINED && rq->device_id.len) {
+    if (rc == NGX_DECLINED && rq->path.device_id.len) {
         return ngx_acs_reg_error(r, NGX_HTTP_NOT_FOUND, "NotFound",
                                  "no such device");
     }
@@ -881,6 +824,18 @@ ngx_acs_reg_error(ngx_http_request_t *r, ngx_uint_t status, const char *code,
     ctx->code = code;
 
     return status;
+}
+
+
+static ngx_int_t
+ngx_acs_reg_internal(ngx_http_request_t *r)
+{
+    if (r->header_sent) {
+        return NGX_ERROR;
+    }
+
+    return ngx_acs_reg_send(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                            &ngx_acs_reg_internal_error);
 }
 
 

@@ -28,6 +28,20 @@
 #define NGX_ACS_REC_HEADER   24
 
 
+/*
+ * Headroom.  LMDB copies every page it changes, deletes included, so a
+ * map that writes filled to the last page refuses deletes too
+ * (MDB_MAP_FULL).  Registrations are refused with 507 while fewer than
+ * NGX_ACS_HEADROOM bytes of the map are free (past the last page used or
+ * on LMDB's free list), and a delete or a sweep commits at most
+ * NGX_ACS_TXN_DELETES records per transaction, so that it needs a few
+ * pages of that room, and what it frees is reused by the next ones.
+ */
+
+#define NGX_ACS_HEADROOM     (256 * 1024)
+#define NGX_ACS_TXN_DELETES  32
+
+
 struct ngx_acs_registry_s {
     ngx_str_t                   path;
     size_t                      max_size;
@@ -37,6 +51,7 @@ struct ngx_acs_registry_s {
     MDB_env                    *env;
     MDB_dbi                     dbi;
     MDB_txn                    *rtxn;      /* reset between lookups */
+    size_t                      psize;     /* LMDB's page size */
 
     u_char                      sweep_key[NGX_ACS_RAW_ID_MAX + 1
                                           + NGX_ACS_DEVICE_ID_MAX];
@@ -48,10 +63,16 @@ static ngx_int_t ngx_acs_registry_open(ngx_acs_registry_t *reg,
     ngx_log_t *log);
 static ngx_int_t ngx_acs_registry_write(ngx_acs_registry_t *reg,
     ngx_log_t *log, MDB_txn **txn, MDB_cursor **cur);
+static ngx_int_t ngx_acs_registry_room(ngx_acs_registry_t *reg,
+    size_t need, ngx_log_t *log);
+static ngx_int_t ngx_acs_registry_sweep_txn(ngx_acs_registry_t *reg,
+    ngx_log_t *log, ngx_uint_t max, ngx_uint_t *visited,
+    ngx_uint_t *purged);
 static int ngx_acs_registry_delete_in(MDB_cursor *cur, ngx_str_t *raw_id,
-    ngx_str_t *device_id, ngx_str_t *handle, ngx_uint_t *found);
+    ngx_str_t *device_id, ngx_str_t *handle, ngx_uint_t max,
+    ngx_uint_t *found, ngx_uint_t *deleted);
 static ngx_int_t ngx_acs_registry_delete_end(MDB_txn *txn, MDB_cursor *cur,
-    int rc, ngx_log_t *log);
+    int rc, ngx_uint_t deleted, ngx_log_t *log);
 static ngx_int_t ngx_acs_registry_delete_all(ngx_acs_registry_t *reg,
     ngx_str_t *raw_id, ngx_str_t *device_id, ngx_str_t *handle,
     ngx_log_t *log);
@@ -96,10 +117,12 @@ ngx_acs_registry_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
         if (ngx_acs_conf_param(&args[i], "max_size=", &v)) {
 
             size = ngx_parse_size(&v);
-            if (size == NGX_ERROR || size < 65536) {
+            /* four times the headroom kept for deletes */
+
+            if (size == NGX_ERROR || size < 4 * NGX_ACS_HEADROOM) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "acs_notify_registry: invalid max_size "
-                                   "\"%V\", expected at least 64k", &v);
+                                   "\"%V\", expected at least 1m", &v);
                 return NGX_CONF_ERROR;
             }
 
@@ -272,8 +295,9 @@ ngx_acs_registry_ttl(ngx_acs_registry_t *reg)
 static ngx_int_t
 ngx_acs_registry_open(ngx_acs_registry_t *reg, ngx_log_t *log)
 {
-    int       rc;
-    MDB_txn  *txn;
+    int        rc;
+    MDB_txn   *txn;
+    MDB_stat   st;
 
     rc = mdb_env_create(&reg->env);
     if (rc != 0) {
@@ -312,6 +336,11 @@ ngx_acs_registry_open(ngx_acs_registry_t *reg, ngx_log_t *log)
         }
     }
 
+    if (rc == 0) {
+        rc = mdb_env_stat(reg->env, &st);
+        reg->psize = st.ms_psize;
+    }
+
     if (rc != 0) {
         ngx_log_error(NGX_LOG_EMERG, log, 0,
                       "acs_notify_registry: cannot open the database in "
@@ -337,6 +366,7 @@ ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     MDB_val       key, val, k, v;
     MDB_txn      *txn;
     uint16_t      len;
+    ngx_int_t     room;
     ngx_uint_t    others, exists;
     MDB_cursor   *cur;
 
@@ -345,6 +375,14 @@ ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     prefix = ngx_acs_registry_key(kbuf, raw_id, NULL);
     key.mv_data = kbuf;
     key.mv_size = ngx_acs_registry_key(kbuf, raw_id, &dev->device_id);
+
+    val.mv_size = NGX_ACS_REC_HEADER + dev->handle.len + dev->p256dh.len
+                  + dev->auth.len;
+
+    room = ngx_acs_registry_room(reg, key.mv_size + val.mv_size, log);
+    if (room != NGX_OK) {
+        return room;
+    }
 
     if (ngx_acs_registry_write(reg, log, &txn, &cur) != NGX_OK) {
         return NGX_ERROR;
@@ -397,9 +435,6 @@ ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     }
 
     /* the record */
-
-    val.mv_size = NGX_ACS_REC_HEADER + dev->handle.len + dev->p256dh.len
-                  + dev->auth.len;
 
     rc = mdb_put(txn, reg->dbi, &key, &val, MDB_RESERVE);
     if (rc != 0) {
@@ -569,7 +604,9 @@ ngx_acs_registry_delete(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
 /*
  * Deletes the devices of a user: all of them, the one of device_id, or
  * those holding handle.  NGX_OK when a live one was, NGX_DECLINED when
- * none (an expired registration is as good as absent, and goes too).
+ * none (an expired registration is as good as absent, and goes too).  At
+ * most NGX_ACS_TXN_DELETES records go per transaction: a user with more
+ * takes several, each committed.
  */
 
 static ngx_int_t
@@ -578,35 +615,51 @@ ngx_acs_registry_delete_all(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
 {
     int          rc;
     MDB_txn     *txn;
-    ngx_uint_t   found;
+    ngx_uint_t   found, deleted;
     MDB_cursor  *cur;
-
-    if (ngx_acs_registry_write(reg, log, &txn, &cur) != NGX_OK) {
-        return NGX_ERROR;
-    }
 
     found = 0;
 
-    rc = ngx_acs_registry_delete_in(cur, raw_id, device_id, handle, &found);
+    do {
+        if (ngx_acs_registry_write(reg, log, &txn, &cur) != NGX_OK) {
+            return NGX_ERROR;
+        }
 
-    if (ngx_acs_registry_delete_end(txn, cur, rc, log) != NGX_OK) {
-        return NGX_ERROR;
-    }
+        deleted = 0;
+
+        rc = ngx_acs_registry_delete_in(cur, raw_id, device_id, handle,
+                                        NGX_ACS_TXN_DELETES, &found,
+                                        &deleted);
+
+        if (ngx_acs_registry_delete_end(txn, cur, rc, deleted, log)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } while (deleted == NGX_ACS_TXN_DELETES);
 
     return found ? NGX_OK : NGX_DECLINED;
 }
 
 
-/* gone handles, in one write transaction whatever their number */
+/*
+ * Handles the hubs reported gone, their registrations deleted in one
+ * transaction, so one commit for many: as many of them as fit in about
+ * NGX_ACS_TXN_DELETES records (a user has at most max_devices).  *done
+ * says how many were; the caller gives the rest again later.
+ */
 
 ngx_int_t
 ngx_acs_registry_remove_handles(ngx_acs_registry_t *reg,
-    ngx_acs_gone_t *gone, ngx_uint_t n, ngx_log_t *log)
+    ngx_acs_gone_t *gone, ngx_uint_t n, ngx_log_t *log, ngx_uint_t *done)
 {
     int          rc;
     MDB_txn     *txn;
-    ngx_uint_t   i, found;
+    ngx_uint_t   i, found, deleted;
     MDB_cursor  *cur;
+
+    *done = 0;
 
     if (n == 0) {
         return NGX_OK;
@@ -617,46 +670,28 @@ ngx_acs_registry_remove_handles(ngx_acs_registry_t *reg,
     }
 
     found = 0;
+    deleted = 0;
     rc = 0;
 
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < n && deleted < NGX_ACS_TXN_DELETES; i++) {
         rc = ngx_acs_registry_delete_in(cur, &gone[i].raw_id, NULL,
-                                        &gone[i].handle, &found);
+                                        &gone[i].handle, NGX_MAX_UINT32_VALUE,
+                                        &found, &deleted);
 
         if (rc != 0 && rc != MDB_NOTFOUND) {
             break;
         }
     }
 
-    if (ngx_acs_registry_delete_end(txn, cur, rc, log) != NGX_OK) {
+    if (ngx_acs_registry_delete_end(txn, cur, rc, deleted, log) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_CORE, log, 0,
+    *done = i;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_CORE, log, 0,
                    "acs_notify_registry: %ui gone handles, %ui "
-                   "registrations removed", n, found);
-
-    return NGX_OK;
-}
-
-
-/* the deletions are committed, or undone on an error of theirs (rc) */
-
-static ngx_int_t
-ngx_acs_registry_delete_end(MDB_txn *txn, MDB_cursor *cur, int rc,
-    ngx_log_t *log)
-{
-    mdb_cursor_close(cur);
-
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        mdb_txn_abort(txn);
-        return ngx_acs_registry_fail(log, rc, "mdb_cursor_del()");
-    }
-
-    rc = mdb_txn_commit(txn);
-    if (rc != 0) {
-        return ngx_acs_registry_fail(log, rc, "mdb_txn_commit()");
-    }
+                   "registrations removed, %ui left", i, deleted, n - i);
 
     return NGX_OK;
 }
@@ -664,33 +699,36 @@ ngx_acs_registry_delete_end(MDB_txn *txn, MDB_cursor *cur, int rc,
 
 /*
  * The loop of the deletions, in a write transaction: the matching devices
- * of the user go, *found counts the live ones.  0, MDB_NOTFOUND or the
- * error of mdb_cursor_del().
+ * of the user go, at most max, counted in *deleted; *found counts the live
+ * ones.  0, MDB_NOTFOUND or the error of mdb_cursor_del().
  */
 
 static int
 ngx_acs_registry_delete_in(MDB_cursor *cur, ngx_str_t *raw_id,
-    ngx_str_t *device_id, ngx_str_t *handle, ngx_uint_t *found)
+    ngx_str_t *device_id, ngx_str_t *handle, ngx_uint_t max,
+    ngx_uint_t *found, ngx_uint_t *deleted)
 {
-    int        rc;
-    u_char    *p, kbuf[NGX_ACS_RAW_ID_MAX + 1 + NGX_ACS_DEVICE_ID_MAX];
-    size_t     prefix;
-    time_t     now;
-    MDB_val    k, v;
-    uint16_t   len;
+    int         rc;
+    u_char     *p, kbuf[NGX_ACS_RAW_ID_MAX + 1 + NGX_ACS_DEVICE_ID_MAX];
+    size_t      prefix;
+    time_t      now;
+    MDB_val     k, v;
+    uint16_t    len;
+    ngx_uint_t  n;
 
     now = ngx_time();
     prefix = ngx_acs_registry_key(kbuf, raw_id, NULL);
+    n = 0;
 
     k.mv_data = kbuf;
     k.mv_size = prefix;
 
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-         rc == 0;
+         rc == 0 && n < max;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
     {
         if (k.mv_size < prefix || ngx_memcmp(k.mv_data, kbuf, prefix) != 0) {
-            break;
+            return MDB_NOTFOUND;
         }
 
         if (device_id
@@ -725,9 +763,42 @@ ngx_acs_registry_delete_in(MDB_cursor *cur, ngx_str_t *raw_id,
         if (rc != 0) {
             return rc;
         }
+
+        n++;
+        (*deleted)++;
     }
 
     return rc;
+}
+
+
+/*
+ * The deletions are committed, undone on an error of theirs (rc), or
+ * dropped when there were none.
+ */
+
+static ngx_int_t
+ngx_acs_registry_delete_end(MDB_txn *txn, MDB_cursor *cur, int rc,
+    ngx_uint_t deleted, ngx_log_t *log)
+{
+    mdb_cursor_close(cur);
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return ngx_acs_registry_fail(log, rc, "mdb_cursor_del()");
+    }
+
+    if (deleted == 0) {
+        mdb_txn_abort(txn);
+        return NGX_OK;
+    }
+
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        return ngx_acs_registry_fail(log, rc, "mdb_txn_commit()");
+    }
+
+    return NGX_OK;
 }
 
 
@@ -758,18 +829,39 @@ ngx_acs_registry_count(ngx_acs_registry_t *reg, ngx_log_t *log,
 
 /*
  * Purges expired registrations, at most max records visited per call,
- * going on from where the previous call stopped and wrapping at the end.
+ * going on from where the previous call stopped and wrapping at the end;
+ * a transaction commits every NGX_ACS_TXN_DELETES of them.
  */
 
 ngx_int_t
 ngx_acs_registry_sweep(ngx_acs_registry_t *reg, ngx_log_t *log,
     ngx_uint_t max, ngx_uint_t *purged)
 {
+    ngx_int_t   rc;
+    ngx_uint_t  visited, n;
+
+    *purged = 0;
+    visited = 0;
+
+    do {
+        rc = ngx_acs_registry_sweep_txn(reg, log, max, &visited, &n);
+        *purged += n;
+
+    } while (rc == NGX_OK && n == NGX_ACS_TXN_DELETES && visited < max
+             && reg->sweep_len);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_acs_registry_sweep_txn(ngx_acs_registry_t *reg, ngx_log_t *log,
+    ngx_uint_t max, ngx_uint_t *visited, ngx_uint_t *purged)
+{
     int          rc;
     time_t       now;
     MDB_val      k, v;
     MDB_txn     *txn;
-    ngx_uint_t   n;
     MDB_cursor  *cur;
 
     *purged = 0;
@@ -785,7 +877,9 @@ ngx_acs_registry_sweep(ngx_acs_registry_t *reg, ngx_log_t *log,
     rc = reg->sweep_len ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
                         : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
 
-    for (n = 0; rc == 0 && n < max; n++) {
+    while (rc == 0 && *visited < max && *purged < NGX_ACS_TXN_DELETES) {
+
+        (*visited)++;
 
         if (ngx_acs_registry_expires(&v) <= now) {
             rc = mdb_cursor_del(cur, 0);
@@ -979,6 +1073,70 @@ ngx_acs_registry_write(ngx_acs_registry_t *reg, ngx_log_t *log,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * NGX_OK when the map keeps NGX_ACS_HEADROOM bytes free once a record of
+ * need bytes is written, NGX_ABORT when not.  Free pages are those past
+ * the last page used and those on LMDB's free list (its records hold the
+ * count of their pages first).
+ */
+
+static ngx_int_t
+ngx_acs_registry_room(ngx_acs_registry_t *reg, size_t need, ngx_log_t *log)
+{
+    int           rc;
+    size_t        pages, free;
+    MDB_val       k, v;
+    MDB_cursor   *cur;
+    MDB_envinfo   info;
+
+    /* LMDB shows its free list to read transactions only */
+
+    if (ngx_acs_registry_read_begin(reg, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = mdb_env_info(reg->env, &info);
+
+    if (rc == 0) {
+        rc = mdb_cursor_open(reg->rtxn, 0, &cur);
+    }
+
+    if (rc != 0) {
+        ngx_acs_registry_read_end(reg);
+        return ngx_acs_registry_fail(log, rc, "free list");
+    }
+
+    free = info.me_mapsize / reg->psize - (info.me_last_pgno + 1);
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+         rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        if (v.mv_size >= sizeof(size_t)) {
+            ngx_memcpy(&pages, v.mv_data, sizeof(size_t));
+            free += pages;
+        }
+    }
+
+    mdb_cursor_close(cur);
+    ngx_acs_registry_read_end(reg);
+
+    if (rc != MDB_NOTFOUND) {
+        return ngx_acs_registry_fail(log, rc, "free list");
+    }
+
+    /* the record's pages, and as many again for the tree it goes in */
+
+    pages = (NGX_ACS_HEADROOM + 2 * need + reg->psize - 1) / reg->psize;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "acs_notify_registry: %uz pages free, %uz wanted",
+                   free, pages);
+
+    return (free >= pages) ? NGX_OK : NGX_ABORT;
 }
 
 

@@ -59,7 +59,8 @@ time_t ngx_acs_registry_ttl(ngx_acs_registry_t *reg);
 /*
  * The operations.  Each returns NGX_OK, NGX_DECLINED (not found),
  * NGX_BUSY (put: the user has max_devices others already),
- * NGX_ABORT (put: the database is full) or NGX_ERROR (logged).
+ * NGX_ABORT (put: the database is full, i.e. the record would eat into
+ * the room kept for deletes and expiry) or NGX_ERROR (logged).
  */
 ngx_int_t ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     ngx_acs_device_t *dev, ngx_log_t *log, ngx_uint_t *created);
@@ -71,7 +72,7 @@ ngx_int_t ngx_acs_registry_list(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
 ngx_int_t ngx_acs_registry_delete(ngx_acs_registry_t *reg,
     ngx_str_t *raw_id, ngx_str_t *device_id, ngx_log_t *log);
 ngx_int_t ngx_acs_registry_remove_handles(ngx_acs_registry_t *reg,
-    ngx_acs_gone_t *gone, ngx_uint_t n, ngx_log_t *log);
+    ngx_acs_gone_t *gone, ngx_uint_t n, ngx_log_t *log, ngx_uint_t *done);
 ngx_int_t ngx_acs_registry_count(ngx_acs_registry_t *reg, ngx_log_t *log,
     size_t *count);
 ngx_int_t ngx_acs_registry_sweep(ngx_acs_registry_t *reg, ngx_log_t *log,

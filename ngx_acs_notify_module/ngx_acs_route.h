@@ -63,7 +63,7 @@ typedef struct {
     ngx_str_t                   display_name;
     ngx_str_t                   cp;          /* a call's compact context */
 
-    ngx_acs_event_t            *event;       /* a copy for templates, or NULL */
+    ngx_acs_event_t            *event;       /* a copy for templates */
 } ngx_acs_msg_t;
 
 

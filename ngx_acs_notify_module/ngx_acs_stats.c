@@ -50,7 +50,7 @@ typedef struct {
 static char  *ngx_acs_results[] = {
     "validated", "deleted", "options", "dispatched", "accepted", "checked",
     "unavailable:dispatch", "unavailable:queue_full", "unavailable:shutdown",
-    "unavailable:registry",
+    "unavailable:registry", "unavailable:jwks",
     "rejected:method", "rejected:secret", "rejected:token",
     "rejected:subscription", "rejected:content_type",
     "rejected:aeg_event_type", "rejected:json", "rejected:too_large",

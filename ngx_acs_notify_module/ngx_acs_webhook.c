@@ -6,9 +6,17 @@
  * name, a bearer token that is present, content type, event type header;
  * only then is the body read and parsed, and the topics of its events
  * checked.  A missing token is refused once the request's kind is known
- * (a tokenless validation may pass on its topic).  Every refusal is
- * answered with the status Event Grid expects (PROTOCOLS 1.4) and logged
- * once, at acs_notify_log_level.
+ * (a tokenless validation may pass on its topic).
+ *
+ * The CloudEvents handshake (OPTIONS) is checked for its origin and for a
+ * secret in the URL's query string only: Event Grid sends it with no
+ * aeg-* header, no body, no token and no custom delivery header, but to
+ * the URL it was given.  It grants nothing: every delivery that follows
+ * passes every check.
+ *
+ * Every refusal is answered with the status Event Grid acts on (400, 401,
+ * 403 and 413 are never retried, 503 is) and logged once, at
+ * acs_notify_log_level.
  */
 
 
@@ -24,10 +32,13 @@
 #include "ngx_acs_stats.h"
 
 
-#define NGX_ACS_READ_CHUNK  65536
+#define NGX_ACS_READ_CHUNK           65536
+#define NGX_ACS_WEBHOOK_RETRY_AFTER  "10"      /* seconds */
 
 
 static ngx_int_t ngx_acs_webhook_options(ngx_http_request_t *r,
+    ngx_http_acs_notify_loc_conf_t *ancf);
+static ngx_int_t ngx_acs_webhook_secret(ngx_http_request_t *r,
     ngx_http_acs_notify_loc_conf_t *ancf);
 static ngx_int_t ngx_acs_webhook_authenticate(ngx_http_request_t *r,
     ngx_http_acs_notify_loc_conf_t *ancf, ngx_http_acs_notify_ctx_t *ctx);
@@ -105,24 +116,26 @@ ngx_acs_webhook_handler(ngx_http_request_t *r)
                                         &r->method_name));
     }
 
-    rc = ngx_acs_webhook_authenticate(r, ancf, ctx);
-    if (rc != NGX_OK) {
-        return ngx_acs_webhook_refuse(r, rc);
-    }
-
     if (r->method == NGX_HTTP_OPTIONS) {
 
-        /* as for a validation: no token is proof only with allowed topics */
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "acs_notify: handshake, %s", ancf->secret_in_query
+                       ? "the secret in the query string checked"
+                       : "no secret checked");
 
-        if (ctx->tokenless && ancf->topics == NULL) {
-            return ngx_acs_webhook_refuse(r,
-                       ngx_acs_webhook_fail(r, NGX_HTTP_UNAUTHORIZED, "token",
-                                            NULL, "no bearer token, and no "
-                                            "acs_notify_topics to accept a "
-                                            "handshake without one"));
+        if (ancf->secret_in_query) {
+            rc = ngx_acs_webhook_secret(r, ancf);
+            if (rc != NGX_OK) {
+                return ngx_acs_webhook_refuse(r, rc);
+            }
         }
 
         return ngx_acs_webhook_options(r, ancf);
+    }
+
+    rc = ngx_acs_webhook_authenticate(r, ancf, ctx);
+    if (rc != NGX_OK) {
+        return ngx_acs_webhook_refuse(r, rc);
     }
 
     rc = ngx_acs_webhook_content_type(r);
@@ -152,7 +165,10 @@ ngx_acs_webhook_handler(ngx_http_request_t *r)
 }
 
 
-/* CloudEvents abuse protection (PROTOCOLS 1.2): consent is in the headers */
+/*
+ * CloudEvents abuse protection: consent is WebHook-Allowed-Origin (and
+ * WebHook-Allowed-Rate when a rate was asked for), refusal its absence
+ */
 
 static ngx_int_t
 ngx_acs_webhook_options(ngx_http_request_t *r,
@@ -192,7 +208,8 @@ ngx_acs_webhook_options(ngx_http_request_t *r,
                    ngx_acs_webhook_fail(r, NGX_HTTP_FORBIDDEN, "origin", NULL,
                                         "abuse protection handshake from "
                                         "unknown origin \"%V\"",
-                                        &origin->value));
+                                        ngx_acs_log_str(r->pool,
+                                                        &origin->value)));
     }
 
     if (ngx_acs_add_header(r, "WebHook-Allowed-Origin", o) != NGX_OK) {
@@ -218,9 +235,43 @@ ngx_acs_webhook_options(ngx_http_request_t *r,
 }
 
 
+/* acs_notify_secret: a digest compare */
+
+static ngx_int_t
+ngx_acs_webhook_secret(ngx_http_request_t *r,
+    ngx_http_acs_notify_loc_conf_t *ancf)
+{
+    ngx_int_t  rc;
+    ngx_str_t  value;
+
+    if (ancf->secret == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, ancf->secret, &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = (value.len == 0) ? NGX_DECLINED
+                          : ngx_acs_secret_match(ancf->secrets, &value);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_acs_webhook_fail(r, NGX_HTTP_UNAUTHORIZED, "secret", NULL,
+                                    value.len ? "secret mismatch"
+                                              : "no secret");
+    }
+
+    return NGX_OK;
+}
+
+
 /*
- * The shared secret first (a digest compare), then the subscription name,
- * then the bearer token (RSA once per token, then a cache hit).
+ * The shared secret first, then the subscription name, then the bearer
+ * token (RSA once per token, then a cache hit).
  */
 
 static ngx_int_t
@@ -229,26 +280,13 @@ ngx_acs_webhook_authenticate(ngx_http_request_t *r,
 {
     u_char           *p, *last;
     ngx_int_t         rc;
-    ngx_str_t         value, token;
+    ngx_str_t         token;
     const char       *reason;
     ngx_table_elt_t  *h;
 
-    if (ancf->secret != NULL) {
-
-        if (ngx_http_complex_value(r, ancf->secret, &value) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        rc = (value.len == 0) ? NGX_DECLINED
-                              : ngx_acs_secret_match(ancf->secrets, &value);
-
-        if (rc == NGX_ERROR) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (rc == NGX_DECLINED) {
-            goto unauthorized_secret;
-        }
+    rc = ngx_acs_webhook_secret(r, ancf);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     if (ancf->subscriptions != NULL) {
@@ -267,7 +305,7 @@ ngx_acs_webhook_authenticate(ngx_http_request_t *r,
             return ngx_acs_webhook_fail(r, NGX_HTTP_FORBIDDEN,
                                           "subscription", NULL,
                                           "subscription \"%V\" not allowed",
-                                          &h->value);
+                                          ngx_acs_log_str(r->pool, &h->value));
         }
     }
 
@@ -307,18 +345,16 @@ ngx_acs_webhook_authenticate(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (rc == NGX_AGAIN) {
+        /* no key set fetched yet: Event Grid delivers again later */
+        return ngx_acs_webhook_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE, "jwks",
+                                    NULL, "%s", reason);
+    }
+
 unauthorized_token:
 
-
     return ngx_acs_webhook_fail(r, NGX_HTTP_UNAUTHORIZED, "token", NULL,
-                                  "%s", reason);
-
-unauthorized_secret:
-
-
-    return ngx_acs_webhook_fail(r, NGX_HTTP_UNAUTHORIZED, "secret", NULL,
-                                  value.len ? "secret mismatch"
-                                            : "no secret");
+                                "%s", reason);
 }
 
 
@@ -420,7 +456,8 @@ unsupported:
 
     return ngx_acs_webhook_fail(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
                                   "content_type", NULL,
-                                  "unsupported content type \"%V\"", &type);
+                                  "unsupported content type \"%V\"",
+                                  ngx_acs_log_str(r->pool, &type));
 }
 
 
@@ -464,7 +501,7 @@ ngx_acs_webhook_aeg_type(ngx_http_request_t *r, ngx_uint_t *type)
 
     return ngx_acs_webhook_fail(r, NGX_HTTP_BAD_REQUEST, "aeg_event_type",
                                   NULL, "unknown aeg-event-type \"%V\"",
-                                  &h->value);
+                                  ngx_acs_log_str(r->pool, &h->value));
 }
 
 
@@ -622,7 +659,8 @@ ngx_acs_webhook_events(ngx_http_request_t *r,
             if (handshake) {
                 return ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST,
                            "schema", &ev[i].id,
-                           "%V in a notification", &ev[i].type);
+                           "%V in a notification",
+                           ngx_acs_log_str(r->pool, &ev[i].type));
             }
 
             continue;
@@ -659,7 +697,8 @@ ngx_acs_webhook_events(ngx_http_request_t *r,
                 return ngx_acs_webhook_reject(r, NGX_HTTP_FORBIDDEN, "topic",
                                               &ev[i].id,
                                               "topic \"%V\" not allowed",
-                                              &ev[i].topic);
+                                              ngx_acs_log_str(r->pool,
+                                                              &ev[i].topic));
             }
         }
     }
@@ -667,7 +706,9 @@ ngx_acs_webhook_events(ngx_http_request_t *r,
     for (i = 0; i < events->nelts; i++) {
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "acs_notify: event \"%V\" type \"%V\" subject \"%V\"",
-                       &ev[i].id, &ev[i].type, &ev[i].subject);
+                       ngx_acs_log_str(r->pool, &ev[i].id),
+                       ngx_acs_log_str(r->pool, &ev[i].type),
+                       ngx_acs_log_str(r->pool, &ev[i].subject));
     }
 
     if (ancf->hub) {
@@ -696,7 +737,8 @@ ngx_acs_webhook_validation(ngx_http_request_t *r,
     {
         return ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST, "schema",
                                       &ev->id, "%V in a subscription "
-                                      "validation", &ev->type);
+                                      "validation",
+                                      ngx_acs_log_str(r->pool, &ev->type));
     }
 
     /*
@@ -710,7 +752,8 @@ ngx_acs_webhook_validation(ngx_http_request_t *r,
     {
         return ngx_acs_webhook_reject(r, NGX_HTTP_FORBIDDEN, "topic", &ev->id,
                                       "validation for topic \"%V\" "
-                                      "not allowed", &ev->topic);
+                                      "not allowed",
+                                      ngx_acs_log_str(r->pool, &ev->topic));
     }
 
     if (ctx->tokenless && ancf->topics == NULL) {
@@ -748,7 +791,7 @@ ngx_acs_webhook_validation(ngx_http_request_t *r,
 
     ngx_log_error(ancf->log_level, r->connection->log, 0,
                   "acs_notify: subscription validation for topic \"%V\" "
-                  "accepted%s", &ev->topic,
+                  "accepted%s", ngx_acs_log_str(r->pool, &ev->topic),
                   ctx->tokenless ? " without a bearer token" : "");
 
     ngx_acs_webhook_result(r, "validated");
@@ -769,7 +812,8 @@ ngx_acs_webhook_deletion(ngx_http_request_t *r,
     {
         return ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST, "schema",
                                       &ev->id, "%V in a subscription "
-                                      "deletion", &ev->type);
+                                      "deletion",
+                                      ngx_acs_log_str(r->pool, &ev->type));
     }
 
     if (ev->data_string.len) {
@@ -788,11 +832,13 @@ ngx_acs_webhook_deletion(ngx_http_request_t *r,
     {
         return ngx_acs_webhook_reject(r, NGX_HTTP_FORBIDDEN, "topic", &ev->id,
                                       "deletion for topic \"%V\" "
-                                      "not allowed", &ev->topic);
+                                      "not allowed",
+                                      ngx_acs_log_str(r->pool, &ev->topic));
     }
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                  "acs_notify: subscription deleted: \"%V\"", id);
+                  "acs_notify: subscription deleted: \"%V\"",
+                  ngx_acs_log_str(r->pool, id));
 
     ngx_acs_webhook_result(r, "deleted");
 
@@ -831,6 +877,7 @@ ngx_acs_webhook_scope_allowed(ngx_array_t *topics, ngx_str_t *scope)
 /*
  * Logs a refusal once at acs_notify_log_level, sets $acs_notify_result to
  * "rejected:<code>", keeps the reason for the answer and returns the status.
+ * A 503 is no refusal of the sender's: "unavailable:<code>", at warn.
  */
 
 static ngx_int_t
@@ -870,22 +917,34 @@ ngx_acs_webhook_vfail(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, ngx_str_t *event_id, const char *fmt, va_list args)
 {
     u_char                          *last, msg[NGX_MAX_ERROR_STR];
+    ngx_uint_t                       level;
+    const char                      *what;
     ngx_http_acs_notify_ctx_t       *ctx;
     ngx_http_acs_notify_loc_conf_t  *ancf;
 
     ancf = ngx_http_get_module_loc_conf(r, ngx_http_acs_notify_module);
 
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        level = NGX_LOG_WARN;
+        what = "unavailable";
+
+    } else {
+        level = ancf->log_level;
+        what = "rejected";
+    }
+
     last = ngx_vslprintf(msg, msg + sizeof(msg), fmt, args);
 
     if (event_id && event_id->len) {
-        ngx_log_error(ancf->log_level, r->connection->log, 0,
-                      "acs_notify: rejected %ui %s: %*s, event \"%V\"",
-                      status, code, last - msg, msg, event_id);
+        ngx_log_error(level, r->connection->log, 0,
+                      "acs_notify: %s %ui %s: %*s, event \"%V\"",
+                      what, status, code, last - msg, msg,
+                      ngx_acs_log_str(r->pool, event_id));
 
     } else {
-        ngx_log_error(ancf->log_level, r->connection->log, 0,
-                      "acs_notify: rejected %ui %s: %*s",
-                      status, code, last - msg, msg);
+        ngx_log_error(level, r->connection->log, 0,
+                      "acs_notify: %s %ui %s: %*s",
+                      what, status, code, last - msg, msg);
     }
 
     ctx = ngx_acs_ctx(r);
@@ -896,13 +955,13 @@ ngx_acs_webhook_vfail(ngx_http_request_t *r, ngx_uint_t status,
     ctx->status = status;
     ctx->code = code;
 
-    ctx->result.len = sizeof("rejected:") - 1 + ngx_strlen(code);
+    ctx->result.len = ngx_strlen(what) + 1 + ngx_strlen(code);
     ctx->result.data = ngx_pnalloc(r->pool, ctx->result.len);
     if (ctx->result.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_sprintf(ctx->result.data, "rejected:%s", code);
+    ngx_sprintf(ctx->result.data, "%s:%s", what, code);
 
     /* credentials: no detail for the sender; everything else: the reason */
 
@@ -959,6 +1018,7 @@ ngx_acs_webhook_error(ngx_http_request_t *r, ngx_int_t status)
     ngx_http_acs_notify_loc_conf_t  *ancf;
 
     static ngx_str_t  bearer = ngx_string("Bearer error=\"invalid_token\"");
+    static ngx_str_t  retry = ngx_string(NGX_ACS_WEBHOOK_RETRY_AFTER);
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
 
@@ -981,6 +1041,12 @@ ngx_acs_webhook_error(ngx_http_request_t *r, ngx_int_t status)
         h->next = NULL;
 #endif
         r->headers_out.www_authenticate = h;
+    }
+
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE
+        && ngx_acs_add_header(r, "Retry-After", &retry) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     body.len = sizeof("{\"error\":{\"code\":\"\",\"message\":\"\"}}") - 1

@@ -1,7 +1,9 @@
-# The parsers, compiled with AddressSanitizer and UndefinedBehaviorSanitizer
-# and fed the sample events plus hostile variants (truncations at every
-# point, deep nesting, invalid UTF-8, huge strings, binary garbage).  The
-# same programs are libFuzzer targets: bench/fuzz.sh runs them.
+# The parsers and renderers, compiled with AddressSanitizer and
+# UndefinedBehaviorSanitizer and fed the sample events plus hostile variants
+# (truncations at every point, deep nesting, invalid UTF-8, huge strings,
+# binary garbage, odd paths, signed requests, templates).  Every program
+# takes every input.  The same programs are libFuzzer targets: bench/fuzz.sh
+# runs them.
 
 use strict;
 use warnings;
@@ -18,10 +20,15 @@ my @inc = map { "-I$tree/$_" } qw(src/core src/event src/event/modules src/os/un
 my $cc = join ' ', 'cc -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all',
     '-fno-omit-frame-pointer -Wall -Werror', @inc, '-Ingx_acs_notify_module';
 
+my $m = 'ngx_acs_notify_module';
 my %prog = (
-    event   => 't/unit/event_fuzz.c ngx_acs_notify_module/ngx_acs_event.c',
-    parsers => 't/unit/parsers_fuzz.c ngx_acs_notify_module/ngx_acs_json.c '
-               . 'ngx_acs_notify_module/ngx_acs_sas.c',
+    event   => "t/unit/event_fuzz.c $m/ngx_acs_event.c $m/ngx_acs_json.c",
+    parsers => "t/unit/parsers_fuzz.c $m/ngx_acs_json.c $m/ngx_acs_sas.c",
+    regpath => "t/unit/regpath_fuzz.c $m/ngx_acs_regpath.c",
+    hmac    => "t/unit/hmac_fuzz.c $m/ngx_acs_hmac.c",
+    render  => "t/unit/render_fuzz.c $m/ngx_acs_route.c $m/ngx_acs_render.c "
+               . "$m/ngx_acs_template.c $m/ngx_acs_platform.c "
+               . "$m/ngx_acs_event.c $m/ngx_acs_json.c",
 );
 
 for my $p (sort keys %prog) {
@@ -53,6 +60,22 @@ push @inputs, input("\x00\x01\x02garbage\x{ff}");
 push @inputs, input('Endpoint=sb://a/;SharedAccessKeyName=;SharedAccessKey==;;;');
 push @inputs, input('eyJhbGciOiJub25lIn0');
 push @inputs, input('{"keys":[{"kty":"RSA","n":' . ('[' x 3000) . ']}]}');
+# registration paths, signed requests, templates after a NUL
+push @inputs, input('users/8%3Aacs%3Ares_user-1/devices/phone-1');
+push @inputs, input('users/4%3A%2B14255550123');
+push @inputs, input('users/%2F%00%ZZ%4/devices/x/y');
+push @inputs, input('users/' . ('%41' x 300) . '/devices/' . ('d' x 70));
+push @inputs, input("PUT\n/acs/users/u/devices/d\nThu, 04 Dec 2025 10:00:00 GMT\nlocalhost\n"
+                    . "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"
+                    . 'HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=AAAA');
+for my $f (@fixtures[0 .. 3]) {
+    open my $fh, '<', $f or die;
+    my $text = do { local $/; <$fh> };
+    push @inputs, input($text . "\0\0\0" . '{"aps":{"alert":"${data.messageBody}${body}"}}');
+    push @inputs, input($text . "\0\4\2" . '{"message":{"data":{"a":"${cp}"}}}');
+    push @inputs, input($text . "\0\0\3" . '<toast>${title}</toast>');
+    push @inputs, input($text . "\0\0\0" . '{"aps":' . ('[' x 200));
+}
 
 for my $p (sort keys %prog) {
     my $out = `$dir/$p @inputs 2>&1`;

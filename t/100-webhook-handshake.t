@@ -4,9 +4,34 @@
 use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 use AcsTest::Util;
+use AcsTest::Entra;
+
+my $keys = AcsTest::Entra::setup(($ENV{TEST_NGINX_SERVROOT} // 't/servroot')
+                                 . '/entra-keys');
+$ENV{TEST_NGINX_ENTRA} = $keys->{dir};
+
+# a CloudEvents handshake as Event Grid sends it: these two headers only
+our $handshake = "WebHook-Request-Origin: eventgrid.azure.net\n"
+    . "WebHook-Request-Callback: https://rp-westeurope.eventgrid.azure.net:553/"
+    . "eventsubscriptions/acs-push-webhook-ce/validate?id=3C8F&token=1A1A";
 
 no_shuffle();
 no_root_location();
+
+# "--- then_refused: STATUS": the captured handshake is consented (200),
+# and a delivery to the same location without credentials gets STATUS
+add_block_preprocessor(sub {
+    my $block = shift;
+    my $status = $block->then_refused or return;
+    $block->set_value('request', ["OPTIONS /eg",
+        "POST /eg\n" . fixture('eg-chat-message-received.json')]);
+    $block->set_value('more_headers',
+        [$::handshake, "aeg-event-type: Notification\nContent-Type: application/json"]);
+    $block->set_value('error_code', [200, $status]);
+    $block->set_value('response_headers',
+        ["WebHook-Allowed-Origin: eventgrid.azure.net", "WebHook-Allowed-Origin:"]);
+});
+
 run_tests();
 
 __DATA__
@@ -294,3 +319,84 @@ GET /eg
 --- error_code: 405
 --- error_log eval
 qr/\[error\] .* acs_notify: rejected 405 method/
+
+
+
+=== TEST 20: the captured handshake is consented where the subscription name is checked
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_subscriptions acs-push-webhook-ce;
+    }
+--- then_refused: 403
+--- error_log
+acs_notify: rejected 403 subscription: no aeg-subscription-name
+
+
+
+=== TEST 21: the captured handshake is consented where an Entra token is required, without topics
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_entra jwks=$TEST_NGINX_ENTRA/jwks.json
+                         audience=api://acs-notify-test
+                         tenant=72f988bf-86f1-41af-91ab-2d7cd011db47;
+    }
+--- then_refused: 401
+--- error_log
+acs_notify: rejected 401 token: no bearer token
+
+
+
+=== TEST 22: the captured handshake is consented where the secret is a delivery header
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_secret $http_x_eventgrid_secret s3cret-value-1;
+    }
+--- then_refused: 401
+--- error_log
+acs_notify: rejected 401 secret: no secret
+
+
+
+=== TEST 23: a secret in the URL's query string is checked on the handshake too
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_secret ${arg_code} s3cret-value-1;
+        acs_notify_subscriptions acs-push-webhook-ce;
+    }
+--- request eval
+["OPTIONS /eg?code=s3cret-value-1", "OPTIONS /eg", "OPTIONS /eg?code=wrong-value-000"]
+--- more_headers eval
+[$::handshake, $::handshake, $::handshake]
+--- error_code eval
+[200, 401, 401]
+--- response_headers eval
+["WebHook-Allowed-Origin: eventgrid.azure.net", "WebHook-Allowed-Origin:",
+ "WebHook-Allowed-Origin:"]
+--- grep_error_log eval
+qr/rejected 401 secret: [a-z ]+/
+--- grep_error_log_out
+rejected 401 secret: no secret
+rejected 401 secret: secret mismatch
+
+
+
+=== TEST 24: the handshake's origin is still checked where nothing else is
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_secret $http_x_eventgrid_secret s3cret-value-1;
+        acs_notify_subscriptions acs-push-webhook-ce;
+    }
+--- request
+OPTIONS /eg
+--- more_headers
+WebHook-Request-Origin: evil.example.com
+--- error_code: 403
+--- response_headers
+WebHook-Allowed-Origin:
+--- error_log
+acs_notify: rejected 403 origin: abuse protection handshake from unknown origin "evil.example.com"

@@ -232,7 +232,7 @@ acs_notify: rejected 400 json: event 1 is not a JSON object
 "POST /eg\n" . eg_event()
 --- error_code: 400
 --- error_log
-acs_notify: rejected 400 json: a single event object must be a CloudEvent, Event Grid events come in an array
+acs_notify: rejected 400 json: a single event object must be a CloudEvent, and it has no "specversion" (Event Grid events come in an array)
 
 
 
@@ -502,3 +502,64 @@ client sent invalid method
 --- error_code: 200
 --- response_headers
 X-Events: 1
+
+
+
+=== TEST 44: a JSON syntax error's message has no trailing newline
+--- request eval
+["POST /eg\n[{\"id\":\"1\",]", "POST /eg\n[{\"id\":\"1\""]
+--- error_code eval
+[400, 400]
+--- response_body eval
+['{"error":{"code":"json","message":"invalid JSON at byte 12: parse error: invalid object key (must be a string)"}}',
+ '{"error":{"code":"json","message":"invalid JSON: parse error: premature EOF"}}']
+
+
+
+=== TEST 45: "specVersion" (as in Microsoft's published examples) is named in the refusal
+--- request eval
+["POST /eg\n" . ce_event(specversion => undef, specVersion => '"1.0"'),
+ "POST /eg\n[" . ce_event(specversion => undef, SPECVERSION => '"1.0"') . "]",
+ "POST /eg\n" . ce_event(specversion => undef)]
+--- error_code eval
+[400, 400, 400]
+--- response_body eval
+['{"error":{"code":"json","message":"event 1 has \\"specVersion\\" but no \\"specversion\\": CloudEvents attribute names are lower case"}}',
+ '{"error":{"code":"json","message":"event 1 has \\"SPECVERSION\\" but no \\"specversion\\": CloudEvents attribute names are lower case"}}',
+ '{"error":{"code":"json","message":"a single event object must be a CloudEvent, and it has no \\"specversion\\" (Event Grid events come in an array)"}}']
+
+
+
+=== TEST 46: a stray "specVersion" does not refuse a complete Event Grid event
+--- request eval
+"POST /eg\n[" . eg_event(specVersion => '"1.0"') . "]"
+--- error_code: 200
+
+
+
+=== TEST 47: a control character in an envelope field the module keeps is refused with 400
+--- request eval
+["POST /eg\n[" . eg_event(id => '"ev\\n2026/12/05 [alert] forged"') . "]",
+ "POST /eg\n[" . eg_event(topic => '"/subscriptions/x\\u0000y"') . "]",
+ "POST /eg\n" . ce_event(type => qq{"Microsoft.Communication.\xc2\x9bChatMessageReceived"}),
+ "POST /eg\n[" . eg_event(subject => '"a\\u001bb"') . "]"]
+--- error_code eval
+[400, 400, 400, 400]
+--- response_body eval
+['{"error":{"code":"json","message":"field \\"id\\" of event 1 holds a control character"}}',
+ '{"error":{"code":"json","message":"field \\"topic\\" of event 1 holds a control character"}}',
+ '{"error":{"code":"json","message":"field \\"type\\" of event 1 holds a control character"}}',
+ '{"error":{"code":"json","message":"field \\"subject\\" of event 1 holds a control character"}}']
+--- no_error_log
+[alert]
+
+
+
+=== TEST 48: U+0000 in a string of "data" is refused with 400, other control characters are kept
+--- request eval
+["POST /eg\n[" . eg_event(data => '{"recipientCommunicationIdentifier":{"rawId":"8:acs:a\\u0000b"}}') . "]",
+ "POST /eg\n[" . eg_event(data => '{"messageBody":"two\\nlines\\t\\u001b"}') . "]"]
+--- error_code eval
+[400, 200]
+--- response_body eval
+['{"error":{"code":"json","message":"a string in \\"data\\" of event 1 holds U+0000"}}', '']

@@ -556,7 +556,7 @@ is not a JSON Web Key Set (no "keys" array)
     }
 --- must_die
 --- error_log
-acs_notify_entra needs jwks=PATH, audience=AUD and tenant=TENANT
+acs_notify_entra needs jwks=PATH|URL, audience=AUD and tenant=TENANT
 
 
 
@@ -584,17 +584,16 @@ acs_notify_entra: invalid leeway "2h", expected a time up to 1h
 
 
 
-=== TEST 46: a CloudEvents OPTIONS handshake without a token and without topics is refused
+=== TEST 46: a CloudEvents OPTIONS handshake without a token and without topics is consented
 --- request
 OPTIONS /eg
 --- more_headers
 WebHook-Request-Origin: eventgrid.azure.net
---- error_code: 401
+--- error_code: 200
 --- response_headers
-WebHook-Allowed-Origin:
-WWW-Authenticate: Bearer error="invalid_token"
---- error_log
-acs_notify: rejected 401 token: no bearer token, and no acs_notify_topics to accept a handshake without one
+WebHook-Allowed-Origin: eventgrid.azure.net
+--- no_error_log
+acs_notify: rejected
 
 
 
@@ -617,11 +616,31 @@ WebHook-Allowed-Origin: eventgrid.azure.net
 
 
 
-=== TEST 48: a CloudEvents OPTIONS handshake with a bad token is refused
---- request
-OPTIONS /eg
+=== TEST 48: a CloudEvents OPTIONS handshake does not look at a token: deliveries do
+--- request eval
+["OPTIONS /eg", "POST /eg\n" . fixture('eg-chat-message-received.json')]
 --- more_headers eval
-"WebHook-Request-Origin: eventgrid.azure.net\nAuthorization: Bearer " . main::tok(alg => 'none')
---- error_code: 401
+["WebHook-Request-Origin: eventgrid.azure.net\nAuthorization: Bearer " . main::tok(alg => 'none'),
+ main::bearer(alg => 'none')]
+--- error_code eval
+[200, 401]
 --- error_log
 acs_notify: rejected 401 token: token alg is not RS256
+
+
+
+=== TEST 49: an exp near INT64_MAX is refused as no time, without arithmetic overflow
+--- more_headers eval
+[main::bearer(claims => { exp => 9223372036854775807 }),
+ main::bearer(claims => { exp => -1 }),
+ main::bearer(claims => { nbf => 9223372036854775807 })]
+--- request eval
+[("POST /eg\n" . fixture('eg-chat-message-received.json')) x 3]
+--- error_code eval
+[401, 401, 401]
+--- grep_error_log eval
+qr/rejected 401 token: token (exp|nbf) is not a time/
+--- grep_error_log_out
+rejected 401 token: token exp is not a time
+rejected 401 token: token exp is not a time
+rejected 401 token: token nbf is not a time

@@ -322,3 +322,22 @@ acs_notify_registry: cannot create "/proc/acs-registry"
 --- must_die
 --- error_log
 acs_notify_registry: invalid ttl "200d", expected 1s to 180d
+
+
+
+=== TEST 26: a NUL inside a JSON string is 400 InvalidJson, and nothing is stored
+--- sreq eval
+[[PUT => "/acs/users/u26/devices/d1",
+  '{"platform":"wns","handle":"https://a/b\u0000\r\nX: y"}'],
+ [PUT => "/acs/users/u26/devices/d2",
+  '{"platform":"wns","handle":"https://a/b","note":"\u0000"}'],
+ [GET => "/acs/users/u26/devices"],
+ [PUT => "/acs/users/u26/devices/d3",
+  '{"platform":"wns","handle":"https://a/b","note":"\\\\u0000"}']]
+--- error_code eval
+[400, 400, 200, 201]
+--- response_body_like eval
+[qr/^\{"error":\{"code":"InvalidJson","message":"a string of the body holds U\+0000"\}\}$/,
+ qr/"code":"InvalidJson"/, qr/^\{"value":\[\]\}$/, qr/"handle":"https:\/\/a\/b"/]
+--- error_log
+acs_notify: registration rejected 400 InvalidJson: a string of the body holds U+0000

@@ -199,17 +199,17 @@ is("@bad", '', 'no alert, crit or emerg in the error log');
 close $log;
 
 # a full database: 507, nothing corrupted, reads still work
-write_conf(1, "$root/small max_size=64k max_devices=1000");
+write_conf(1, "$root/small max_size=1m max_devices=1000");
 start();
 
 my ($full, $n) = (0, 0);
 for my $i (1 .. 3000) {
     ($st, $b) = call(PUT => "/acs/users/filler/devices/d$i",
-                     reg_body(platform => 'fcmv1', handle => 'x' x 200));
+                     reg_body(platform => 'fcmv1', handle => 'x' x 1500));
     if ($st == 507) { $full = $i; last }
     $n++ if $st == 201;
 }
-ok($full > 1, "the 64k registry filled up after $n registrations");
+ok($full > 1, "the 1m registry filled up after $n registrations");
 like($b, qr/^\{"error":\{"code":"InsufficientStorage",/, '507 InsufficientStorage');
 ($st, $b) = call(GET => "/acs/users/filler/devices/d1");
 is($st, 200, 'reads still work when full');

@@ -109,6 +109,14 @@ is($st, 200, 'redelivery: 200');
 is(count_since($n0), 0, 'redelivery: no push sent again');
 like($srv->new_log, qr/already pushed to device "iphone"/, 'the skip is logged');
 
+# --- an event id a sender chose is logged escaped by dispatch too
+
+my $odd = $chat =~ s/"id": "[^"]*"/"id": "odd\\"id\\u00e9"/r;
+deliver('/eg', $odd);
+deliver('/eg', $odd);
+like($srv->new_log, qr/event "odd\\"id\\xc3\\xa9" already pushed to device "iphone"/,
+     'the event id in the skip is escaped');
+
 # --- an incoming call
 
 $n0 = () = $nh->requests;

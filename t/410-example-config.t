@@ -39,7 +39,7 @@ my $conf = do { local $/; <$in> };
 
 $conf =~ s{load_module modules/ngx_http_acs_notify_module\.so;}{load_module $module;};
 $conf =~ s{/etc/nginx/acs/}{$root/acs/}g;
-$conf =~ s{/var/lib/nginx/acs-registry}{$root/lib/acs-registry}g;
+$conf =~ s{/var/lib/nginx/acs-}{$root/lib/acs-}g;
 $conf =~ s{/var/log/nginx/}{$root/logs/}g;
 $conf =~ s{/run/nginx\.pid}{$root/logs/nginx.pid}g;
 $conf =~ s{^user www-data;}{user root;}m;

@@ -1,10 +1,11 @@
 
 /*
- * The few nginx string functions the plain-buffer code of the module calls,
- * for unit tests that link that code without an nginx binary.  Each does
- * what its nginx namesake does for the inputs the tests use: escaping
- * follows nginx's NGX_ESCAPE_URI_COMPONENT table (all but A-Z a-z 0-9 - .
- * _ ~), ngx_sprintf knows %V, %s, %T, %d and %ui.
+ * The few nginx string and pool functions the plain-buffer code of the
+ * module calls, for unit tests that link that code without an nginx binary.
+ * Each does what its nginx namesake does for the inputs the tests use:
+ * escaping follows nginx's NGX_ESCAPE_URI_COMPONENT table (all but A-Z a-z
+ * 0-9 - . _ ~), unescaping is the type 0 of ngx_unescape_uri, ngx_sprintf
+ * knows %V, %s, %T, %d and %ui.
  */
 
 
@@ -397,4 +398,148 @@ ngx_decode_base64url(ngx_str_t *dst, ngx_str_t *src)
     dst->len = d - dst->data;
 
     return NGX_OK;
+}
+
+
+/* type 0: "%XX" decoded; a "%" without two hex digits after it is dropped */
+
+void
+ngx_unescape_uri(u_char **dst, u_char **src, size_t size, ngx_uint_t type)
+{
+    u_char  *d, *s, *last;
+    int      hi, lo;
+
+    (void) type;
+
+    d = *dst;
+    s = *src;
+    last = s + size;
+
+    while (s < last) {
+        if (*s != '%') {
+            *d++ = *s++;
+            continue;
+        }
+
+        s++;
+
+        if (s < last && isxdigit(*s)) {
+            hi = isdigit(*s) ? *s - '0' : (tolower(*s) - 'a' + 10);
+            s++;
+
+            if (s < last && isxdigit(*s)) {
+                lo = isdigit(*s) ? *s - '0' : (tolower(*s) - 'a' + 10);
+                *d++ = (u_char) (hi << 4 | lo);
+                s++;
+            }
+        }
+    }
+
+    *dst = d;
+    *src = s;
+}
+
+
+/* the standard alphabet; padding may be left out; other bytes fail */
+
+ngx_int_t
+ngx_decode_base64(ngx_str_t *dst, ngx_str_t *src)
+{
+    static u_char  b64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    u_char        *d, *c;
+    size_t         len, i;
+    uint32_t       acc;
+    ngx_uint_t     bits;
+
+    for (len = 0; len < src->len && src->data[len] != '='; len++) {
+        if (src->data[len] == '\0'
+            || strchr((char *) b64, src->data[len]) == NULL)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (len % 4 == 1) {
+        return NGX_ERROR;
+    }
+
+    d = dst->data;
+    acc = 0;
+    bits = 0;
+
+    for (i = 0; i < len; i++) {
+        c = (u_char *) strchr((char *) b64, src->data[i]);
+        acc = (acc << 6) | (uint32_t) (c - b64);
+        bits += 6;
+
+        if (bits >= 8) {
+            bits -= 8;
+            *d++ = (u_char) (acc >> bits);
+        }
+    }
+
+    dst->len = d - dst->data;
+
+    return NGX_OK;
+}
+
+
+u_char *
+ngx_hex_dump(u_char *dst, u_char *src, size_t len)
+{
+    static u_char  hex[] = "0123456789abcdef";
+
+    while (len--) {
+        *dst++ = hex[*src >> 4];
+        *dst++ = hex[*src++ & 0xf];
+    }
+
+    return dst;
+}
+
+
+u_char *
+ngx_pstrdup(ngx_pool_t *pool, ngx_str_t *src)
+{
+    u_char  *dst;
+
+    dst = ngx_pnalloc(pool, src->len);
+    if (dst == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(dst, src->data, src->len);
+
+    return dst;
+}
+
+
+ngx_array_t *
+ngx_array_create(ngx_pool_t *p, ngx_uint_t n, size_t size)
+{
+    ngx_array_t  *a;
+
+    a = ngx_palloc(p, sizeof(ngx_array_t));
+    if (a == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(a, p, n, size) != NGX_OK) {
+        return NULL;
+    }
+
+    return a;
+}
+
+
+/* memory goes with the pool, as nginx does for small blocks */
+
+ngx_int_t
+ngx_pfree(ngx_pool_t *pool, void *p)
+{
+    (void) pool;
+    (void) p;
+
+    return NGX_DECLINED;
 }

@@ -1,0 +1,146 @@
+# A full registry: registrations are refused with 507 while the map still
+# has the room that deletes and the expiry sweep need (LMDB copies every page
+# it changes, deletes included), so those always commit; and a failure of
+# the registry is answered in JSON, never with nginx's HTML page.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use Test::More;
+use Time::HiRes qw(sleep);
+use AcsTest::Reg;
+use AcsTest::Server;
+
+my $srv = AcsTest::Server->new('260-registry-full');
+my $root = $srv->root;
+
+sub conf {
+    my ($registry) = @_;
+    $srv->write_conf(http => "acs_notify_registry $registry;", server => <<"SERVER");
+        location /acs/ {
+            acs_notify_registrations;
+            acs_notify_hmac_key $AcsTest::Reg::KEY;
+        }
+SERVER
+}
+
+sub call {
+    my ($method, $path, $body) = @_;
+    my %h = map { /^([^:]+): (.*)$/ ? ($1 => $2) : () }
+            split /\n/, AcsTest::Reg::signed_headers($method, $path, $body // '');
+    return $srv->request($method => $path, $body // '', \%h);
+}
+
+# PUT $make->($i) for i = 1, 2, ... until 507; the count of 201s
+sub fill {
+    my ($make, $body) = @_;
+    my $n = 0;
+    for my $i (1 .. 20000) {
+        my ($st, undef, $b) = call(PUT => $make->($i), $body);
+        if ($st == 507) {
+            like($b, qr/^\{"error":\{"code":"InsufficientStorage",/, "507 after $n registrations");
+            return $n;
+        }
+        $n++ if $st == 201;
+    }
+    fail('the registry never filled up');
+    return $n;
+}
+
+# the lines at crit or alert that are not "database full"
+sub bad_lines {
+    return join '', grep { /\[(crit|alert|emerg)\]/ && !/database full, raise max_size/ }
+        split /^/, $srv->new_log;
+}
+
+my $small = reg_body(platform => 'fcmv1', handle => 'f' x 200);
+
+# --- many users, one device each: every user deleted, one by one
+
+conf("$root/users max_size=1m");
+$srv->start;
+
+my $n = fill(sub { "/acs/users/user-$_[0]/devices/d1" }, $small);
+ok($n > 1000, "the 1m registry took $n small registrations");
+
+my %seen;
+for my $i (1 .. $n) {
+    my ($st, $h, $b) = call(DELETE => "/acs/users/user-$i");
+    $seen{$st}++;
+    diag "DELETE user-$i: $st $b" if $st != 204 && $seen{$st} == 1;
+}
+is(join(',', map { "$_=$seen{$_}" } sort keys %seen), "204=$n", 'every user of the full registry is deleted with 204');
+is(bad_lines(), '', 'no crit but "database full"');
+
+my ($st) = call(PUT => '/acs/users/again/devices/d1', $small);
+is($st, 201, 'registrations are taken again after the deletes');
+
+# --- one user with many devices: deleted whole
+
+$srv->stop;
+conf("$root/devices max_size=1m max_devices=1000");
+$srv->start;
+$srv->new_log;
+
+$n = fill(sub { "/acs/users/crowded/devices/d$_[0]" },
+          reg_body(platform => 'fcmv1', handle => 'f' x 1500));
+ok($n > 100, "one user has $n devices");
+($st) = call(DELETE => '/acs/users/crowded');
+is($st, 204, 'the user and all its devices are deleted');
+(undef, undef, my $b) = call(GET => '/acs/users/crowded/devices');
+is($b, '{"value":[]}', 'none is left');
+is(bad_lines(), '', 'no crit but "database full"');
+
+# --- expiry: the sweep purges a full registry
+
+$srv->stop;
+# large records fill it in a few hundred requests, well within their TTL
+conf("$root/expiry max_size=1m ttl=3s");
+$srv->start;
+$srv->new_log;
+
+$n = fill(sub { "/acs/users/short-$_[0]/devices/d1" },
+          reg_body(platform => 'fcmv1', handle => 'f' x 1500));
+my $purged = 0;
+for (1 .. 60) {
+    sleep 0.25;
+    $purged += $_ for $srv->new_log =~ /purged (\d+) expired registrations/g;
+    last if $purged >= $n;
+}
+is($purged, $n, "the sweep purged all $n expired registrations of the full registry");
+is(bad_lines(), '', 'no crit but "database full"');
+($st) = call(PUT => '/acs/users/again/devices/d1', $small);
+is($st, 201, 'registrations are taken again after the sweep');
+
+$srv->stop;
+
+# --- a registry that fails (its disk is full) answers in JSON
+
+SKIP: {
+    my $disk = "$root/small-disk";
+    mkdir $disk;
+    skip 'mounting a small tmpfs needs root', 4
+        unless $> == 0 && system("mount -t tmpfs -o size=256k tmpfs $disk 2>/dev/null") == 0;
+
+    conf("$disk max_size=4m");
+    $srv->start;
+    $srv->new_log;
+
+    my ($last, $h);
+    for my $i (1 .. 200) {
+        ($last, $h, $b) = call(PUT => "/acs/users/disk-$i/devices/d1",
+                               reg_body(platform => 'fcmv1', handle => 'f' x 4000));
+        last if $last != 201;
+    }
+    is($last, 500, 'a write the disk cannot take: 500');
+    is($h->{'content-type'}, 'application/json', '... as JSON');
+    like($b, qr/^\{"error":\{"code":"InternalError","message":"[^"]+"\}\}$/, '... with an error object');
+    like($srv->new_log, qr/\[crit\].*acs_notify_registry: mdb_txn_commit\(\) failed/,
+         'the failure is logged at crit');
+
+    $srv->stop;
+    system("umount $disk");
+}
+
+done_testing();
