@@ -287,7 +287,7 @@ sub tok { my ($sr, $sig, $se, $skn) = @_;
 expect_status('wrong Host', 404, why => qr/is not this namespace/, headers => { Host => 'other-ns.servicebus.windows.net' });
 expect_status('SNI differs from Host', 400, why => qr/TLS SNI 'localhost'/, sni => 'localhost', detail => qr/SNI/);
 expect_status('unknown hub', 404, why => qr/hub 'nohub' does not exist/, path => '/nohub/messages/?api-version=2020-06&direct');
-expect_status('other path', 404, why => qr/no such resource/, path => "/$HUB/installations/x?api-version=2020-06");
+expect_status('other path', 404, why => qr/no such resource/, path => "/$HUB/registrations/x?api-version=2020-06");
 expect_status('GET', 405, why => qr/method GET not allowed/, method => 'GET');
 expect_status('missing direct (broadcast)', 400,
     path => "/$HUB/messages/?api-version=2020-06",
@@ -429,6 +429,273 @@ subtest '32 concurrent connections' => sub {
     my %conns = map { $_->{conn} => 1 } @e;
     is(scalar keys %conns, 32, '32 distinct connections');
 };
+
+# ---------------------------------------------------------------- installations
+my $JS = JSON::PP->new->canonical;
+
+# an installation request on a fresh connection; json => data is encoded
+sub inst_req {
+    my ($method, $id, %o) = @_;
+    my $body = exists $o{json} ? $JS->encode($o{json}) : ($o{body} // '');
+    my %hd = (
+        'ServiceBusNotification-Format'       => undef,
+        'ServiceBusNotification-DeviceHandle' => undef,
+        'apns-push-type'                      => undef,
+        'apns-priority'                       => undef,
+        'Content-Type' => $method eq 'PATCH' ? 'application/json-patch+json'
+                        : $method eq 'PUT'   ? 'application/json' : undef,
+        %{ $o{headers} // {} },
+    );
+    return push_req(method => $method, path => $o{path} // $nh->installation_path($id, $o{hub}),
+                    headers => \%hd, body => $body, hub => $o{hub});
+}
+
+# expect status $st for an installation request (NH XML error unless 2xx or empty)
+sub expect_inst {
+    my ($name, $st, $method, $id, %o) = @_;
+    my $r = inst_req($method, $id, %o);
+    subtest "$name -> $st" => sub {
+        is($r->{status}, $st, 'status') or diag explain $r;
+        ok($r->{headers}{trackingid}, 'TrackingId');
+        if ($st >= 300 && !$o{empty}) {
+            is($r->{headers}{'content-type'}, 'application/xml; charset=utf-8', 'XML error');
+            like($r->{body}, qr{^<Error><Code>$st</Code><Detail>.+</Detail></Error>$}s, 'NH error body');
+        }
+        is($r->{body}, '', 'empty body') if $o{empty} || $st == 204 || ($st == 200 && $method ne 'GET');
+        my $e = last_entry();
+        is($e->{status}, $st, 'journaled status');
+        like($e->{detail}, $o{why}, 'journaled reason') if $o{why};
+        is($e->{op}, 'installation-' . lc $method, 'journaled op') if $method =~ /^(?:GET|PUT|PATCH|DELETE)$/;
+    };
+    return $r;
+}
+
+my $APNS1 = 'a1' x 32;
+my %INST_A1 = (installationId => 'inst-a1', platform => 'apns', pushChannel => $APNS1,
+               tags => [ 'sports', 'boston' ], userId => 'alice');
+
+subtest 'PUT creates an installation, GET reads it back (200, JSON, Content-Location)' => sub {
+    $nh->clear;
+    $nh->clear_installations;
+    my $r = inst_req('PUT', 'inst-a1', json => \%INST_A1);
+    is($r->{status}, 200, 'PUT 200') or diag explain $r;
+    is($r->{body}, '', 'no body');
+    is($r->{headers}{'content-location'}, "https://$HOST/$HUB/installations/inst-a1", 'Content-Location');
+    my $e = last_entry();
+    is($e->{op}, 'installation-put', 'journal op');
+    is($e->{installation_id}, 'inst-a1', 'journal installation id');
+    is($e->{detail}, 'installation created', 'created');
+    $r = inst_req('GET', 'inst-a1');
+    is($r->{status}, 200, 'GET 200');
+    is($r->{headers}{'content-type'}, 'application/json; charset=utf-8', 'JSON');
+    my $j = JSON::PP->new->decode($r->{body});
+    is($j->{$_}, $INST_A1{$_}, $_) for qw(installationId platform pushChannel userId);
+    is_deeply($j->{tags}, [ 'sports', 'boston' ], 'tags');
+    is($j->{expirationTime}, '9999-12-31T23:59:59.9999999Z', 'expirationTime: never');
+    ok(defined $j->{pushChannelExpired} && !$j->{pushChannelExpired}, 'pushChannelExpired false');
+    like($j->{lastUpdate}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z$/, 'lastUpdate');
+    is_deeply($nh->installation('inst-a1'), $j, 'installation() = GET');
+    is_deeply([ map { "$_->{hub}/$_->{installationId}" } $nh->installations ], [ "$HUB/inst-a1" ], 'installations()');
+};
+
+subtest 'PUT overwrites; keep-alive PUT then GET on one connection' => sub {
+    my $s = nh_connect() or return fail("connect: $SSL_ERROR");
+    my %h = ('ServiceBusNotification-Format' => undef, 'ServiceBusNotification-DeviceHandle' => undef,
+             'apns-push-type' => undef, 'apns-priority' => undef);
+    my $r1 = nh_request($s, method => 'PUT', path => $nh->installation_path('inst-a1'),
+                        headers => { %h, 'Content-Type' => 'application/json' },
+                        body => $JS->encode({ %INST_A1, tags => ['news'], userId => undef }));
+    my $r2 = nh_request($s, method => 'GET', path => $nh->installation_path('inst-a1'), headers => \%h, body => '');
+    close $s;
+    is($r1->{status}, 200, 'PUT 200');
+    is(last_entry()->{detail}, 'installation read', 'GET journaled');
+    my $j = JSON::PP->new->decode($r2->{body} // '{}');
+    is_deeply($j->{tags}, ['news'], 'tags replaced');
+    ok(!exists $j->{userId}, 'userId gone (overwrite, not merge)');
+};
+
+expect_inst('PUT with platform in capitals, userID spelled as in the reference', 200, 'PUT', 'inst-caps',
+    json => { installationId => 'inst-caps', platform => 'APNS', pushChannel => 'AB' x 32, userID => 'bob' });
+is($nh->installation('inst-caps')->{platform}, 'apns', 'platform stored as apns');
+is($nh->installation('inst-caps')->{userId}, 'bob', 'userID stored as userId');
+expect_inst('PUT with read-only properties (ignored)', 200, 'PUT', 'inst-ro',
+    json => { installationId => 'inst-ro', platform => 'fcmv1', pushChannel => 'fcm:tok-1',
+              expirationTime => '2001-01-01T00:00:00Z', lastUpdate => 'x', lastActiveOn => 'y',
+              pushChannelExpired => JSON::PP::true });
+is($nh->installation('inst-ro')->{expirationTime}, '9999-12-31T23:59:59.9999999Z', 'expirationTime stays never');
+expect_inst('PUT browser installation', 200, 'PUT', 'inst-b1',
+    json => { installationId => 'inst-b1', platform => 'browser',
+              pushChannel => { endpoint => 'https://push.example/e1', p256dh => 'P256', auth => 'AUTH' },
+              tags => ['web'] });
+expect_inst('PUT gcm (legacy) installation', 200, 'PUT', 'inst-g1',
+    json => { installationId => 'inst-g1', platform => 'gcm', pushChannel => 'gcm-token' });
+expect_inst('Listen-only rule may PUT', 200, 'PUT', 'inst-l1',
+    json => { installationId => 'inst-l1', platform => 'adm', pushChannel => 'amzn1.adm-registration.x' },
+    headers => { Authorization => $nh->token(key_name => 'ListenOnly') });
+expect_inst('token scoped to the installation itself', 200, 'GET', 'inst-l1',
+    headers => { Authorization => $nh->token(uri => "https://$HOST/$HUB/installations/inst-l1") });
+
+# refusals
+my %PUT_OK = (installationId => 'inst-x', platform => 'apns', pushChannel => 'cd' x 32);
+my @PUT_BAD = (
+    [ 'installationId differs from the URL', { %PUT_OK, installationId => 'other' }, qr/differs from the id in the URL/ ],
+    [ 'no installationId', { %PUT_OK, installationId => undef }, qr/installationId is required/ ],
+    [ 'numeric installationId', { %PUT_OK, installationId => 12 }, qr/installationId must be a string/ ],
+    [ 'no platform', { %PUT_OK, platform => undef }, qr/platform is required/ ],
+    [ 'platform mpns (retired)', { %PUT_OK, platform => 'mpns' }, qr/platform 'mpns' is not one of/ ],
+    [ 'platform fcm (NH says gcm or fcmv1)', { %PUT_OK, platform => 'fcm' }, qr/platform 'fcm'/ ],
+    [ 'no pushChannel', { %PUT_OK, pushChannel => undef }, qr/pushChannel is required/ ],
+    [ 'apns pushChannel not hex', { %PUT_OK, pushChannel => 'not-hex' }, qr/not a valid APNs token/ ],
+    [ 'wns pushChannel not https', { %PUT_OK, platform => 'wns', pushChannel => 'http://x' }, qr/must be an https URL/ ],
+    [ 'browser pushChannel a string', { %PUT_OK, platform => 'browser', pushChannel => 'https://x' }, qr/must be an object/ ],
+    [ 'browser pushChannel without auth', { %PUT_OK, platform => 'browser', pushChannel => { endpoint => 'https://x', p256dh => 'p' } }, qr/pushChannel.auth/ ],
+    [ 'tags not an array', { %PUT_OK, tags => 'sports' }, qr/tags must be an array/ ],
+    [ 'tag with a space', { %PUT_OK, tags => ['a b'] }, qr/tag 'a b' is not 1-120/ ],
+    [ 'tag with $', { %PUT_OK, tags => ['$x'] }, qr/tag '\$x'/ ],
+    [ 'tag of 121 characters', { %PUT_OK, tags => [ 'x' x 121 ] }, qr/is not 1-120/ ],
+    [ '61 tags', { %PUT_OK, tags => [ map { "t$_" } 1 .. 61 ] }, qr/61 tags, at most 60/ ],
+    [ 'userId with a space', { %PUT_OK, userId => 'a b' }, qr/userId 'a b'/ ],
+    [ 'unknown property', { %PUT_OK, pushchanell => 'x' }, qr/unknown installation property 'pushchanell'/ ],
+    [ 'secondaryTiles', { %PUT_OK, secondaryTiles => {} }, qr/secondaryTiles are not modelled/ ],
+    [ 'read-only lastUpdate not a string', { %PUT_OK, lastUpdate => 5 }, qr/lastUpdate \(read-only\) must be a string/ ],
+    [ 'templates not an object', { %PUT_OK, templates => [] }, qr/templates must be a JSON object/ ],
+    [ 'template without body', { %PUT_OK, templates => { t => { tags => ['a'] } } }, qr/templates.t.body is required/ ],
+    [ 'template body not JSON for apns', { %PUT_OK, templates => { t => { body => '<toast/>' } } }, qr/must be a JSON object/ ],
+    [ 'template headers on apns', { %PUT_OK, templates => { t => { body => '{"aps":{}}', headers => { 'apns-priority' => '5' } } } }, qr/only wns templates have headers/ ],
+    [ 'template expiry on fcmv1', { %PUT_OK, platform => 'fcmv1', pushChannel => 'f', templates => { t => { body => '{"message":{}}', expiry => '$(e)' } } }, qr/only apns templates have an expiry/ ],
+    [ 'wns template without X-WNS-Type', { %PUT_OK, platform => 'wns', pushChannel => 'https://wns/x', templates => { t => { body => '<toast/>' } } }, qr/needs an X-WNS-Type header/ ],
+    [ 'template expression inside text', { %PUT_OK, templates => { t => { body => '{"aps":{"alert":"Hi $(name)"}}' } } }, qr/must be the whole value/ ],
+    [ 'template expression in a JSON key', { %PUT_OK, templates => { t => { body => '{"$(k)":"v","aps":{}}' } } }, qr/not in keys/ ],
+    [ 'template concatenation without +', { %PUT_OK, templates => { t => { body => q({"aps":{"alert":"{'a' $(b)}"}}) } } }, qr/expected \+/ ],
+    [ 'template .( ) without length', { %PUT_OK, templates => { t => { body => '{"aps":{"alert":".(title)"}}' } } }, qr/needs a length/ ],
+    [ 'template %( ) with length', { %PUT_OK, templates => { t => { body => '{"aps":{"alert":"%(q, 3)"}}' } } }, qr/only \$\( \) and \.\( \) take a length/ ],
+    [ 'XML template expression in a tag', { %PUT_OK, platform => 'wns', pushChannel => 'https://wns/x',
+        templates => { t => { body => '<tile><visual><binding $(property)/></visual></tile>', headers => { 'X-WNS-Type' => 'wns/tile' } } } },
+      qr/only allowed in attribute values and text/ ],
+    [ 'template name with a space', { %PUT_OK, templates => { 'my t' => { body => '{"aps":{}}' } } }, qr/template name 'my t'/ ],
+);
+for my $b (@PUT_BAD) {
+    my ($name, $json, $why) = @$b;
+    my %j = %$json;
+    delete @j{ grep { !defined $j{$_} } keys %j };
+    expect_inst("PUT refused: $name", 400, 'PUT', 'inst-x', json => \%j, why => $why);
+}
+ok(!$nh->installation('inst-x'), 'no refused PUT stored anything');
+expect_inst('PUT body not JSON', 400, 'PUT', 'inst-x', body => '{"installationId":', why => qr/not valid JSON/);
+expect_inst('PUT body a JSON array', 400, 'PUT', 'inst-x', body => '[]', why => qr/must be a JSON object/);
+expect_inst('PUT empty body', 400, 'PUT', 'inst-x', body => '', why => qr/body is empty/);
+expect_inst('PUT body over 64 KB', 413, 'PUT', 'inst-x', body => '{"x":"' . ('y' x 70000) . '"}', why => qr/exceeds 65536/);
+expect_inst('PUT with Content-Type text/plain', 415, 'PUT', 'inst-x', json => \%PUT_OK,
+    headers => { 'Content-Type' => 'text/plain' }, why => qr/must be application\/json/);
+expect_inst('PUT without Content-Type', 415, 'PUT', 'inst-x', json => \%PUT_OK,
+    headers => { 'Content-Type' => undef }, why => qr/got none/);
+expect_inst('PUT with charset latin1', 415, 'PUT', 'inst-x', json => \%PUT_OK,
+    headers => { 'Content-Type' => 'application/json; charset=iso-8859-1' });
+expect_inst('no api-version', 400, 'GET', 'inst-a1', path => "/$HUB/installations/inst-a1", why => qr/api-version query parameter is missing/);
+expect_inst('unknown api-version', 400, 'GET', 'inst-a1', path => "/$HUB/installations/inst-a1?api-version=2099-01", why => qr/'2099-01' is not supported/);
+expect_inst('older api-version 2015-01 works', 200, 'GET', 'inst-a1', path => "/$HUB/installations/inst-a1?api-version=2015-01");
+expect_inst('no x-ms-version', 400, 'GET', 'inst-a1', headers => { 'x-ms-version' => undef }, why => qr/x-ms-version/);
+expect_inst('no Authorization', 401, 'GET', 'inst-a1', headers => { Authorization => undef }, why => qr/^MissingToken/);
+expect_inst('bad signature', 401, 'PUT', 'inst-x', json => \%PUT_OK,
+    headers => { Authorization => $nh->token(key => 'd3Jvbmcta2V5') }, why => qr/^InvalidSignature/);
+expect_inst('expired token', 401, 'GET', 'inst-a1', headers => { Authorization => $nh->token(se => time - 5) }, why => qr/^ExpiredToken/);
+expect_inst('token for another hub', 401, 'GET', 'inst-a1', headers => { Authorization => $nh->token(hub => 'acs-voip') }, why => qr/^InvalidAudience/);
+expect_inst('token for another installation', 401, 'GET', 'inst-a1',
+    headers => { Authorization => $nh->token(uri => "https://$HOST/$HUB/installations/inst-b1") }, why => qr/^InvalidAudience/);
+expect_inst('token for the send path', 401, 'GET', 'inst-a1',
+    headers => { Authorization => $nh->token(uri => "https://$HOST/$HUB/messages") }, why => qr/^InvalidAudience/);
+expect_inst('Send-only rule on 2020-06', 403, 'PUT', 'inst-x', json => \%PUT_OK, empty => 1,
+    headers => { Authorization => $nh->token(key_name => 'SendOnly') }, why => qr/lacks the Listen right/);
+expect_inst('Send-only rule on 2015-01', 401, 'GET', 'inst-a1', path => "/$HUB/installations/inst-a1?api-version=2015-01",
+    headers => { Authorization => $nh->token(key_name => 'SendOnly') }, why => qr/lacks the Listen claim/);
+expect_inst('POST on an installation', 405, 'POST', 'inst-a1', why => qr/method POST not allowed/);
+expect_inst('installation id with {', 400, 'GET', 'x', path => "/$HUB/installations/a%7Bb?api-version=2020-06", why => qr/Invalid installation id/);
+expect_inst('installation of an unknown hub', 404, 'GET', 'x', path => "/nohub/installations/x?api-version=2020-06", why => qr/hub 'nohub' does not exist/);
+expect_inst('GET of a missing installation', 404, 'GET', 'inst-none', why => qr/Installation Not Found/);
+
+subtest 'DELETE answers 204, also for an installation that does not exist' => sub {
+    is(inst_req('PUT', 'inst-d', json => { %PUT_OK, installationId => 'inst-d' })->{status}, 200, 'PUT');
+    my $r = inst_req('DELETE', 'inst-d');
+    is($r->{status}, 204, 'DELETE 204');
+    is($r->{body}, '', 'no body');
+    ok(last_entry()->{existed}, 'journal: existed');
+    is(inst_req('GET', 'inst-d')->{status}, 404, 'then GET 404');
+    is(inst_req('DELETE', 'inst-d')->{status}, 204, 'DELETE again 204');
+    ok(!last_entry()->{existed}, 'journal: did not exist');
+    is(inst_req('DELETE', 'inst-d', headers => { Authorization => $nh->token(key_name => 'SendOnly') })->{status},
+       403, 'Send-only DELETE 403');
+};
+
+# ---------------------------------------------------------------- PATCH
+sub patch_ok {
+    my ($name, $id, $ops, $check) = @_;
+    my $r = inst_req('PATCH', $id, json => $ops);
+    subtest "PATCH $name -> 200" => sub {
+        is($r->{status}, 200, 'status') or diag explain $r;
+        is($r->{body}, '', 'no body');
+        is(last_entry()->{op}, 'installation-patch', 'journal op');
+        $check->($nh->installation($id));
+    };
+}
+is(inst_req('PUT', 'inst-p', json => { installationId => 'inst-p', platform => 'apns', pushChannel => 'ef' x 32,
+                                       tags => ['a'] })->{status}, 200, 'PUT inst-p');
+patch_ok('add /tags (a string)', 'inst-p', [ { op => 'add', path => '/tags', value => 'b' } ],
+    sub { is_deeply($_[0]{tags}, [ 'a', 'b' ], 'appended') });
+patch_ok('add /tags (an array, duplicates ignored)', 'inst-p', [ { op => 'add', path => '/tags', value => [ 'b', 'c' ] } ],
+    sub { is_deeply($_[0]{tags}, [ 'a', 'b', 'c' ], 'merged') });
+patch_ok('add /tags/-', 'inst-p', [ { op => 'add', path => '/tags/-', value => 'd' } ],
+    sub { is_deeply($_[0]{tags}, [ 'a', 'b', 'c', 'd' ], 'appended') });
+patch_ok('remove /tags/TAG (by value)', 'inst-p', [ { op => 'remove', path => '/tags/b' } ],
+    sub { is_deeply($_[0]{tags}, [ 'a', 'c', 'd' ], 'removed b') });
+patch_ok('replace /tags', 'inst-p', [ { op => 'replace', path => '/tags', value => ['z'] } ],
+    sub { is_deeply($_[0]{tags}, ['z'], 'replaced') });
+patch_ok('remove the last tag removes tags', 'inst-p', [ { op => 'remove', path => '/tags/z' } ],
+    sub { ok(!exists $_[0]{tags}, 'no tags property') });
+patch_ok('add /userId, replace /pushChannel', 'inst-p',
+    [ { op => 'add', path => '/userId', value => 'carol' }, { op => 'replace', path => '/pushChannel', value => '12' x 32 } ],
+    sub { is($_[0]{userId}, 'carol', 'userId'); is($_[0]{pushChannel}, '12' x 32, 'pushChannel') });
+patch_ok('add /templates/NAME', 'inst-p',
+    [ { op => 'add', path => '/templates/t1', value => { body => '{"aps":{"alert":"$(m)"}}', tags => ['x'] } } ],
+    sub { is($_[0]{templates}{t1}{body}, '{"aps":{"alert":"$(m)"}}', 'template'); is_deeply($_[0]{templates}{t1}{tags}, ['x'], 'template tags') });
+patch_ok('add /templates/NAME/tags and replace /templates/NAME/body', 'inst-p',
+    [ { op => 'add', path => '/templates/t1/tags', value => 'y' },
+      { op => 'replace', path => '/templates/t1/body', value => '{"aps":{"alert":"$(n)"}}' } ],
+    sub { is_deeply($_[0]{templates}{t1}{tags}, [ 'x', 'y' ], 'template tags merged');
+          like($_[0]{templates}{t1}{body}, qr/\$\(n\)/, 'body replaced') });
+patch_ok('remove /userId, remove /templates/NAME', 'inst-p',
+    [ { op => 'remove', path => '/userId' }, { op => 'remove', path => '/templates/t1' } ],
+    sub { ok(!exists $_[0]{userId}, 'no userId'); ok(!exists $_[0]{templates}, 'no templates') });
+patch_ok('Content-Type application/json (as the JS SDK sends it)', 'inst-p',
+    [ { op => 'add', path => '/tags', value => 'q' } ], sub { is_deeply($_[0]{tags}, ['q'], 'added') });
+my @PATCH_BAD = (
+    [ 'op move', [ { op => 'move', from => '/tags', path => '/x' } ], qr/op 'move' is not supported/ ],
+    [ 'op test', [ { op => 'test', path => '/tags', value => ['q'] } ], qr/op 'test' is not supported/ ],
+    [ 'path /platform', [ { op => 'replace', path => '/platform', value => 'wns' } ], qr/not a path Notification Hubs patches/ ],
+    [ 'path /installationId', [ { op => 'replace', path => '/installationId', value => 'y' } ], qr/not a path/ ],
+    [ 'remove /pushChannel', [ { op => 'remove', path => '/pushChannel' } ], qr/cannot be removed/ ],
+    [ 'remove a tag that is not there', [ { op => 'remove', path => '/tags/nope' } ], qr/has no tag 'nope'/ ],
+    [ 'replace /userId when there is none', [ { op => 'replace', path => '/userId', value => 'u' } ], qr/has no userId/ ],
+    [ 'add without value', [ { op => 'add', path => '/tags' } ], qr/has no "value"/ ],
+    [ 'path without /', [ { op => 'add', path => 'tags', value => 'x' } ], qr/no "path" starting with/ ],
+    [ 'bad tag', [ { op => 'add', path => '/tags', value => 'a b' } ], qr/tag 'a b'/ ],
+    [ 'over 60 tags', [ { op => 'add', path => '/tags', value => [ map { "t$_" } 1 .. 60 ] } ], qr/61 tags, at most 60/ ],
+    [ 'bad pushChannel', [ { op => 'replace', path => '/pushChannel', value => 'zz' } ], qr/not a valid APNs token/ ],
+    [ 'template part of a missing template', [ { op => 'add', path => '/templates/none/body', value => '{}' } ], qr/no template 'none'/ ],
+    [ 'atomic: a valid op then an invalid one', [ { op => 'add', path => '/tags', value => 'never' },
+                                                  { op => 'remove', path => '/pushChannel' } ], qr/operation 1/ ],
+    [ 'not an array', { op => 'add', path => '/tags', value => 'x' }, qr/must be a JSON Patch array/ ],
+);
+for my $b (@PATCH_BAD) {
+    my ($name, $ops, $why) = @$b;
+    expect_inst("PATCH refused: $name", 400, 'PATCH', 'inst-p', json => $ops, why => $why);
+}
+is_deeply($nh->installation('inst-p')->{tags}, ['q'], 'no refused PATCH changed the installation');
+expect_inst('PATCH with Content-Type text/plain', 415, 'PATCH', 'inst-p',
+    json => [ { op => 'add', path => '/tags', value => 'x' } ], headers => { 'Content-Type' => 'text/plain' });
+expect_inst('PATCH of a missing installation', 404, 'PATCH', 'inst-none',
+    json => [ { op => 'add', path => '/tags', value => 'x' } ], why => qr/Installation Not Found/);
+expect_inst('PATCH with a Send-only rule', 403, 'PATCH', 'inst-p', empty => 1,
+    json => [ { op => 'add', path => '/tags', value => 'x' } ], headers => { Authorization => $nh->token(key_name => 'SendOnly') });
 
 # ---------------------------------------------------------------- stop
 my $pid = $nh->pid;

@@ -56,6 +56,20 @@ our $MAX_REQUEST_BODY = 65536;     # NH: request ≤ 64 KB, else 413
 our $MAX_READ_BODY    = 1 << 20;   # larger bodies are not even read
 our $MAX_HEAD         = 32768;     # request line + headers
 
+# installations (PROTOCOLS.md §3.6): NH's platform names, lower case
+our %INST_PLATFORMS = map { $_ => 1 } qw(apns wns gcm fcmv1 adm baidu browser xiaomi);
+# send format => installation platform, and back
+our %FORMAT_PLATFORM = (apple => 'apns', windows => 'wns', gcm => 'gcm', fcmv1 => 'fcmv1',
+                        adm => 'adm', baidu => 'baidu', browser => 'browser', xiaomi => 'xiaomi');
+our %PLATFORM_FORMAT = reverse %FORMAT_PLATFORM;
+our $TAG_RE            = qr/[A-Za-z0-9_\@#.:\-]{1,120}/;
+our $USER_ID_RE        = qr/[A-Za-z0-9_\@#.:=\-]{1,256}/;
+our $MAX_TAGS          = 60;     # per installation (and per template)
+our $MAX_EXPR_TAGS_OR  = 20;     # tags in an expression of || only
+our $MAX_EXPR_TAGS     = 6;      # tags in any other expression
+our $MAX_ID_LENGTH     = 256;    # stand-in's own limit for installation ids
+our $NEVER_EXPIRES     = '9999-12-31T23:59:59.9999999Z';
+
 our %PUSH_TYPES = map { $_ => 1 }
     qw(alert background voip complication fileprovider mdm location
        liveactivity pushtotalk);
@@ -321,6 +335,7 @@ sub _config {
         port         => $o{port} // 0,
         tls          => $tls,
         journal      => "$dir/journal.jsonl",
+        store        => "$dir/installations.json",
         state        => "$dir/fake-nh-state.json",
         rules        => "$dir/rules.json",
         log          => "$dir/fake-nh.log",
@@ -453,6 +468,20 @@ sub send_path {
     return '/' . ($hub // $self->hub) . "/messages/?api-version=$API_VERSION&direct";
 }
 
+# the path and query of a tag (or template) send: no direct
+sub tag_send_path {
+    my ($self, $hub) = @_;
+    return '/' . ($hub // $self->hub) . "/messages/?api-version=$API_VERSION";
+}
+
+# the path and query of an installation
+sub installation_path {
+    my ($self, $id, $hub) = @_;
+    croak 'installation_path(id[, hub])' unless defined $id;
+    (my $seg = $id) =~ s/([^A-Za-z0-9\-._~:@=|+!\$&'()*,;])/sprintf('%%%02X', ord $1)/ge;
+    return '/' . ($hub // $self->hub) . "/installations/$seg?api-version=$API_VERSION";
+}
+
 # an Authorization header value for $hub (default: the first hub)
 sub token {
     my ($self, %o) = @_;
@@ -462,7 +491,8 @@ sub token {
     return sas_token($name, $key, $uri, $o{se} // time + 3600);
 }
 
-sub requests {
+# every journal line: requests and deliveries (fan-out of tag sends)
+sub entries {
     my ($self) = @_;
     my @r;
     if (open(my $fh, '<:raw', $self->{journal})) {
@@ -476,16 +506,72 @@ sub requests {
     return wantarray ? @r : scalar @r;
 }
 
-sub wait_requests {
-    my ($self, $n, $timeout) = @_;
+# the requests only (one entry per HTTP request)
+sub requests {
+    my ($self) = @_;
+    my @r = grep { ($_->{kind} // 'request') ne 'delivery' } $self->entries;
+    return wantarray ? @r : scalar @r;
+}
+
+# the deliveries only (one entry per device and template reached by a tag send)
+sub deliveries {
+    my ($self) = @_;
+    my @r = grep { ($_->{kind} // '') eq 'delivery' } $self->entries;
+    return wantarray ? @r : scalar @r;
+}
+
+sub _wait_for {
+    my ($self, $what, $n, $timeout) = @_;
     my $end = Time::HiRes::time() + ($timeout // 10);
     my @r;
     while (1) {
-        @r = $self->requests;
+        @r = $self->$what;
         last if @r >= $n || Time::HiRes::time() >= $end;
         Time::HiRes::sleep(0.05);
     }
     return wantarray ? @r : scalar @r;
+}
+
+sub wait_requests   { my $s = shift; $s->_wait_for('requests', @_) }
+sub wait_deliveries { my $s = shift; $s->_wait_for('deliveries', @_) }
+
+# installations as stored (each as GET returns it, plus "hub")
+sub installations {
+    my ($self) = @_;
+    my $st = _store_read($self);
+    my @r;
+    for my $hub (sort keys %$st) {
+        for my $id (sort keys %{ $st->{$hub} }) {
+            push @r, { %{ _inst_view($st->{$hub}{$id}) }, hub => $self->{hubs}{$hub} // $hub };
+        }
+    }
+    return wantarray ? @r : scalar @r;
+}
+
+# one installation as GET returns it, or undef
+sub installation {
+    my ($self, $hub, $id) = @_;
+    ($hub, $id) = ($self->hub, $hub) if @_ == 2;
+    my $i = _store_read($self)->{ lc $hub }{$id};
+    return $i ? _inst_view($i) : undef;
+}
+
+# store an installation directly (validated as a PUT body; croaks on error)
+sub add_installation {
+    my ($self, $inst, $hub) = @_;
+    croak 'add_installation(\%installation[, hub])' unless ref $inst eq 'HASH';
+    my ($n, $err) = _inst_validate($inst, $inst->{installationId});
+    croak "add_installation: $err" if $err;
+    $hub = lc($hub // $self->hub);
+    croak "add_installation: no hub '$hub'" unless $self->{hubs}{$hub};
+    _store_update($self, sub { $_[0]{$hub}{ $n->{installationId} } = $n; 1 });
+    return _inst_view($n);
+}
+
+sub clear_installations {
+    my ($self) = @_;
+    _store_update($self, sub { %{ $_[0] } = (); 1 });
+    return 1;
 }
 
 sub clear {
@@ -739,8 +825,8 @@ sub _read_request {
     } elsif (defined $cl) {
         return $bad->(400, "invalid Content-Length '$cl'") unless $cl =~ /^\d{1,15}$/;
         $len = $cl + 0;
-    } elsif ($m eq 'POST' || $m eq 'PUT') {
-        return $bad->(411, 'POST without Content-Length or Transfer-Encoding');
+    } elsif ($m eq 'POST' || $m eq 'PUT' || $m eq 'PATCH') {
+        return $bad->(411, "$m without Content-Length or Transfer-Encoding");
     }
     if ($len > $MAX_READ_BODY) {
         $req->{body_length} = $len;
@@ -800,6 +886,7 @@ sub _handle {
     my ($path, $query) = defined $req->{target}
         ? $req->{target} =~ /^([^?]*)(?:\?(.*))?\z/s : (undef, undef);
     my $e = {
+        kind        => 'request',
         time        => $req->{time},
         conn        => $c->{conn},
         req         => $req->{n},
@@ -845,7 +932,23 @@ sub _handle {
         $e->{location} = "https://$cfg->{host}/$e->{hub}/messages/$r->{id}?api-version=$API_VERSION";
         $r->{location} = $e->{location};
     }
-    _journal($cfg, $e);
+    my @more;
+    if ($r->{deliveries} && !$r->{action} && ($r->{status} // 0) == 201) {
+        $e->{deliveries} = scalar @{ $r->{deliveries} };
+        for my $d (@{ $r->{deliveries} }) {
+            push @more, {
+                kind            => 'delivery',
+                time            => $req->{time},
+                conn            => $c->{conn},
+                req             => $req->{n},
+                pid             => $$,
+                tracking_id     => $tid,
+                notification_id => $r->{id},
+                %$d,
+            };
+        }
+    }
+    _journal($cfg, $e, @more);
 
     Time::HiRes::sleep($r->{delay_ms} / 1000) if $r->{delay_ms};
     if (($r->{action} // '') eq 'hang') {
@@ -892,6 +995,8 @@ sub _decide {
         unless defined $sni && lc $sni eq $cfg->{host};
 
     # 2. path and method
+    return _installation_request($cfg, $c, $req, $e, $path, $query, $1, $2)
+        if $path =~ m{^/([^/]+)/installations/([^/]+)\z};
     return _err(404, "no such resource: $path")
         unless $path =~ m{^/([^/]+)/messages/?\z};
     my $hub = $cfg->{hubs}{ lc pct_decode($1) }
@@ -901,21 +1006,15 @@ sub _decide {
         unless $req->{method} eq 'POST';
 
     # 3. query
-    my %q;
-    for my $p (split /&/, $query // '') {
-        next if $p eq '';
-        my ($k, $v) = split /=/, $p, 2;
-        push @{ $q{ lc pct_decode($k) } }, pct_decode($v);
-    }
-    my $av = $q{'api-version'}
-        or return _err(400, 'The api-version query parameter is missing');
-    return _err(400, 'api-version given more than once') if @$av > 1;
-    my $api = $av->[0] // '';
-    return _err(400, "The api-version '$api' is not supported (known: @API_VERSIONS)")
-        unless $KNOWN_API{$api};
-    $e->{api_version} = $api;
-    return _err(400, 'stand-in refuses broadcast sends: direct missing')
-        unless exists $q{direct};
+    my ($q, $api, $qerr) = _query($query, $e);
+    return $qerr if $qerr;
+    my $direct = exists $q->{direct};
+    my $tags_hdr = $h->{'servicebusnotification-tags'};
+    $e->{tags} = _text($tags_hdr) if defined $tags_hdr && !$direct;
+    return _err(400, 'stand-in refuses broadcast sends: direct missing and no '
+                     . 'ServiceBusNotification-Tags header')
+        unless $direct || defined $tags_hdr;
+    $e->{op} = $direct ? 'direct-send' : 'tag-send';
 
     # 4. SAS token
     my ($k, $err) = _check_sas($cfg, $req, $hub, $e);
@@ -935,20 +1034,36 @@ sub _decide {
     my $fmt_raw = $h->{'servicebusnotification-format'};
     return _err(400, 'ServiceBusNotification-Format header missing') unless defined $fmt_raw;
     my $fmt = lc $fmt_raw;
+    my $template = !$direct && $fmt eq 'template';
     return _err(400, "ServiceBusNotification-Format '$fmt_raw' is not a valid platform "
-                     . '(apple, fcmv1, gcm, windows, browser, adm, baidu, xiaomi)')
-        unless exists $FORMATS{$fmt} && $req->{hcount}{'servicebusnotification-format'} == 1;
+                     . '(apple, fcmv1, gcm, windows, browser, adm, baidu, xiaomi'
+                     . ($direct ? ')' : ', template)'))
+        unless (exists $FORMATS{$fmt} || $template)
+            && $req->{hcount}{'servicebusnotification-format'} == 1;
     $e->{format} = $fmt;
     $e->{legacy} = JSON::PP::true if $fmt eq 'gcm';
     my $handle = $h->{'servicebusnotification-devicehandle'};
-    return _err(400, 'ServiceBusNotification-DeviceHandle header missing or empty')
-        unless defined $handle && length $handle;
-    return _err(400, 'ServiceBusNotification-DeviceHandle given more than once')
-        if $req->{hcount}{'servicebusnotification-devicehandle'} > 1;
-    return _err(400, "The device handle '$handle' is not a valid APNs token (hex)")
-        if $fmt eq 'apple' && $handle !~ /^[0-9A-Fa-f]+\z/;
-    return _err(400, "The device handle for '$fmt' must be an https URL")
-        if ($fmt eq 'windows' || $fmt eq 'browser') && $handle !~ m{^https://\S+\z};
+    my $expr;
+    if ($direct) {
+        return _err(400, 'ServiceBusNotification-DeviceHandle header missing or empty')
+            unless defined $handle && length $handle;
+        return _err(400, 'ServiceBusNotification-DeviceHandle given more than once')
+            if $req->{hcount}{'servicebusnotification-devicehandle'} > 1;
+        return _err(400, "The device handle '$handle' is not a valid APNs token (hex)")
+            if $fmt eq 'apple' && $handle !~ /^[0-9A-Fa-f]+\z/;
+        return _err(400, "The device handle for '$fmt' must be an https URL")
+            if ($fmt eq 'windows' || $fmt eq 'browser') && $handle !~ m{^https://\S+\z};
+    } else {
+        return _err(400, 'ServiceBusNotification-DeviceHandle is only for direct sends '
+                         . '(stand-in refuses it on a tag send)')
+            if defined $handle;
+        return _err(400, 'ServiceBusNotification-Tags given more than once')
+            if $req->{hcount}{'servicebusnotification-tags'} > 1;
+        my $perr;
+        ($expr, $perr) = _tag_expr_parse($tags_hdr);
+        return _err(400, "Invalid tag expression '$tags_hdr': $perr") if $perr;
+        $e->{tag_count} = $expr->{count};
+    }
 
     my ($ctype, $cparam) = _content_type($h->{'content-type'});
     if ($fmt eq 'windows') {
@@ -964,7 +1079,7 @@ sub _decide {
             unless defined $ctype && $ctype eq 'application/json'
                 && (!defined $cparam->{charset} || lc $cparam->{charset} eq 'utf-8');
     }
-    if ($fmt eq 'apple') {
+    if ($fmt eq 'apple' || $template) {
         my $pt = $h->{'apns-push-type'};
         return _err(400, "apns-push-type '$pt' is not valid") if defined $pt && !$PUSH_TYPES{$pt};
         my $pr = $h->{'apns-priority'};
@@ -977,7 +1092,7 @@ sub _decide {
         my $ci = $h->{'apns-collapse-id'};
         return _err(400, 'apns-collapse-id longer than 64 bytes') if defined $ci && length $ci > 64;
     }
-    if ($fmt eq 'browser') {
+    if ($fmt eq 'browser' && $direct) {
         for my $n (qw(Auth P256DH)) {
             my $v = $h->{ lc $n };
             return _err(400, "browser format requires the $n header") unless defined $v && length $v;
@@ -989,25 +1104,72 @@ sub _decide {
     my $blen = length $body;
     return _err(413, "request body of $blen bytes exceeds $MAX_REQUEST_BODY bytes")
         if $blen > $MAX_REQUEST_BODY;
-    my $limit = $FORMATS{$fmt};
-    return _err(400, "The $fmt notification body is empty") unless $blen;
-    return _err(400, "The $fmt notification payload of $blen bytes exceeds $limit bytes")
-        if $blen > $limit;
-    if ($fmt eq 'windows') {
-        return _err(400, 'The windows notification body is not XML')
-            if ($h->{'x-wns-type'} // '') ne 'wns/raw' && $body !~ /^\s*</;
-    } else {
+    my $props;
+    if ($template) {
+        return _err(400, 'The template notification body is empty') unless $blen;
         my $j = eval { $JSON_IN->decode($body) };
-        return _err(400, "The $fmt notification body is not valid JSON") unless defined $j;
-        return _err(400, "The $fmt notification body is not a JSON object") unless ref $j eq 'HASH';
-        my $bad = _check_payload($fmt, $j);
-        return _err(400, $bad) if $bad;
+        return _err(400, 'The template notification body is not valid JSON') unless defined $j;
+        return _err(400, 'The template notification body must be a JSON object of string properties')
+            unless ref $j eq 'HASH';
+        for my $pn (sort keys %$j) {
+            my $v = $j->{$pn};
+            return _err(400, "template property '$pn' must be a string")
+                if !defined $v || ref $v || !_is_string($v);
+            return _err(400, "template property '$pn' given twice (names are not case-sensitive)")
+                if exists $props->{ lc $pn };
+            $props->{ lc $pn } = $v;
+        }
+        $props //= {};
+    } else {
+        my $limit = $FORMATS{$fmt};
+        return _err(400, "The $fmt notification body is empty") unless $blen;
+        return _err(400, "The $fmt notification payload of $blen bytes exceeds $limit bytes")
+            if $blen > $limit;
+        if ($fmt eq 'windows') {
+            return _err(400, 'The windows notification body is not XML')
+                if ($h->{'x-wns-type'} // '') ne 'wns/raw' && $body !~ /^\s*</;
+        } else {
+            my $j = eval { $JSON_IN->decode($body) };
+            return _err(400, "The $fmt notification body is not valid JSON") unless defined $j;
+            return _err(400, "The $fmt notification body is not a JSON object") unless ref $j eq 'HASH';
+            my $bad = _check_payload($fmt, $j, !$direct);
+            return _err(400, $bad) if $bad;
+        }
     }
 
     # 7. failure injection (only for otherwise valid requests)
-    my $inj = _injection($cfg, $handle, $e);
-    return $inj if $inj;
-    return { status => 201, detail => 'accepted' };
+    if ($direct) {
+        my $inj = _injection($cfg, $e, { handle => $handle, path => $path, method => 'POST' });
+        return $inj if $inj;
+        return { status => 201, detail => 'accepted' };
+    }
+    my $inj = _injection($cfg, $e, { tags => $tags_hdr, path => $path, method => 'POST' });
+    return $inj if $inj && !$inj->{proceed};
+
+    # 8. fan-out to the matching installations
+    my @d = _fan_out($cfg, $req, $hub, $fmt, $expr, $props);
+    $e->{matched_installations} = scalar keys %{ { map { $_->{installation_id} => 1 } @d } };
+    return { status => 201, detail => 'accepted (tag send)', deliveries => \@d,
+             $inj ? (delay_ms => $inj->{delay_ms}, injected => $inj->{injected}) : () };
+}
+
+# parse the query: ($q, $api_version) or (undef, undef, error)
+sub _query {
+    my ($query, $e) = @_;
+    my %q;
+    for my $p (split /&/, $query // '') {
+        next if $p eq '';
+        my ($k, $v) = split /=/, $p, 2;
+        push @{ $q{ lc pct_decode($k) } }, pct_decode($v);
+    }
+    my $av = $q{'api-version'}
+        or return (undef, undef, _err(400, 'The api-version query parameter is missing'));
+    return (undef, undef, _err(400, 'api-version given more than once')) if @$av > 1;
+    my $api = $av->[0] // '';
+    return (undef, undef, _err(400, "The api-version '$api' is not supported (known: @API_VERSIONS)"))
+        unless $KNOWN_API{$api};
+    $e->{api_version} = $api;
+    return (\%q, $api);
 }
 
 sub _content_type {
@@ -1024,17 +1186,18 @@ sub _content_type {
 }
 
 sub _check_payload {
-    my ($fmt, $j) = @_;
+    my ($fmt, $j, $tag_send) = @_;
+    my $kind = $tag_send ? 'a tag send' : 'a direct send';
     if ($fmt eq 'apple') {
         return 'The apple notification body has no "aps" object'
             unless ref $j->{aps} eq 'HASH';
     } elsif ($fmt eq 'fcmv1') {
         my $m = $j->{message};
         return 'The fcmv1 notification body has no "message" object' unless ref $m eq 'HASH';
-        return 'message.token must not be set for a direct send (Notification Hubs fills it)'
+        return "message.token must not be set for $kind (Notification Hubs fills it)"
             if exists $m->{token};
         for my $w (qw(topic condition)) {
-            return "message.$w must not be set for a direct send" if exists $m->{$w};
+            return "message.$w must not be set for $kind" if exists $m->{$w};
         }
         for my $where ([ 'message.data', $m->{data} ],
                        [ 'message.android.data', ref $m->{android} eq 'HASH' ? $m->{android}{data} : undef ]) {
@@ -1073,7 +1236,7 @@ sub _is_string {
 }
 
 sub _check_sas {
-    my ($cfg, $req, $hub, $e) = @_;
+    my ($cfg, $req, $hub, $e, $resource) = @_;
     my $auth = $req->{headers}{authorization};
     return (undef, _err(401, 'MissingToken: The authorization header was not found.'))
         unless defined $auth && length $auth;
@@ -1104,7 +1267,7 @@ sub _check_sas {
     return (undef, _err(401, "ExpiredToken: The token is expired. Expiration time: '"
                              . _iso($f{se}) . "'"))
         if $f{se} < time;
-    my $want_url = lc "$cfg->{host}/$hub/messages";
+    my $want_url = lc "$cfg->{host}/$hub/" . ($resource // 'messages');
     (my $aud = lc $sr) =~ s{^[a-z][a-z0-9+.-]*://}{};
     my $ok = length $aud && index($want_url, $aud) == 0
         && (length $aud == length $want_url || substr($aud, -1) eq '/'
@@ -1136,38 +1299,853 @@ sub _iso {
 }
 
 # ---------------------------------------------------------------------------
+# installations (PROTOCOLS.md §3.6)
+
+my $JSON_TXT = JSON::PP->new->canonical;    # text in, text out (no UTF-8 layer)
+
+sub _iso_ms {
+    my ($t) = @_;
+    $t //= Time::HiRes::time();
+    my @t = gmtime int $t;
+    return sprintf '%04d-%02d-%02dT%02d:%02d:%02d.%07dZ', $t[5] + 1900, $t[4] + 1,
+        @t[3, 2, 1, 0], int(($t - int $t) * 1e7);
+}
+
+# undef when $id can be an installation id, else why not
+sub _inst_id_error {
+    my ($id) = @_;
+    return 'empty' unless defined $id && length $id;
+    return "longer than $MAX_ID_LENGTH characters" if length $id > $MAX_ID_LENGTH;
+    return 'only printable ASCII without / \\ ? # % { } " is accepted'
+        if $id !~ /\A[\x21-\x7e]+\z/ || $id =~ m{[/\\?#%{}"]};
+    return undef;
+}
+
+sub _user_id_error {
+    my ($u) = @_;
+    return 'userId must be a string' if ref $u || !_is_string($u);
+    return "userId '$u' must be 1-256 characters of A-Z a-z 0-9 - _ \@ # . : ="
+        unless $u =~ /\A$USER_ID_RE\z/;
+    return undef;
+}
+
+# a list of tags (array, or one string when $one_ok): (\@deduplicated) or (undef, error)
+sub _tag_list {
+    my ($v, $what, $one_ok) = @_;
+    $v = [ $v ] if $one_ok && defined $v && !ref $v;
+    return (undef, "$what must be an array of tags") unless ref $v eq 'ARRAY';
+    my (%seen, @out);
+    for my $t (@$v) {
+        return (undef, "$what: every tag must be a string") if !defined $t || ref $t || !_is_string($t);
+        return (undef, "$what: tag '$t' is not 1-120 characters of A-Z a-z 0-9 _ \@ # . : -")
+            unless $t =~ /\A$TAG_RE\z/;
+        push @out, $t unless $seen{$t}++;
+    }
+    return (undef, "$what: " . scalar(@out) . " tags, at most $MAX_TAGS") if @out > $MAX_TAGS;
+    return (\@out);
+}
+
+sub _push_channel {
+    my ($plat, $v) = @_;
+    return (undef, 'pushChannel is required') unless defined $v;
+    if ($plat eq 'browser') {
+        return (undef, 'pushChannel of a browser installation must be an object {endpoint, p256dh, auth}')
+            unless ref $v eq 'HASH';
+        my %pc;
+        for my $k (keys %$v) {
+            my ($n) = grep { lc $_ eq lc $k } qw(endpoint p256dh auth);
+            return (undef, "pushChannel: unknown property '$k' (endpoint, p256dh, auth)") unless $n;
+            $pc{$n} = $v->{$k};
+        }
+        for my $n (qw(endpoint p256dh auth)) {
+            return (undef, "pushChannel.$n must be a non-empty string")
+                if !defined $pc{$n} || ref $pc{$n} || !_is_string($pc{$n}) || !length $pc{$n};
+        }
+        return (undef, 'pushChannel.endpoint must be an https URL') unless $pc{endpoint} =~ m{\Ahttps://\S+\z};
+        return (\%pc);
+    }
+    return (undef, "pushChannel of a $plat installation must be a non-empty string")
+        if ref $v || !_is_string($v) || !length $v;
+    return (undef, 'pushChannel must not contain white space') if $v =~ /\s/;
+    return (undef, "pushChannel '$v' is not a valid APNs token (hex)")
+        if $plat eq 'apns' && $v !~ /\A[0-9A-Fa-f]+\z/;
+    return (undef, 'pushChannel of a wns installation must be an https URL')
+        if $plat eq 'wns' && $v !~ m{\Ahttps://};
+    return ($v);
+}
+
+my %INST_FIELDS = map { lc($_) => $_ } qw(installationId userId platform pushChannel tags
+    templates pushVariables expirationTime lastActiveOn lastUpdate pushChannelExpired
+    expiredPushChannel secondaryTiles);
+my %TPL_FIELDS = map { $_ => $_ } qw(body headers expiry tags);
+
+# validate a PUT body: (\%normalized) or (undef, error)
+sub _inst_validate {
+    my ($b, $path_id) = @_;
+    return (undef, 'the installation must be a JSON object') unless ref $b eq 'HASH';
+    my %f;
+    for my $k (sort keys %$b) {
+        my $canon = $INST_FIELDS{ lc $k } // return (undef, "unknown installation property '$k'");
+        return (undef, "property '$canon' given twice (names are not case-sensitive)")
+            if exists $f{$canon};
+        $f{$canon} = $b->{$k};
+    }
+    return (undef, 'secondaryTiles are not modelled by the stand-in') if defined $f{secondaryTiles};
+    my $id = $f{installationId};
+    return (undef, 'installationId is required') unless defined $id;
+    return (undef, 'installationId must be a string') if ref $id || !_is_string($id);
+    my $ierr = _inst_id_error($id);
+    return (undef, "installationId '$id': $ierr") if $ierr;
+    return (undef, "installationId '$id' differs from the id in the URL '$path_id'")
+        if defined $path_id && $id ne $path_id;
+    my $pf = $f{platform};
+    return (undef, 'platform is required') unless defined $pf;
+    return (undef, 'platform must be a string') if ref $pf || !_is_string($pf);
+    my $plat = lc $pf;
+    return (undef, "platform '$pf' is not one of " . join(', ', sort keys %INST_PLATFORMS))
+        unless $INST_PLATFORMS{$plat};
+    my %n = (installationId => $id, platform => $plat);
+    my ($pc, $perr) = _push_channel($plat, $f{pushChannel});
+    return (undef, $perr) if $perr;
+    $n{pushChannel} = $pc;
+    if (defined $f{userId}) {
+        my $uerr = _user_id_error($f{userId});
+        return (undef, $uerr) if $uerr;
+        $n{userId} = $f{userId};
+    }
+    if (defined $f{tags}) {
+        my ($t, $terr) = _tag_list($f{tags}, 'tags');
+        return (undef, $terr) if $terr;
+        $n{tags} = $t if @$t;
+    }
+    if (defined $f{templates}) {
+        return (undef, 'templates must be a JSON object') unless ref $f{templates} eq 'HASH';
+        for my $name (sort keys %{ $f{templates} }) {
+            my ($t, $terr) = _template_validate($plat, $name, $f{templates}{$name});
+            return (undef, $terr) if $terr;
+            $n{templates}{$name} = $t;
+        }
+    }
+    if (defined $f{pushVariables}) {
+        my $pv = $f{pushVariables};
+        return (undef, 'pushVariables must be an object of strings') unless ref $pv eq 'HASH';
+        for my $k (sort keys %$pv) {
+            return (undef, "pushVariables.$k must be a string")
+                if !defined $pv->{$k} || ref $pv->{$k} || !_is_string($pv->{$k});
+        }
+        $n{pushVariables} = { %$pv } if %$pv;
+    }
+    # read-only properties: accepted with the right type, then ignored
+    for my $ro (qw(expirationTime lastActiveOn lastUpdate)) {
+        return (undef, "$ro (read-only) must be a string")
+            if defined $f{$ro} && (ref $f{$ro} || !_is_string($f{$ro}));
+    }
+    for my $ro (qw(pushChannelExpired expiredPushChannel)) {
+        return (undef, "$ro (read-only) must be a boolean")
+            if defined $f{$ro} && !JSON::PP::is_bool($f{$ro});
+    }
+    $n{lastUpdate} = _iso_ms();
+    return (\%n);
+}
+
+# validate one template: (\%normalized) or (undef, error)
+sub _template_validate {
+    my ($plat, $name, $t) = @_;
+    return (undef, "template name '$name' is not 1-120 characters of A-Z a-z 0-9 _ \@ # . : - "
+                   . '(the stand-in also uses it as a tag)')
+        unless $name =~ /\A$TAG_RE\z/;
+    my $w = "templates.$name";
+    return (undef, "$w must be an object {body, headers, expiry, tags}") unless ref $t eq 'HASH';
+    my %f;
+    for my $k (sort keys %$t) {
+        my $canon = $TPL_FIELDS{ lc $k } // return (undef, "$w: unknown property '$k' (body, headers, expiry, tags)");
+        return (undef, "$w: property '$canon' given twice") if exists $f{$canon};
+        $f{$canon} = $t->{$k};
+    }
+    my $body = $f{body};
+    return (undef, "$w.body is required and must be a non-empty string")
+        if !defined $body || ref $body || !_is_string($body) || !length $body;
+    my %n = (body => $body);
+    if (defined $f{headers}) {
+        return (undef, "$w.headers: only wns templates have headers") unless $plat eq 'wns';
+        return (undef, "$w.headers must be an object of strings") unless ref $f{headers} eq 'HASH';
+        for my $hn (sort keys %{ $f{headers} }) {
+            my $hv = $f{headers}{$hn};
+            return (undef, "$w.headers.$hn must be a string") if !defined $hv || ref $hv || !_is_string($hv);
+            return (undef, "$w.headers: '$hn' is not a header name") unless $hn =~ /\A$TOKEN\z/;
+        }
+        $n{headers} = { %{ $f{headers} } };
+    }
+    if ($plat eq 'wns') {
+        my ($wt) = map { lc $n{headers}{$_} } grep { lc $_ eq 'x-wns-type' } keys %{ $n{headers} // {} };
+        return (undef, "$w: a wns template needs an X-WNS-Type header (wns/toast, wns/tile, wns/badge, wns/raw)")
+            unless defined $wt && $WNS_TYPES{$wt};
+        return (undef, "$w.body of a $wt template must be XML")
+            if $wt ne 'wns/raw' && $body !~ /\A\s*</;
+    } else {
+        my $j = eval { $JSON_TXT->decode($body) };
+        return (undef, "$w.body of a $plat template must be a JSON object")
+            unless ref $j eq 'HASH';
+    }
+    if (defined $f{expiry}) {
+        return (undef, "$w.expiry: only apns templates have an expiry") unless $plat eq 'apns';
+        return (undef, "$w.expiry must be a string") if ref $f{expiry} || !_is_string($f{expiry});
+        $n{expiry} = $f{expiry};
+    }
+    if (defined $f{tags}) {
+        my ($tl, $terr) = _tag_list($f{tags}, "$w.tags");
+        return (undef, $terr) if $terr;
+        $n{tags} = $tl if @$tl;
+    }
+    my $x = _tpl_expand($plat, \%n, undef);
+    return (undef, "$w: $x->{errors}[0]") if @{ $x->{errors} };
+    return (\%n);
+}
+
+# an installation as GET answers it (a copy)
+sub _inst_view {
+    my ($i) = @_;
+    my $v = $JSON_IN->decode($JSON_OUT->encode($i));
+    $v->{pushChannelExpired} = JSON::PP::false;
+    $v->{expirationTime}     = $NEVER_EXPIRES;
+    return $v;
+}
+
+# ---------------------------------------------------------------------------
+# installations file, shared by every connection process (flock)
+
+sub _store_read {
+    my ($cfg) = @_;
+    open(my $fh, '<:raw', $cfg->{store}) or return {};
+    flock($fh, LOCK_SH);
+    local $/;
+    my $txt = <$fh>;
+    close $fh;
+    my $s = (defined $txt && length $txt) ? eval { $JSON_IN->decode($txt) } : undef;
+    return ref $s eq 'HASH' ? $s : {};
+}
+
+# $fn->($store) returns ($changed, @rest); the store is rewritten when changed
+sub _store_update {
+    my ($cfg, $fn) = @_;
+    open(my $fh, '+>>:raw', $cfg->{store}) or die "$cfg->{store}: $!";
+    flock($fh, LOCK_EX) or die "flock: $!";
+    seek($fh, 0, SEEK_SET);
+    my $txt = do { local $/; <$fh> };
+    my $s = (defined $txt && length $txt) ? eval { $JSON_IN->decode($txt) } : undef;
+    $s = {} unless ref $s eq 'HASH';
+    my @r = $fn->($s);
+    if ($r[0]) {
+        truncate($fh, 0);
+        print {$fh} $JSON_OUT->encode($s);
+    }
+    close $fh or die "$cfg->{store}: $!";
+    return @r;
+}
+
+# ---------------------------------------------------------------------------
+# /{hub}/installations/{id}: PUT, GET, PATCH, DELETE
+
+sub _installation_request {
+    my ($cfg, $c, $req, $e, $path, $query, $rawhub, $rawid) = @_;
+    my $m = $req->{method};
+    $e->{op} = 'installation-' . lc $m;
+    my $hub = $cfg->{hubs}{ lc pct_decode($rawhub) }
+        // return _err(404, "hub '$rawhub' does not exist in namespace $cfg->{namespace}");
+    $e->{hub} = $hub;
+    return _err(405, "method $m not allowed on $path", headers => [ Allow => 'GET, PUT, PATCH, DELETE' ])
+        unless $m =~ /\A(?:GET|PUT|PATCH|DELETE)\z/;
+    (my $id = $rawid) =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge;
+    utf8::decode($id);
+    $e->{installation_id} = $id;
+    my $ierr = _inst_id_error($id);
+    return _err(400, "Invalid installation id '$id': $ierr") if $ierr;
+    my ($q, $api, $qerr) = _query($query, $e);
+    return $qerr if $qerr;
+
+    my ($k, $err) = _check_sas($cfg, $req, $hub, $e, "installations/$id");
+    return $err if $err;
+    unless ($k->{rights}{listen}) {
+        return { status => 403, empty => 1,
+                 detail => "rule '$e->{sas}{skn}' lacks the Listen right (has $k->{rights_text})" }
+            if $api eq $API_VERSION;
+        return _err(401, "Unauthorized: the rule '$e->{sas}{skn}' lacks the Listen claim");
+    }
+
+    my $h  = $req->{headers};
+    my $xv = $h->{'x-ms-version'};
+    return _err(400, "x-ms-version header must be one of @API_VERSIONS, got "
+                     . (defined $xv ? "'$xv'" : 'none'))
+        unless defined $xv && $KNOWN_API{$xv};
+    my ($j, $n);
+    if ($m eq 'PUT' || $m eq 'PATCH') {
+        my ($ct, $cp) = _content_type($h->{'content-type'});
+        my @want = $m eq 'PUT' ? ('application/json') : ('application/json-patch+json', 'application/json');
+        return _err(415, "Content-Type for $m of an installation must be " . join(' or ', @want)
+                         . ', got ' . ($h->{'content-type'} // 'none'))
+            unless defined $ct && (grep { $ct eq $_ } @want)
+                && (!defined $cp->{charset} || lc $cp->{charset} eq 'utf-8');
+        my $body = $req->{body} // '';
+        my $blen = length $body;
+        return _err(413, "request body of $blen bytes exceeds $MAX_REQUEST_BODY bytes")
+            if $blen > $MAX_REQUEST_BODY;
+        return _err(400, "The $m body is empty") unless $blen;
+        $j = eval { $JSON_IN->decode($body) };
+        return _err(400, "The $m body is not valid JSON") unless defined $j;
+        if ($m eq 'PUT') {
+            my $verr;
+            ($n, $verr) = _inst_validate($j, $id);
+            return _err(400, "Invalid installation: $verr") if $verr;
+        } else {
+            return _err(400, 'The PATCH body must be a JSON Patch array of operations')
+                unless ref $j eq 'ARRAY';
+        }
+    }
+
+    my $inj = _injection($cfg, $e, { installation => $id, path => $path, method => $m });
+    return $inj if $inj && !$inj->{proceed};
+    my %x = $inj ? (delay_ms => $inj->{delay_ms}, injected => $inj->{injected}) : ();
+    my @cl = ('Content-Location' => "https://$cfg->{host}/$hub/installations/$rawid");
+    my $lhub = lc $hub;
+
+    if ($m eq 'PUT') {
+        my (undef, $existed) = _store_update($cfg, sub {
+            my $had = exists $_[0]{$lhub}{$id};
+            $_[0]{$lhub}{$id} = $n;
+            return (1, $had);
+        });
+        return { status => 200, ok => 1, headers => \@cl, %x,
+                 detail => ($existed ? 'installation overwritten' : 'installation created') };
+    }
+    if ($m eq 'GET') {
+        my $i = _store_read($cfg)->{$lhub}{$id}
+            or return _err(404, "Installation Not Found: '$id'", %x);
+        return { status => 200, ok => 1, headers => \@cl, %x, detail => 'installation read',
+                 body => $JSON_OUT->encode(_inst_view($i)), ctype => 'application/json; charset=utf-8' };
+    }
+    if ($m eq 'DELETE') {
+        my ($had) = _store_update($cfg, sub {
+            my $had = delete $_[0]{$lhub}{$id};
+            delete $_[0]{$lhub} if $_[0]{$lhub} && !%{ $_[0]{$lhub} };
+            return ($had ? 1 : 0);
+        });
+        $e->{existed} = $had ? JSON::PP::true : JSON::PP::false;
+        return { status => 204, ok => 1, %x,
+                 detail => $had ? 'installation deleted' : 'no such installation (204 all the same)' };
+    }
+    my (undef, $st, $perr) = _store_update($cfg, sub {
+        my $cur = $_[0]{$lhub}{$id} or return (0, 404);
+        my $copy = $JSON_IN->decode($JSON_OUT->encode($cur));
+        my $err = _inst_patch($copy, $j);
+        return (0, 400, $err) if $err;
+        $copy->{lastUpdate} = _iso_ms();
+        $_[0]{$lhub}{$id} = $copy;
+        return (1, 200);
+    });
+    return _err(404, "Installation Not Found: '$id'", %x) if $st == 404;
+    return _err(400, "Invalid JSON Patch: $perr", %x) if $st == 400;
+    return { status => 200, ok => 1, headers => \@cl, %x, detail => 'installation patched' };
+}
+
+# ---------------------------------------------------------------------------
+# JSON Patch (RFC 6902) on an installation, with NH's paths and semantics
+
+sub _inst_patch {
+    my ($i, $ops) = @_;
+    for my $k (0 .. $#$ops) {
+        my $op = $ops->[$k];
+        my $w  = "operation $k";
+        return "$w is not an object" unless ref $op eq 'HASH';
+        my $name = $op->{op};
+        return "$w has no \"op\"" unless defined $name && !ref $name;
+        return "$w: op '$name' is not supported by Notification Hubs (add, remove, replace)"
+            unless $name =~ /\A(?:add|remove|replace)\z/;
+        my $path = $op->{path};
+        return "$w has no \"path\" starting with /" unless defined $path && !ref $path && $path =~ m{\A/};
+        return "$w ($name $path) has no \"value\"" if $name ne 'remove' && !exists $op->{value};
+        my @seg = map { my $s = $_; $s =~ s/~1/\//g; $s =~ s/~0/~/g; $s } split m{/}, substr($path, 1), -1;
+        my $err = _patch_one($i, $name, \@seg, $op->{value});
+        return "$w ($name $path): $err" if $err;
+    }
+    return undef;
+}
+
+sub _patch_tags {
+    my ($obj, $key, $op, $rest, $v, $what) = @_;
+    if (!@$rest) {
+        if ($op eq 'remove') {
+            return "no $what to remove" unless $obj->{$key};
+            delete $obj->{$key};
+            return undef;
+        }
+        my ($t, $err) = _tag_list($v, $what, 1);
+        return $err if $err;
+        if ($op eq 'replace') {
+            return "no $what to replace" unless $obj->{$key};
+            $obj->{$key} = $t;
+        } else {
+            my ($all, $aerr) = _tag_list([ @{ $obj->{$key} // [] }, @$t ], $what);
+            return $aerr if $aerr;
+            $obj->{$key} = $all;
+        }
+        delete $obj->{$key} unless @{ $obj->{$key} };
+        return undef;
+    }
+    return "no such path under $what" if @$rest > 1;
+    my $tag = $rest->[0];
+    if ($tag eq '-') {
+        return "only add appends to $what" unless $op eq 'add';
+        return "the value of add $what/- must be one tag (a string)" if ref $v;
+        return _patch_tags($obj, $key, 'add', [], $v, $what);
+    }
+    return "use add on $what (add $what/TAG is not a Notification Hubs path)" if $op eq 'add';
+    my $cur = $obj->{$key} // [];
+    return "$what has no tag '$tag'" unless grep { $_ eq $tag } @$cur;
+    my @left = grep { $_ ne $tag } @$cur;
+    if ($op eq 'replace') {
+        return "the value of replace $what/TAG must be one tag (a string)" if ref $v;
+        my ($all, $err) = _tag_list([ @left, $v ], $what);
+        return $err if $err;
+        @left = @$all;
+    }
+    if (@left) { $obj->{$key} = \@left } else { delete $obj->{$key} }
+    return undef;
+}
+
+sub _patch_one {
+    my ($i, $op, $seg, $v) = @_;
+    my $top = lc($seg->[0] // '');
+    my @rest = @$seg[ 1 .. $#$seg ];
+    if ($top eq 'pushchannel' && !@rest) {
+        return 'pushChannel cannot be removed' if $op eq 'remove';
+        my ($pc, $err) = _push_channel($i->{platform}, $v);
+        return $err if $err;
+        $i->{pushChannel} = $pc;
+        return undef;
+    }
+    if ($top eq 'userid' && !@rest) {
+        return 'the installation has no userId' if $op ne 'add' && !defined $i->{userId};
+        if ($op eq 'remove') { delete $i->{userId}; return undef }
+        my $err = _user_id_error($v);
+        return $err if $err;
+        $i->{userId} = $v;
+        return undef;
+    }
+    if ($top eq 'tags') {
+        return _patch_tags($i, 'tags', $op, \@rest, $v, '/tags');
+    }
+    if ($top eq 'templates' && @rest) {
+        my $name = shift @rest;
+        my $t = $i->{templates}{$name};
+        if (!@rest) {
+            if ($op eq 'remove' || $op eq 'replace') {
+                return "no template '$name'" unless $t;
+                delete $i->{templates}{$name};
+            }
+            if ($op ne 'remove') {
+                my ($n, $err) = _template_validate($i->{platform}, $name, $v);
+                return $err if $err;
+                $i->{templates}{$name} = $n;
+            }
+            delete $i->{templates} unless %{ $i->{templates} };
+            return undef;
+        }
+        return "no template '$name'" unless $t;
+        my $part = lc shift @rest;
+        my $new = $JSON_IN->decode($JSON_OUT->encode($t));
+        if ($part eq 'tags') {
+            my $err = _patch_tags($new, 'tags', $op, \@rest, $v, "/templates/$name/tags");
+            return $err if $err;
+        } elsif (@rest || !$TPL_FIELDS{$part}) {
+            return 'not a path Notification Hubs patches';
+        } elsif ($op eq 'remove') {
+            return "templates.$name.body cannot be removed" if $part eq 'body';
+            return "template '$name' has no $part" unless exists $new->{$part};
+            delete $new->{$part};
+        } else {
+            return "template '$name' has no $part to replace" if $op eq 'replace' && !exists $new->{$part};
+            $new->{$part} = $v;
+        }
+        delete $i->{templates}{$name};
+        my ($n, $err) = _template_validate($i->{platform}, $name, $new);
+        return $err if $err;
+        $i->{templates}{$name} = $n;
+        return undef;
+    }
+    return 'not a path Notification Hubs patches (pushChannel, userId, tags, tags/-, tags/TAG, '
+         . 'templates/NAME, templates/NAME/body|headers|expiry|tags)';
+}
+
+# ---------------------------------------------------------------------------
+# tag expressions: TAG, !, &&, ||, ( ); $InstallationId:{id}, $UserId:{id}
+
+sub _tag_expr_parse {
+    my ($s) = @_;
+    return (undef, 'empty expression') unless defined $s && $s =~ /\S/;
+    my @t;
+    pos($s) = 0;
+    while (1) {
+        $s =~ /\G\s+/gc;
+        last if pos($s) >= length $s;
+        if ($s =~ /\G(&&|\|\||!|\(|\))/gc) {
+            push @t, [ $1 ];
+        } elsif ($s =~ /\G(\$InstallationId:\{([^{}]*)\})/gc) {
+            my ($tag, $id) = ($1, $2);
+            my $err = _inst_id_error($id);
+            return (undef, "'$tag': installation id $err") if $err;
+            push @t, [ tag => $tag ];
+        } elsif ($s =~ /\G(\$UserId:\{([^{}]*)\})/gc) {
+            my ($tag, $u) = ($1, $2);
+            return (undef, "'$tag': not a userId") unless $u =~ /\A$USER_ID_RE\z/;
+            push @t, [ tag => $tag ];
+        } elsif ($s =~ /\G([A-Za-z0-9_\@#.:\-]+)/gc) {
+            return (undef, "tag '$1' is longer than 120 characters") if length $1 > 120;
+            push @t, [ tag => $1 ];
+        } else {
+            my $at = pos($s);
+            return (undef, "unexpected '" . substr($s, $at, 12) . "' at offset $at");
+        }
+    }
+    my ($i, $ntags, $ands) = (0, 0, 0);
+    my ($or, $and, $unary);
+    my $peek = sub { $i < @t ? $t[$i][0] : '' };
+    $unary = sub {
+        my $k = $peek->();
+        if ($k eq '!') { $i++; $ands++; return [ 'not', $unary->() ] }
+        if ($k eq '(') {
+            $i++;
+            my $x = $or->();
+            die "missing )\n" unless $peek->() eq ')';
+            $i++;
+            return $x;
+        }
+        if ($k eq 'tag') { $ntags++; return [ 'tag', $t[ $i++ ][1] ] }
+        die($k eq '' ? "expression ends where a tag was expected\n" : "'$k' where a tag was expected\n");
+    };
+    $and = sub {
+        my $x = $unary->();
+        while ($peek->() eq '&&') { $i++; $ands++; $x = [ 'and', $x, $unary->() ] }
+        return $x;
+    };
+    $or = sub {
+        my $x = $and->();
+        while ($peek->() eq '||') { $i++; $x = [ 'or', $x, $and->() ] }
+        return $x;
+    };
+    my $ast = eval {
+        my $x = $or->();
+        die "unexpected '$t[$i][0]'" . ($t[$i][0] eq 'tag' ? " '$t[$i][1]'" : '') . "\n" if $i < @t;
+        $x;
+    };
+    if (!$ast) {
+        (my $m = $@) =~ s/\n\z//;
+        return (undef, $m);
+    }
+    my $max = $ands ? $MAX_EXPR_TAGS : $MAX_EXPR_TAGS_OR;
+    return (undef, "$ntags tags; an expression is limited to $MAX_EXPR_TAGS_OR tags when it "
+                   . "contains only ||, else to $MAX_EXPR_TAGS")
+        if $ntags > $max;
+    undef $or; undef $and; undef $unary;    # break the closures' cycle
+    return ({ ast => $ast, count => $ntags, only_or => $ands ? 0 : 1 });
+}
+
+sub _tag_expr_eval {
+    my ($x, $set) = @_;
+    my $k = $x->[0];
+    return $set->{ $x->[1] } ? 1 : 0 if $k eq 'tag';
+    return _tag_expr_eval($x->[1], $set) ? 0 : 1 if $k eq 'not';
+    return _tag_expr_eval($x->[1], $set) && _tag_expr_eval($x->[2], $set) ? 1 : 0 if $k eq 'and';
+    return _tag_expr_eval($x->[1], $set) || _tag_expr_eval($x->[2], $set) ? 1 : 0;
+}
+
+# ---------------------------------------------------------------------------
+# templates: $(p) $(p, n) .(p, n) %(p) #(p) 'text' "text" and {a + b}
+
+my $TPL_FUNC = qr/(?<f>[\$.%#])\(\s*(?<p>[A-Za-z0-9_.\-]+)\s*(?:,\s*(?<n>\d+)\s*)?\)/;
+
+sub _tpl_call {
+    my ($f, $name, $n, $props) = @_;
+    return (undef, "$f($name, $n): only \$( ) and .( ) take a length")
+        if defined $n && ($f eq '%' || $f eq '#');
+    return (undef, ".($name): .( ) needs a length, as in .($name, 20)") if $f eq '.' && !defined $n;
+    return (undef, "$f($name, $n): the length must be at least 1") if defined $n && $n < 1;
+    my $v = $props ? $props->{ lc $name } // '' : '';
+    return (substr($v, 0, $n)) if $f eq '$' && defined $n;
+    return ($v) if $f eq '$' || $f eq '#';
+    return (pct_encode($v)) if $f eq '%';
+    return ($v) if length $v <= $n;
+    return ($n > 3 ? substr($v, 0, $n - 3) . '...' : '.' x $n);
+}
+
+# one template value (a JSON string value, an XML text or attribute value, a
+# header value): ($text, undef, $numeric, $was_expression) or (undef, error)
+sub _tpl_value {
+    my ($s, $props) = @_;
+    if ($s =~ /\A\s*$TPL_FUNC\s*\z/) {
+        my ($f, $pn, $n) = @+{qw(f p n)};
+        my ($v, $err) = _tpl_call($f, $pn, $n, $props);
+        return (undef, $err) if defined $err;
+        return ($v, undef, $f eq '#', 1);
+    }
+    if ($s =~ /\A\s*\{(.*)\}\s*\z/s) {
+        my $x = $1;
+        my ($out, $want) = ('', 1);
+        pos($x) = 0;
+        while (1) {
+            $x =~ /\G\s+/gc;
+            last if pos($x) >= length $x;
+            if ($want) {
+                if ($x =~ /\G$TPL_FUNC/gc) {
+                    my ($f, $pn, $n) = @+{qw(f p n)};
+                    my ($v, $err) = _tpl_call($f, $pn, $n, $props);
+                    return (undef, $err) if defined $err;
+                    $out .= $v;
+                } elsif ($x =~ /\G'([^']*)'/gc || $x =~ /\G"([^"]*)"/gc) {
+                    $out .= $1;
+                } else {
+                    return (undef, "'{$x}': expected \$(prop), .(prop, n), %(prop), #(prop) or a "
+                                   . "quoted literal at '" . substr($x, pos($x)) . "'");
+                }
+                $want = 0;
+            } else {
+                $x =~ /\G\+/gc
+                    or return (undef, "'{$x}': expected + at '" . substr($x, pos($x)) . "'");
+                $want = 1;
+            }
+        }
+        return (undef, "'{$x}': the expression is empty or ends with +") if $want;
+        return ($out, undef, 0, 1);
+    }
+    return (undef, "'$s': an expression must be the whole value (concatenate inside "
+                   . "{'text' + \$(prop)}); the stand-in refuses expressions inside text")
+        if $s =~ /[\$%#]\(/ || $s =~ /\.\(\s*[A-Za-z0-9_.\-]+\s*,\s*\d+\s*\)/;
+    return ($s, undef, 0, 0);
+}
+
+sub _tpl_json {
+    my ($node, $props, $errs) = @_;
+    if (ref $node eq 'HASH') {
+        my %o;
+        for my $k (sort keys %$node) {
+            push @$errs, "'$k': expressions are only allowed in JSON string values, not in keys"
+                if $k =~ /[\$%#]\(|\A\s*\{.*\}\s*\z|\.\(\s*[A-Za-z0-9_.\-]+\s*,/s;
+            $o{$k} = _tpl_json($node->{$k}, $props, $errs);
+        }
+        return \%o;
+    }
+    return [ map { _tpl_json($_, $props, $errs) } @$node ] if ref $node eq 'ARRAY';
+    return $node if ref $node || !defined $node || !_is_string($node);
+    my ($v, $err, $num) = _tpl_value($node, $props);
+    if (defined $err) { push @$errs, $err; return $node }
+    return 0 + $v if $num && $v =~ /\A(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?\z/;
+    return $v;
+}
+
+sub _tpl_xml {
+    my ($xml, $props, $errs) = @_;
+    my $out = '';
+    pos($xml) = 0;
+    while (pos($xml) < length $xml) {
+        if ($xml =~ /\G(<!--.*?-->|<!\[CDATA\[.*?\]\]>|<[?!][^>]*>)/gcs) {
+            $out .= $1;
+        } elsif ($xml =~ /\G<([^>]*)>/gc) {
+            my $tag = $1;
+            my $o = '';
+            pos($tag) = 0;
+            while (pos($tag) < length $tag) {
+                if ($tag =~ /\G(["'])/gc) {
+                    my $qc = $1;
+                    $tag =~ /\G([^$qc]*)$qc/gc
+                        or do { push @$errs, "unbalanced quote in <$tag>"; last };
+                    my $val = $1;
+                    my ($v, $err, undef, $isx) = _tpl_value($val, $props);
+                    push @$errs, $err if defined $err;
+                    $o .= $qc . ($isx ? _xml_escape($v) : $val) . $qc;
+                } elsif ($tag =~ /\G([^"']+)/gc) {
+                    my $raw = $1;
+                    push @$errs, "<$tag>: expressions are only allowed in attribute values and text"
+                        if $raw =~ /[\$%#]\(|[{}]|\.\(\s*[A-Za-z0-9_.\-]+\s*,/;
+                    $o .= $raw;
+                }
+            }
+            $out .= "<$o>";
+        } elsif ($xml =~ /\G([^<]+)/gc) {
+            my $text = $1;
+            my ($lead, $mid, $trail) = $text =~ /\A(\s*)(.*?)(\s*)\z/s;
+            my ($v, $err, undef, $isx) = length $mid ? _tpl_value($mid, $props) : ('', undef, 0, 0);
+            push @$errs, $err if defined $err;
+            $out .= $isx ? $lead . _xml_escape($v) . $trail : $text;
+        } else {
+            push @$errs, "malformed XML at '" . substr($xml, pos($xml), 20) . "'";
+            last;
+        }
+    }
+    return $out;
+}
+
+# expand a template for an installation's platform: {payload, headers, expiry, errors}
+sub _tpl_expand {
+    my ($plat, $t, $props) = @_;
+    my @errs;
+    my %hd;
+    for my $hn (sort keys %{ $t->{headers} // {} }) {
+        my ($v, $err) = _tpl_value($t->{headers}{$hn}, $props);
+        push @errs, "header $hn: $err" if defined $err;
+        $hd{ lc $hn } = $v // '';
+    }
+    my $payload;
+    if ($plat eq 'wns') {
+        if (($hd{'x-wns-type'} // '') eq 'wns/raw') {
+            my ($v, $err) = _tpl_value($t->{body}, $props);
+            push @errs, $err if defined $err;
+            $payload = $v // '';
+            $hd{'content-type'} = 'application/octet-stream';
+        } else {
+            $payload = _tpl_xml($t->{body}, $props, \@errs);
+            $hd{'content-type'} = 'application/xml';
+        }
+    } else {
+        my $j = eval { $JSON_TXT->decode($t->{body}) };
+        if (ref $j eq 'HASH') {
+            $payload = $JSON_TXT->encode(_tpl_json($j, $props, \@errs));
+        } else {
+            push @errs, 'the template body is not a JSON object';
+            $payload = $t->{body};
+        }
+        $hd{'content-type'} = 'application/json';
+    }
+    my $expiry;
+    if (defined $t->{expiry}) {
+        my $err;
+        ($expiry, $err) = _tpl_value($t->{expiry}, $props);
+        push @errs, "expiry: $err" if defined $err;
+    }
+    return { payload => $payload, headers => \%hd, expiry => $expiry, errors => \@errs };
+}
+
+# ---------------------------------------------------------------------------
+# tag sends: which installations (and templates) a send reaches
+
+# the request headers NH passes on to a platform
+sub _pass_headers {
+    my ($plat, $h) = @_;
+    my $re = $plat eq 'apns' ? qr/\Aapns-/ : $plat eq 'wns' ? qr/\Ax-wns-/ : undef;
+    return {} unless $re;
+    return { map { $_ => _text($h->{$_}) } grep { $_ =~ $re } keys %$h };
+}
+
+sub _fan_out {
+    my ($cfg, $req, $hub, $fmt, $expr, $props) = @_;
+    my $st = _store_read($cfg)->{ lc $hub } // {};
+    my $h  = $req->{headers};
+    my @d;
+    for my $id (sort keys %$st) {
+        my $i = $st->{$id};
+        my %set = map { $_ => 1 } @{ $i->{tags} // [] };
+        $set{"\$InstallationId:{$id}"} = 1;
+        $set{"\$UserId:{$i->{userId}}"} = 1 if defined $i->{userId};
+        my @reach;
+        if ($props) {
+            for my $name (sort keys %{ $i->{templates} // {} }) {
+                my $t = $i->{templates}{$name};
+                my %tset = (%set, $name => 1, map { $_ => 1 } @{ $t->{tags} // [] });
+                next unless _tag_expr_eval($expr->{ast}, \%tset);
+                my $x = _tpl_expand($i->{platform}, $t, $props);
+                my %hd = (%{ _pass_headers($i->{platform}, $h) }, %{ $x->{headers} });
+                push @reach, [ $name, $x->{payload}, \%hd, $x->{expiry}, $x->{errors} ];
+            }
+        } else {
+            next unless $i->{platform} eq $FORMAT_PLATFORM{$fmt};
+            next unless _tag_expr_eval($expr->{ast}, \%set);
+            my %hd = %{ _pass_headers($i->{platform}, $h) };
+            $hd{'content-type'} = _text($h->{'content-type'});
+            push @reach, [ undef, _text($req->{body}), \%hd, undef, [] ];
+        }
+        for my $r (@reach) {
+            my ($name, $payload, $hd, $expiry, $errs) = @$r;
+            my $pc = $i->{pushChannel};
+            if ($i->{platform} eq 'browser') {
+                $hd->{auth}   = $pc->{auth};
+                $hd->{p256dh} = $pc->{p256dh};
+            }
+            my $bytes = $payload;
+            utf8::encode($bytes);
+            my $limit = $FORMATS{ $PLATFORM_FORMAT{ $i->{platform} } };
+            my $dropped = @$errs ? "template error: $errs->[0]"
+                        : length $bytes > $limit ? 'payload of ' . length($bytes) . " bytes exceeds $limit bytes"
+                        : undef;
+            my $json = $i->{platform} eq 'wns' ? undef : eval { $JSON_TXT->decode($payload) };
+            push @d, {
+                hub             => $hub,
+                installation_id => $id,
+                platform        => $i->{platform},
+                format          => $fmt,
+                template        => $name,
+                push_channel    => $pc,
+                ($i->{userId} ? (user_id => $i->{userId}) : ()),
+                payload         => $payload,
+                json            => ref $json ? $json : undef,
+                headers         => $hd,
+                (defined $expiry ? (expiry => $expiry) : ()),
+                ($dropped ? (dropped => $dropped) : ()),
+            };
+        }
+    }
+    return @d;
+}
+
+# ---------------------------------------------------------------------------
 # failure injection
 
+# failure injection.  $ctx: {handle} (direct sends), {installation} (installation
+# requests), {tags} (tag sends), {path}, {method}.  Returns undef (no failure),
+# a response, or {proceed => 1, delay_ms} for a rule with a 2xx status on an
+# installation request or a tag send (answer normally, after delay_ms).
 sub _injection {
-    my ($cfg, $handle, $e) = @_;
-    my $lh = lc $handle;
+    my ($cfg, $e, $ctx) = @_;
     my ($rules, $stamp, $rerr) = _rules($cfg);
     return { status => 500, detail => "stand-in: bad $cfg->{rules}: $rerr" } if $rerr;
-    for my $i (0 .. $#$rules) {
+    my $key = $ctx->{handle} // $ctx->{installation} // $ctx->{tags} // $ctx->{path};
+    my $lkey = lc $key;
+    RULE: for my $i (0 .. $#$rules) {
         my $r = $rules->[$i];
-        next unless index($lh, lc $r->{prefix}) == 0;
-        next if defined $r->{format} && lc $r->{format} ne $e->{format};
-        next if defined $r->{hub} && lc $r->{hub} ne lc $e->{hub};
+        for my $sel ([ prefix => 'handle' ], [ installation => 'installation' ],
+                     [ tags => 'tags' ], [ path => 'path' ]) {
+            my ($rk, $ck) = @$sel;
+            next unless defined $r->{$rk};
+            next RULE unless defined $ctx->{$ck};
+            if ($rk eq 'tags' || $rk eq 'path') {
+                next RULE unless index($ctx->{$ck}, $r->{$rk}) == 0;
+            } else {
+                next RULE unless index(lc $ctx->{$ck}, lc $r->{$rk}) == 0;
+            }
+        }
+        next if defined $r->{method} && uc $r->{method} ne uc($ctx->{method} // '');
+        next if defined $r->{format} && lc $r->{format} ne ($e->{format} // '');
+        next if defined $r->{hub} && lc $r->{hub} ne lc($e->{hub} // '');
         if ($r->{times}) {
-            my $n = _bump($cfg, "rule:$stamp:$i" . ($r->{per_handle} ? ":$lh" : ''));
+            my $n = _bump($cfg, "rule:$stamp:$i" . ($r->{per_handle} ? ":$lkey" : ''));
             $e->{attempt} = $n + 1;
             return undef if $n >= $r->{times};
         }
-        my $st = $r->{status} // 503;
-        my %o  = (injected => "rules.json[$i]:$r->{prefix}");
+        my $st  = $r->{status} // 503;
+        my $sel = join ',', map { "$_ $r->{$_}" } grep { defined $r->{$_} } qw(prefix installation tags path);
+        my %o   = (injected => "rules.json[$i]:" . ($r->{prefix} // $sel));
         $o{delay_ms} = $r->{delay_ms} if $r->{delay_ms};
         $o{headers}  = [ 'Retry-After' => $r->{retry_after} ] if defined $r->{retry_after};
         $o{empty}    = 1 if $r->{empty_body} || $st eq '403';
         return { %o, action => $st } if $st eq 'hang' || $st eq 'reset';
+        return { %o, proceed => 1 } if $st =~ /^2/ && !defined $ctx->{handle};
         return { %o, status => 201, detail => 'accepted (rule delay)' } if $st == 201;
         return { %o, status => $st,
-                 detail => $r->{detail} // "injected by rules.json rule $i (prefix $r->{prefix})" };
+                 detail => $r->{detail} // "injected by rules.json rule $i ($sel)" };
     }
+    return undef unless defined $ctx->{handle};
     for my $inj (@INJECT) {
         my ($p, $s) = @$inj;
-        next unless index($lh, $p) == 0;
+        next unless index($lkey, $p) == 0;
         if ($s->{times}) {
-            my $n = _bump($cfg, "handle:$lh");
+            my $n = _bump($cfg, "handle:$lkey");
             $e->{attempt} = $n + 1;
             return undef if $n >= $s->{times};
         }
@@ -1202,8 +2180,10 @@ sub _rules {
         } else {
             $list = $d->{rules};
             for my $r (@$list) {
-                if (ref $r ne 'HASH' || !defined $r->{prefix} || !length $r->{prefix}) {
-                    $err = 'every rule needs a non-empty "prefix"';
+                if (ref $r ne 'HASH'
+                    || !grep { defined $r->{$_} && !ref $r->{$_} && length $r->{$_} }
+                            qw(prefix installation tags path)) {
+                    $err = 'every rule needs a non-empty "prefix", "installation", "tags" or "path"';
                 } elsif (defined $r->{status} && $r->{status} !~ /^(?:[1-5]\d\d|hang|reset)\z/) {
                     $err = "bad status '$r->{status}'";
                 }
@@ -1239,7 +2219,17 @@ sub _bump {
 # ---------------------------------------------------------------------------
 # journal and responses
 
+# append entries (a request and its deliveries) in one locked write
 sub _journal {
+    my ($cfg, @e) = @_;
+    my $out = join '', map { _journal_line($cfg, $_) . "\n" } @e;
+    open(my $fh, '>>:raw', $cfg->{journal}) or die "$cfg->{journal}: $!";
+    flock($fh, LOCK_EX) or die "flock: $!";
+    syswrite($fh, $out);
+    close $fh;
+}
+
+sub _journal_line {
     my ($cfg, $e) = @_;
     my $line = $JSON_OUT->encode($e);
     # never write a configured key to disk: redact and flag it
@@ -1257,10 +2247,7 @@ sub _journal {
     if ($e->{key_leaked}) {
         $line =~ s/^\{/{"key_leaked":true,/;
     }
-    open(my $fh, '>>:raw', $cfg->{journal}) or die "$cfg->{journal}: $!";
-    flock($fh, LOCK_EX) or die "flock: $!";
-    syswrite($fh, "$line\n");
-    close $fh;
+    return $line;
 }
 
 my @DAY = qw(Sun Mon Tue Wed Thu Fri Sat);
@@ -1286,7 +2273,10 @@ sub _respond {
     my $st = $r->{status};
     my (@h, $body);
     $body = '';
-    if ($st != 201 && !$r->{empty}) {
+    if (defined $r->{body}) {
+        $body = $r->{body};
+        push @h, 'Content-Type' => $r->{ctype} if $r->{ctype};
+    } elsif ($st != 201 && !$r->{ok} && !$r->{empty}) {
         (my $d = $r->{detail} // '') =~ s/\.?\s*\z//;
         $body = '<Error><Code>' . $st . '</Code><Detail>'
             . _xml_escape("$d. TrackingId:$tid,TimeStamp:" . _http_date())
