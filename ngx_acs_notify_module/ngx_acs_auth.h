@@ -32,11 +32,6 @@ typedef struct {
 } ngx_acs_secret_t;
 
 
-/* SHA-256, fetched once per worker */
-void ngx_acs_sha256_init_process(void);
-void ngx_acs_sha256_exit_process(void);
-const EVP_MD *ngx_acs_sha256(void);
-
 ngx_int_t ngx_acs_secret_digest(ngx_str_t *value, ngx_acs_secret_t *s);
 ngx_int_t ngx_acs_secret_match(ngx_array_t *secrets, ngx_str_t *value);
 

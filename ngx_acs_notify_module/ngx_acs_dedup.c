@@ -13,7 +13,7 @@
 
 #include <openssl/evp.h>
 
-#include "ngx_acs_auth.h"
+#include "ngx_acs_crypto.h"
 #include "ngx_acs_dedup.h"
 
 

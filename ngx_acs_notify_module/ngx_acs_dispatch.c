@@ -151,7 +151,7 @@ static void ngx_acs_batch_deadline(ngx_event_t *ev);
 static void ngx_acs_batch_expire(ngx_acs_batch_t *batch);
 static void ngx_acs_batch_check(ngx_acs_batch_t *batch);
 static void ngx_acs_batch_answer(ngx_acs_batch_t *batch, ngx_uint_t status,
-    const char *result);
+    ngx_acs_result_e result);
 static void ngx_acs_batch_detach(void *data);
 static void ngx_acs_batch_release(ngx_acs_batch_t *batch);
 static ngx_int_t ngx_acs_dispatch_answer(ngx_http_request_t *r,
@@ -208,7 +208,7 @@ ngx_acs_dispatch(ngx_http_request_t *r, ngx_array_t *events)
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "acs_notify: worker shutting down, delivery refused "
                       "with 503");
-        ngx_str_set(&ctx->result, "unavailable:shutdown");
+        ctx->result = NGX_ACS_RESULT_UNAVAILABLE_SHUTDOWN;
         return ngx_acs_dispatch_answer(r, NGX_HTTP_SERVICE_UNAVAILABLE, 0);
     }
 
@@ -361,14 +361,14 @@ ngx_acs_batch_prepare(ngx_acs_batch_t *batch, ngx_uint_t *budget)
         if (rc == NGX_DECLINED) {
             /* the registry failed (logged at crit): Event Grid retries */
             ngx_acs_batch_answer(batch, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                 "unavailable:registry");
+                                 NGX_ACS_RESULT_UNAVAILABLE_REGISTRY);
             batch->state = NGX_ACS_BATCH_EXPIRED;
             return NGX_ERROR;
         }
 
         if (rc != NGX_OK) {
             ngx_acs_batch_answer(batch, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                 NULL);
+                                 NGX_ACS_RESULT_NONE);
             batch->state = NGX_ACS_BATCH_EXPIRED;
             return NGX_ERROR;
         }
@@ -608,7 +608,7 @@ ngx_acs_batch_admit(ngx_acs_batch_t *batch)
 
     if (batch->pushes == 0) {
         batch->state = NGX_ACS_BATCH_MADE;
-        ngx_acs_batch_answer(batch, NGX_HTTP_OK, "dispatched");
+        ngx_acs_batch_answer(batch, NGX_HTTP_OK, NGX_ACS_RESULT_DISPATCHED);
         ngx_acs_batch_release(batch);
         return;
     }
@@ -640,7 +640,7 @@ ngx_acs_batch_admit(ngx_acs_batch_t *batch)
 
         batch->state = NGX_ACS_BATCH_EXPIRED;
         ngx_acs_batch_answer(batch, NGX_HTTP_SERVICE_UNAVAILABLE,
-                             "unavailable:queue_full");
+                             NGX_ACS_RESULT_UNAVAILABLE_QUEUE_FULL);
         ngx_acs_batch_release(batch);
         return;
     }
@@ -662,7 +662,7 @@ ngx_acs_batch_admit(ngx_acs_batch_t *batch)
 
     if (batch->conf->ack == NGX_ACS_ACK_ACCEPTED) {
         /* Event Grid is told now; the jobs go on without the request */
-        ngx_acs_batch_answer(batch, NGX_HTTP_ACCEPTED, "accepted");
+        ngx_acs_batch_answer(batch, NGX_HTTP_ACCEPTED, NGX_ACS_RESULT_ACCEPTED);
     }
 
     ngx_acs_engine_post();
@@ -898,10 +898,10 @@ ngx_acs_batch_check(ngx_acs_batch_t *batch)
     if (batch->request) {
         if (batch->failed || batch->busy) {
             ngx_acs_batch_answer(batch, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                 "unavailable:dispatch");
+                                 NGX_ACS_RESULT_UNAVAILABLE_DISPATCH);
 
         } else {
-            ngx_acs_batch_answer(batch, NGX_HTTP_OK, "dispatched");
+            ngx_acs_batch_answer(batch, NGX_HTTP_OK, NGX_ACS_RESULT_DISPATCHED);
         }
     }
 
@@ -927,7 +927,7 @@ ngx_acs_batch_deadline(ngx_event_t *ev)
 
     if (batch->request) {
         ngx_acs_batch_answer(batch, NGX_HTTP_SERVICE_UNAVAILABLE,
-                             "unavailable:dispatch");
+                             NGX_ACS_RESULT_UNAVAILABLE_DISPATCH);
     }
 
     ngx_acs_batch_release(batch);
@@ -1014,7 +1014,7 @@ ngx_acs_batch_expire(ngx_acs_batch_t *batch)
 
 static void
 ngx_acs_batch_answer(ngx_acs_batch_t *batch, ngx_uint_t status,
-    const char *result)
+    ngx_acs_result_e result)
 {
     ngx_int_t                   rc;
     ngx_connection_t           *c;
@@ -1035,9 +1035,8 @@ ngx_acs_batch_answer(ngx_acs_batch_t *batch, ngx_uint_t status,
     ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
     c = r->connection;
 
-    if (result) {
-        ctx->result.data = (u_char *) result;
-        ctx->result.len = ngx_strlen(result);
+    if (result != NGX_ACS_RESULT_NONE) {
+        ctx->result = result;
     }
 
     rc = (status == NGX_HTTP_INTERNAL_SERVER_ERROR)

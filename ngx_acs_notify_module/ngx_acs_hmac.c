@@ -23,7 +23,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "ngx_acs_auth.h"
+#include "ngx_acs_crypto.h"
 #include "ngx_acs_hmac.h"
 
 

@@ -15,6 +15,9 @@
 
 
 static void ngx_acs_json_tree_cleanup(void *data);
+static void *ngx_acs_yajl_malloc(void *ctx, size_t size);
+static void *ngx_acs_yajl_realloc(void *ctx, void *ptr, size_t size);
+static void ngx_acs_yajl_free(void *ctx, void *ptr);
 
 
 static u_char  ngx_acs_hex[] = "0123456789abcdef";
@@ -395,4 +398,204 @@ ngx_acs_xml_escape(u_char *dst, ngx_str_t *s)
     }
 
     return dst;
+}
+
+
+/*
+ * The one JSON generator of the module, for answers and payloads alike:
+ * yajl_gen over a pool, so no malloc() and nothing to free on any path.
+ * Its status is kept in gen->rc; the first failure sticks and shows in
+ * ngx_acs_gen_done().
+ */
+
+ngx_int_t
+ngx_acs_gen_init(ngx_acs_gen_t *gen, ngx_pool_t *pool)
+{
+    yajl_alloc_funcs  af;
+
+    gen->pool = pool;
+
+    af.malloc = ngx_acs_yajl_malloc;
+    af.realloc = ngx_acs_yajl_realloc;
+    af.free = ngx_acs_yajl_free;
+    af.ctx = pool;
+
+    gen->rc = yajl_gen_status_ok;
+
+    gen->g = yajl_gen_alloc(&af);
+    if (gen->g == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the text, in the pool; the generator needs no freeing */
+
+ngx_int_t
+ngx_acs_gen_done(ngx_acs_gen_t *gen, ngx_str_t *out)
+{
+    size_t                len;
+    const unsigned char  *buf;
+
+    if (gen->rc == yajl_gen_status_ok) {
+        gen->rc = yajl_gen_get_buf(gen->g, &buf, &len);
+    }
+
+    if (gen->rc != yajl_gen_status_ok) {
+        return NGX_ERROR;
+    }
+
+    out->data = (u_char *) buf;
+    out->len = len;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_acs_gen_key(ngx_acs_gen_t *gen, char *key)
+{
+    ngx_acs_gen_cstr(gen, key);
+}
+
+
+void
+ngx_acs_gen_str(ngx_acs_gen_t *gen, ngx_str_t *value)
+{
+    if (gen->rc == yajl_gen_status_ok) {
+        gen->rc = yajl_gen_string(gen->g, value->len ? value->data
+                                                     : (u_char *) "",
+                                  value->len);
+    }
+}
+
+
+void
+ngx_acs_gen_cstr(ngx_acs_gen_t *gen, char *value)
+{
+    if (gen->rc == yajl_gen_status_ok) {
+        gen->rc = yajl_gen_string(gen->g, (const unsigned char *) value,
+                                  ngx_strlen(value));
+    }
+}
+
+
+void
+ngx_acs_gen_pair(ngx_acs_gen_t *gen, char *key, ngx_str_t *value)
+{
+    ngx_acs_gen_key(gen, key);
+    ngx_acs_gen_str(gen, value);
+}
+
+
+void
+ngx_acs_gen_int(ngx_acs_gen_t *gen, ngx_int_t n)
+{
+    if (gen->rc == yajl_gen_status_ok) {
+        gen->rc = yajl_gen_integer(gen->g, n);
+    }
+}
+
+
+void
+ngx_acs_gen_map_open(ngx_acs_gen_t *gen)
+{
+    if (gen->rc == yajl_gen_status_ok) {
+        gen->rc = yajl_gen_map_open(gen->g);
+    }
+}
+
+
+void
+ngx_acs_gen_map_close(ngx_acs_gen_t *gen)
+{
+    if (gen->rc == yajl_gen_status_ok) {
+        gen->rc = yajl_gen_map_close(gen->g);
+    }
+}
+
+
+void
+ngx_acs_gen_num(ngx_acs_gen_t *gen, char *key, long long n)
+{
+    ngx_acs_gen_key(gen, key);
+
+    if (gen->rc == yajl_gen_status_ok) {
+        gen->rc = yajl_gen_integer(gen->g, n);
+    }
+}
+
+
+void
+ngx_acs_gen_array_open(ngx_acs_gen_t *gen)
+{
+    if (gen->rc == yajl_gen_status_ok) {
+        gen->rc = yajl_gen_array_open(gen->g);
+    }
+}
+
+
+void
+ngx_acs_gen_array_close(ngx_acs_gen_t *gen)
+{
+    if (gen->rc == yajl_gen_status_ok) {
+        gen->rc = yajl_gen_array_close(gen->g);
+    }
+}
+
+
+/* the allocation functions keep the size in front of each block */
+
+static void *
+ngx_acs_yajl_malloc(void *ctx, size_t size)
+{
+    size_t  *p;
+
+    p = ngx_palloc(ctx, sizeof(size_t) + size);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    *p = size;
+
+    return p + 1;
+}
+
+
+static void *
+ngx_acs_yajl_realloc(void *ctx, void *ptr, size_t size)
+{
+    void    *p;
+    size_t   old;
+
+    if (ptr == NULL) {
+        return ngx_acs_yajl_malloc(ctx, size);
+    }
+
+    old = ((size_t *) ptr)[-1];
+
+    if (size <= old) {
+        return ptr;
+    }
+
+    p = ngx_acs_yajl_malloc(ctx, size);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, ptr, old);
+    ngx_acs_yajl_free(ctx, ptr);
+
+    return p;
+}
+
+
+static void
+ngx_acs_yajl_free(void *ctx, void *ptr)
+{
+    if (ptr) {
+        (void) ngx_pfree(ctx, (size_t *) ptr - 1);
+    }
 }

@@ -13,6 +13,16 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <yajl/yajl_tree.h>
+#include <yajl/yajl_gen.h>
+
+
+/* a JSON text written into a pool (ngx_acs_json.c has the rules) */
+
+typedef struct {
+    yajl_gen                    g;
+    yajl_gen_status             rc;
+    ngx_pool_t                 *pool;
+} ngx_acs_gen_t;
 
 
 size_t ngx_acs_json_escape_len(ngx_str_t *s);
@@ -42,6 +52,20 @@ yajl_val ngx_acs_json_tree(ngx_pool_t *pool, ngx_str_t *json);
 ngx_int_t ngx_acs_json_tree_string(yajl_val obj, const char *key,
     ngx_str_t *value);
 yajl_val ngx_acs_json_tree_get(yajl_val obj, const char *key);
+
+
+ngx_int_t ngx_acs_gen_init(ngx_acs_gen_t *gen, ngx_pool_t *pool);
+ngx_int_t ngx_acs_gen_done(ngx_acs_gen_t *gen, ngx_str_t *out);
+void ngx_acs_gen_key(ngx_acs_gen_t *gen, char *key);
+void ngx_acs_gen_str(ngx_acs_gen_t *gen, ngx_str_t *value);
+void ngx_acs_gen_cstr(ngx_acs_gen_t *gen, char *value);
+void ngx_acs_gen_pair(ngx_acs_gen_t *gen, char *key, ngx_str_t *value);
+void ngx_acs_gen_int(ngx_acs_gen_t *gen, ngx_int_t n);
+void ngx_acs_gen_num(ngx_acs_gen_t *gen, char *key, long long n);
+void ngx_acs_gen_map_open(ngx_acs_gen_t *gen);
+void ngx_acs_gen_map_close(ngx_acs_gen_t *gen);
+void ngx_acs_gen_array_open(ngx_acs_gen_t *gen);
+void ngx_acs_gen_array_close(ngx_acs_gen_t *gen);
 
 
 #endif /* _NGX_ACS_JSON_H_INCLUDED_ */

@@ -14,6 +14,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_acs_conf.h"
+#include "ngx_acs_http.h"
 #include "ngx_acs_auth.h"
 #include "ngx_acs_registry.h"
 #include "ngx_acs_render.h"
@@ -23,12 +25,6 @@
 
 #define NGX_ACS_ACK_DISPATCHED  0
 #define NGX_ACS_ACK_ACCEPTED    1
-
-
-typedef struct {
-    ngx_str_t                   value;      /* lower case */
-    ngx_uint_t                  prefix;     /* unsigned:1, ended with "*" */
-} ngx_acs_pattern_t;
 
 
 typedef struct {
@@ -65,49 +61,6 @@ typedef struct {
 
     ngx_uint_t                  log_level;
 } ngx_http_acs_notify_loc_conf_t;
-
-
-typedef enum {
-    NGX_ACS_AEG_NOTIFICATION = 0,
-    NGX_ACS_AEG_VALIDATION,
-    NGX_ACS_AEG_DELETION
-} ngx_acs_aeg_type_e;
-
-
-typedef struct {
-    ngx_uint_t                  aeg_type;   /* ngx_acs_aeg_type_e */
-    ngx_uint_t                  registration;   /* unsigned:1 */
-    ngx_uint_t                  tokenless;  /* unsigned:1 */
-
-    ngx_uint_t                  events;
-    ngx_uint_t                  pushes;
-    ngx_uint_t                  ignored;
-    ngx_uint_t                  duplicates;
-    ngx_str_t                   result;
-    ngx_str_t                   event_id;   /* the first event's id */
-
-    ngx_uint_t                  status;     /* of a refusal */
-    const char                 *code;
-    ngx_str_t                   message;
-
-    void                       *data;       /* the handler's own state */
-} ngx_http_acs_notify_ctx_t;
-
-
-extern ngx_module_t  ngx_http_acs_notify_module;
-
-
-ngx_int_t ngx_acs_conf_value(ngx_conf_t *cf, ngx_str_t *value,
-    ngx_str_t *out);
-ngx_uint_t ngx_acs_conf_param(ngx_str_t *arg, const char *name,
-    ngx_str_t *value);
-ngx_int_t ngx_acs_pattern_match(ngx_array_t *patterns, ngx_str_t *value);
-ngx_http_acs_notify_ctx_t *ngx_acs_ctx(ngx_http_request_t *r);
-ngx_table_elt_t *ngx_acs_header(ngx_http_request_t *r, const char *name);
-ngx_int_t ngx_acs_add_header(ngx_http_request_t *r, const char *name,
-    ngx_str_t *value);
-ngx_int_t ngx_acs_send(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *body);
 
 
 #endif /* _NGX_ACS_NOTIFY_H_INCLUDED_ */

@@ -10,6 +10,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_acs_crypto.h"
 #include "ngx_acs_notify.h"
 #include "ngx_acs_webhook.h"
 #include "ngx_acs_registrations.h"
@@ -19,7 +20,6 @@
 #include "ngx_acs_stats.h"
 
 
-#define NGX_ACS_CONF_FILE_MAX   65536
 #define NGX_ACS_SWEEP_INTERVAL  60000
 #define NGX_ACS_SWEEP_BATCH     1000
 
@@ -59,13 +59,9 @@ static char *ngx_http_acs_notify_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_acs_notify_entra(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_acs_notify_patterns(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static ngx_flag_t ngx_http_acs_notify_in_query(ngx_str_t *value);
 static ngx_int_t ngx_http_acs_notify_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_acs_conf_file(ngx_conf_t *cf, ngx_str_t *name,
-    ngx_str_t *out);
 
 
 static ngx_conf_enum_t  ngx_http_acs_notify_acks[] = {
@@ -163,14 +159,14 @@ static ngx_command_t  ngx_http_acs_notify_commands[] = {
 
     { ngx_string("acs_notify_topics"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_http_acs_notify_patterns,
+      ngx_acs_conf_set_patterns,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_acs_notify_loc_conf_t, topics),
       NULL },
 
     { ngx_string("acs_notify_subscriptions"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_http_acs_notify_patterns,
+      ngx_acs_conf_set_patterns,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_acs_notify_loc_conf_t, subscriptions),
       NULL },
@@ -326,9 +322,10 @@ ngx_http_acs_notify_variable(ngx_http_request_t *r,
         break;
 
     default:
-        s = (data == NGX_ACS_VAR_RESULT) ? &ctx->result : &ctx->event_id;
+        s = (data == NGX_ACS_VAR_RESULT) ? ngx_acs_result_name(ctx->result)
+                                         : &ctx->event_id;
 
-        if (s->len == 0) {
+        if (s == NULL || s->len == 0) {
             v->not_found = 1;
             return NGX_OK;
         }
@@ -342,26 +339,6 @@ ngx_http_acs_notify_variable(ngx_http_request_t *r,
     v->not_found = 0;
 
     return NGX_OK;
-}
-
-
-ngx_http_acs_notify_ctx_t *
-ngx_acs_ctx(ngx_http_request_t *r)
-{
-    ngx_http_acs_notify_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
-
-    if (ctx == NULL) {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_acs_notify_ctx_t));
-        if (ctx == NULL) {
-            return NULL;
-        }
-
-        ngx_http_set_ctx(r, ctx, ngx_http_acs_notify_module);
-    }
-
-    return ctx;
 }
 
 
@@ -647,7 +624,6 @@ ngx_http_acs_notify_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_acs_notify_log_handler(ngx_http_request_t *r)
 {
-    ngx_str_t                   other = ngx_string("other");
     ngx_http_acs_notify_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
@@ -661,7 +637,7 @@ ngx_http_acs_notify_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    ngx_acs_stats_request(ctx->result.len ? &ctx->result : &other);
+    ngx_acs_stats_request(ctx->result);
 
     return NGX_OK;
 }
@@ -1261,321 +1237,3 @@ ngx_http_acs_notify_entra(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* acs_notify_topics and acs_notify_subscriptions: case-insensitive lists */
-
-static char *
-ngx_http_acs_notify_patterns(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    char  *p = conf;
-
-    ngx_str_t           *value;
-    ngx_uint_t           i;
-    ngx_array_t        **a;
-    ngx_acs_pattern_t   *pat;
-
-    a = (ngx_array_t **) (p + cmd->offset);
-
-    if (*a != NGX_CONF_UNSET_PTR) {
-        return "is duplicate";
-    }
-
-    *a = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                          sizeof(ngx_acs_pattern_t));
-    if (*a == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    value = cf->args->elts;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-
-        pat = ngx_array_push(*a);
-        if (pat == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        pat->value = value[i];
-        pat->prefix = 0;
-
-        if (pat->value.len && pat->value.data[pat->value.len - 1] == '*') {
-            pat->value.len--;
-            pat->prefix = 1;
-        }
-
-        if (pat->value.len == 0 && !pat->prefix) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "%V: empty value", &cmd->name);
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_strlow(pat->value.data, pat->value.data, pat->value.len);
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-ngx_int_t
-ngx_acs_pattern_match(ngx_array_t *patterns, ngx_str_t *value)
-{
-    ngx_uint_t          i;
-    ngx_acs_pattern_t  *pat;
-
-    pat = patterns->elts;
-
-    for (i = 0; i < patterns->nelts; i++) {
-
-        if (value->len < pat[i].value.len
-            || (!pat[i].prefix && value->len != pat[i].value.len))
-        {
-            continue;
-        }
-
-        if (ngx_strncasecmp(value->data, pat[i].value.data, pat[i].value.len)
-            == 0)
-        {
-            return NGX_OK;
-        }
-    }
-
-    return NGX_DECLINED;
-}
-
-
-/* "name=value" parameters: 1 and the value when arg is one of name */
-
-ngx_uint_t
-ngx_acs_conf_param(ngx_str_t *arg, const char *name, ngx_str_t *value)
-{
-    size_t  len;
-
-    len = ngx_strlen(name);
-
-    if (arg->len < len || ngx_strncmp(arg->data, name, len) != 0) {
-        return 0;
-    }
-
-    value->data = arg->data + len;
-    value->len = arg->len - len;
-
-    return 1;
-}
-
-
-/*
- * A secret parameter: a literal, "file:/path" (contents, trailing newline
- * stripped) or "env:NAME" (read at configuration time, in the master).
- */
-
-ngx_int_t
-ngx_acs_conf_value(ngx_conf_t *cf, ngx_str_t *value, ngx_str_t *out)
-{
-    char       *env;
-    ngx_str_t   name;
-
-    if (value->len > 5 && ngx_strncmp(value->data, "file:", 5) == 0) {
-        name.data = value->data + 5;
-        name.len = value->len - 5;
-
-        return ngx_acs_conf_file(cf, &name, out);
-    }
-
-    if (value->len > 4 && ngx_strncmp(value->data, "env:", 4) == 0) {
-        name.len = value->len - 4;
-        name.data = ngx_pnalloc(cf->pool, name.len + 1);
-        if (name.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_cpystrn(name.data, value->data + 4, name.len + 1);
-
-        env = getenv((char *) name.data);
-        if (env == NULL || *env == '\0') {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "environment variable \"%V\" is not set",
-                               &name);
-            return NGX_ERROR;
-        }
-
-        out->len = ngx_strlen(env);
-        out->data = ngx_pnalloc(cf->pool, out->len);
-        if (out->data == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(out->data, env, out->len);
-        return NGX_OK;
-    }
-
-    *out = *value;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_acs_conf_file(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *out)
-{
-    ssize_t           n;
-    ngx_file_t        file;
-    ngx_file_info_t   fi;
-
-    if (ngx_conf_full_name(cf->cycle, name, 1) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-    file.name = *name;
-    file.log = cf->log;
-
-    file.fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (file.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%V\" failed", name);
-        return NGX_ERROR;
-    }
-
-    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_fd_info_n " \"%V\" failed", name);
-        goto failed;
-    }
-
-    if (ngx_file_size(&fi) > NGX_ACS_CONF_FILE_MAX) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" is larger than 64k", name);
-        goto failed;
-    }
-
-    out->len = ngx_file_size(&fi);
-    out->data = ngx_pnalloc(cf->pool, out->len + 1);
-    if (out->data == NULL) {
-        goto failed;
-    }
-
-    n = ngx_read_file(&file, out->data, out->len, 0);
-    if (n != (ssize_t) out->len) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "cannot read \"%V\"", name);
-        goto failed;
-    }
-
-    ngx_close_file(file.fd);
-
-    while (out->len && (out->data[out->len - 1] == '\n'
-                        || out->data[out->len - 1] == '\r'))
-    {
-        out->len--;
-    }
-
-    if (out->len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" is empty", name);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-
-failed:
-
-    ngx_close_file(file.fd);
-    return NGX_ERROR;
-}
-
-
-ngx_table_elt_t *
-ngx_acs_header(ngx_http_request_t *r, const char *name)
-{
-    size_t            len;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    len = ngx_strlen(name);
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            return &h[i];
-        }
-    }
-}
-
-
-ngx_int_t
-ngx_acs_add_header(ngx_http_request_t *r, const char *name,
-    ngx_str_t *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-    h->value = *value;
-#if (nginx_version >= 1023000)
-    h->next = NULL;         /* headers of one name are chained since 1.23 */
-#endif
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
-ngx_acs_send(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *body)
-{
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = body ? (off_t) body->len : 0;
-
-    if (body && r->headers_out.content_type.len == 0) {
-        ngx_str_set(&r->headers_out.content_type, "application/json");
-        r->headers_out.content_type_len = r->headers_out.content_type.len;
-    }
-
-    if (body == NULL || r->method == NGX_HTTP_HEAD) {
-        r->header_only = 1;
-    }
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = body->data;
-    b->last = body->data + body->len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
-}

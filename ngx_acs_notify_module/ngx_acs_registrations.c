@@ -18,9 +18,9 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include <yajl/yajl_gen.h>
 
 #include "ngx_acs_notify.h"
+#include "ngx_acs_crypto.h"
 #include "ngx_acs_json.h"
 #include "ngx_acs_hmac.h"
 #include "ngx_acs_registry.h"
@@ -56,17 +56,13 @@ static ngx_int_t ngx_acs_reg_get(ngx_http_request_t *r,
 static ngx_int_t ngx_acs_reg_delete(ngx_http_request_t *r,
     ngx_acs_registry_t *reg, ngx_acs_reg_request_t *rq);
 static ngx_int_t ngx_acs_reg_check_b64url(ngx_str_t *s, size_t max);
-static void ngx_acs_reg_gen_device(yajl_gen g, ngx_str_t *raw_id,
+static void ngx_acs_reg_gen_device(ngx_acs_gen_t *gen, ngx_str_t *raw_id,
     ngx_acs_device_t *dev);
-static void ngx_acs_reg_gen_string(yajl_gen g, const char *key,
-    ngx_str_t *value);
 static ngx_int_t ngx_acs_reg_send_gen(ngx_http_request_t *r,
-    ngx_uint_t status, yajl_gen g);
-static ngx_int_t ngx_acs_reg_error(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_uint_t status, ngx_acs_gen_t *gen);
+static ngx_int_t ngx_acs_reg_refuse(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *fmt, ...);
-static ngx_int_t ngx_acs_reg_internal(ngx_http_request_t *r);
-static ngx_int_t ngx_acs_reg_send(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *body);
+static ngx_int_t ngx_acs_reg_failed(ngx_http_request_t *r, ngx_int_t rc);
 
 
 /* a failure of ours, logged where it happened, still answered in JSON */
@@ -107,7 +103,7 @@ ngx_acs_registrations_handler(ngx_http_request_t *r)
 
     if (rc == NGX_OK && r->headers_in.content_length_n > NGX_ACS_REG_BODY_MAX)
     {
-        rc = ngx_acs_reg_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+        rc = ngx_acs_reg_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                "PayloadTooLarge", "body over %d bytes",
                                NGX_ACS_REG_BODY_MAX);
     }
@@ -120,29 +116,15 @@ ngx_acs_registrations_handler(ngx_http_request_t *r)
             || (r->headers_in.content_type->value.len > 16
                 && r->headers_in.content_type->value.data[16] != ';'))
         {
-            rc = ngx_acs_reg_error(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+            rc = ngx_acs_reg_refuse(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
                                    "UnsupportedMediaType",
                                    "Content-Type must be application/json");
         }
     }
 
     if (rc != NGX_OK) {
-        /* a refusal (or a failure) before the body: drop it, then answer */
-
-        if (ctx->status == 0 && rc != NGX_HTTP_INTERNAL_SERVER_ERROR) {
-            return rc;
-        }
-
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        if (ctx->status == 0) {
-            return ngx_acs_reg_internal(r);
-        }
-
-        return ngx_acs_reg_send(r, ctx->status, &ctx->message);
+        /* a refusal (or a failure) before the body: dropped, answered */
+        return ngx_acs_reg_failed(r, rc);
     }
 
     rc = ngx_http_read_client_request_body(r, ngx_acs_reg_body);
@@ -214,7 +196,7 @@ ngx_acs_reg_route(ngx_http_request_t *r, ngx_acs_reg_request_t *rq)
     }
 
     if (!(r->method & allowed)) {
-        return ngx_acs_reg_error(r, NGX_HTTP_NOT_ALLOWED, "MethodNotAllowed",
+        return ngx_acs_reg_refuse(r, NGX_HTTP_NOT_ALLOWED, "MethodNotAllowed",
                                  "method %V not allowed here",
                                  &r->method_name);
     }
@@ -223,7 +205,7 @@ ngx_acs_reg_route(ngx_http_request_t *r, ngx_acs_reg_request_t *rq)
 
 not_found:
 
-    return ngx_acs_reg_error(r, NGX_HTTP_NOT_FOUND, "NotFound",
+    return ngx_acs_reg_refuse(r, NGX_HTTP_NOT_FOUND, "NotFound",
                              "no such resource");
 }
 
@@ -234,7 +216,7 @@ ngx_acs_reg_check_ids(ngx_http_request_t *r, ngx_acs_reg_request_t *rq)
     const char  *code, *reason;
 
     if (ngx_acs_reg_path_check(&rq->path, &code, &reason) != NGX_OK) {
-        return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, code, "%s",
+        return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, code, "%s",
                                  reason);
     }
 
@@ -311,7 +293,7 @@ ngx_acs_reg_authenticate(ngx_http_request_t *r,
 
 unauthorized:
 
-    return ngx_acs_reg_error(r, NGX_HTTP_UNAUTHORIZED, "Unauthorized",
+    return ngx_acs_reg_refuse(r, NGX_HTTP_UNAUTHORIZED, "Unauthorized",
                              "%s", reason);
 }
 
@@ -337,10 +319,10 @@ ngx_acs_reg_body(ngx_http_request_t *r)
 
     if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
         /* a chunked body, whose size was not known before */
-        rc = ngx_acs_reg_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+        rc = ngx_acs_reg_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                "PayloadTooLarge", "body over %d bytes",
                                NGX_ACS_REG_BODY_MAX);
-        goto send;
+        goto done;
     }
 
     if (rc != NGX_OK) {
@@ -349,7 +331,8 @@ ngx_acs_reg_body(ngx_http_request_t *r)
 
     /* the body must be the one whose hash was signed */
 
-    if (EVP_Digest(body.data, body.len, hash, &len, EVP_sha256(), NULL) != 1)
+    if (EVP_Digest(body.data, body.len, hash, &len, ngx_acs_sha256(),
+                   NULL) != 1)
     {
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         goto done;
@@ -364,9 +347,9 @@ ngx_acs_reg_body(ngx_http_request_t *r)
         || ngx_strncmp(computed.data, rq->content_hash.data, computed.len)
            != 0)
     {
-        rc = ngx_acs_reg_error(r, NGX_HTTP_UNAUTHORIZED, "Unauthorized",
+        rc = ngx_acs_reg_refuse(r, NGX_HTTP_UNAUTHORIZED, "Unauthorized",
                                "body does not match x-ms-content-sha256");
-        goto send;
+        goto done;
     }
 
     switch (r->method) {
@@ -383,19 +366,9 @@ ngx_acs_reg_body(ngx_http_request_t *r)
         rc = ngx_acs_reg_delete(r, reg, rq);
     }
 
-send:
-
-    if (ctx->status && rc == (ngx_int_t) ctx->status) {
-        rc = ngx_acs_reg_send(r, ctx->status, &ctx->message);
-    }
-
 done:
 
-    if (rc == NGX_HTTP_INTERNAL_SERVER_ERROR) {
-        rc = ngx_acs_reg_internal(r);
-    }
-
-    ngx_http_finalize_request(r, rc);
+    ngx_http_finalize_request(r, ngx_acs_reg_failed(r, rc));
 }
 
 
@@ -461,8 +434,8 @@ static ngx_int_t
 ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
     ngx_acs_reg_request_t *rq, ngx_str_t *body)
 {
-    yajl_gen             g;
     yajl_val             tree, v;
+    ngx_acs_gen_t        gen;
     ngx_int_t            rc;
     ngx_str_t            name;
     long long            ttl;
@@ -473,14 +446,14 @@ ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
     /* a field read up to a NUL would be another field: refused whole */
 
     if (ngx_acs_json_nul(body)) {
-        return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidJson",
+        return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidJson",
                                  "a string of the body holds U+0000");
     }
 
     tree = ngx_acs_json_tree(r->pool, body);
 
     if (tree == NULL || !YAJL_IS_OBJECT(tree)) {
-        return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidJson",
+        return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidJson",
                                  "body is not a JSON object");
     }
 
@@ -488,14 +461,14 @@ ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
     dev.device_id = rq->path.device_id;
 
     if (ngx_acs_json_tree_string(tree, "platform", &name) != NGX_OK) {
-        return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidPlatform",
+        return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidPlatform",
                                  "\"platform\" must be one of apns, "
                                  "apns-voip, fcmv1, wns, browser");
     }
 
     platform = ngx_acs_platform_find(&name);
     if (platform == NULL) {
-        return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidPlatform",
+        return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidPlatform",
                                  "\"platform\" must be one of apns, "
                                  "apns-voip, fcmv1, wns, browser");
     }
@@ -505,7 +478,7 @@ ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
     if (ngx_acs_json_tree_string(tree, "handle", &dev.handle) != NGX_OK
         || platform->check(&dev.handle) != NGX_OK)
     {
-        return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidHandle",
+        return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidHandle",
                                  "\"handle\" is not a valid %V handle",
                                  &name);
     }
@@ -516,7 +489,7 @@ ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
             || ngx_acs_json_tree_string(tree, "auth", &dev.auth) != NGX_OK
             || ngx_acs_reg_check_b64url(&dev.auth, 64) != NGX_OK)
         {
-            return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidHandle",
+            return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidHandle",
                                      "browser registrations need base64url "
                                      "\"p256dh\" and \"auth\"");
         }
@@ -534,7 +507,7 @@ ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
         ttl = YAJL_GET_INTEGER(v);
 
     } else {
-        return ngx_acs_reg_error(r, NGX_HTTP_BAD_REQUEST, "InvalidTtl",
+        return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidTtl",
                                  "\"ttlSeconds\" must be an integer from "
                                  "%d to %d", NGX_ACS_TTL_MIN,
                                  NGX_ACS_TTL_MAX);
@@ -551,14 +524,14 @@ ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
         break;
 
     case NGX_BUSY:
-        return ngx_acs_reg_error(r, NGX_HTTP_CONFLICT, "TooManyDevices",
+        return ngx_acs_reg_refuse(r, NGX_HTTP_CONFLICT, "TooManyDevices",
                                  "the user has the maximum number of "
                                  "devices already");
 
     case NGX_ABORT:
         ngx_log_error(NGX_LOG_CRIT, r->connection->log, 0,
                       "acs_notify_registry: database full, raise max_size");
-        return ngx_acs_reg_error(r, NGX_HTTP_INSUFFICIENT_STORAGE,
+        return ngx_acs_reg_refuse(r, NGX_HTTP_INSUFFICIENT_STORAGE,
                                  "InsufficientStorage",
                                  "the registry is full");
 
@@ -566,15 +539,14 @@ ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    g = yajl_gen_alloc(NULL);
-    if (g == NULL) {
+    if (ngx_acs_gen_init(&gen, r->pool) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_acs_reg_gen_device(g, &rq->path.raw_id, &dev);
+    ngx_acs_reg_gen_device(&gen, &rq->path.raw_id, &dev);
 
     return ngx_acs_reg_send_gen(r, created ? NGX_HTTP_CREATED : NGX_HTTP_OK,
-                                g);
+                                &gen);
 }
 
 
@@ -582,10 +554,10 @@ static ngx_int_t
 ngx_acs_reg_get(ngx_http_request_t *r, ngx_acs_registry_t *reg,
     ngx_acs_reg_request_t *rq)
 {
-    yajl_gen           g;
     ngx_int_t          rc;
     ngx_uint_t         i;
     ngx_array_t        devices;
+    ngx_acs_gen_t      gen;
     ngx_acs_device_t  *dev, one;
 
     if (rq->path.device_id.len) {
@@ -593,7 +565,7 @@ ngx_acs_reg_get(ngx_http_request_t *r, ngx_acs_registry_t *reg,
                                   r->pool, r->connection->log, &one);
 
         if (rc == NGX_DECLINED) {
-            return ngx_acs_reg_error(r, NGX_HTTP_NOT_FOUND, "NotFound",
+            return ngx_acs_reg_refuse(r, NGX_HTTP_NOT_FOUND, "NotFound",
                                      "no such device");
         }
 
@@ -601,14 +573,13 @@ ngx_acs_reg_get(ngx_http_request_t *r, ngx_acs_registry_t *reg,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        g = yajl_gen_alloc(NULL);
-        if (g == NULL) {
+        if (ngx_acs_gen_init(&gen, r->pool) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ngx_acs_reg_gen_device(g, &rq->path.raw_id, &one);
+        ngx_acs_reg_gen_device(&gen, &rq->path.raw_id, &one);
 
-        return ngx_acs_reg_send_gen(r, NGX_HTTP_OK, g);
+        return ngx_acs_reg_send_gen(r, NGX_HTTP_OK, &gen);
     }
 
     if (ngx_array_init(&devices, r->pool, 4, sizeof(ngx_acs_device_t))
@@ -624,24 +595,23 @@ ngx_acs_reg_get(ngx_http_request_t *r, ngx_acs_registry_t *reg,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    g = yajl_gen_alloc(NULL);
-    if (g == NULL) {
+    if (ngx_acs_gen_init(&gen, r->pool) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    yajl_gen_map_open(g);
-    yajl_gen_string(g, (u_char *) "value", 5);
-    yajl_gen_array_open(g);
+    ngx_acs_gen_map_open(&gen);
+    ngx_acs_gen_key(&gen, "value");
+    ngx_acs_gen_array_open(&gen);
 
     dev = devices.elts;
     for (i = 0; i < devices.nelts; i++) {
-        ngx_acs_reg_gen_device(g, &rq->path.raw_id, &dev[i]);
+        ngx_acs_reg_gen_device(&gen, &rq->path.raw_id, &dev[i]);
     }
 
-    yajl_gen_array_close(g);
-    yajl_gen_map_close(g);
+    ngx_acs_gen_array_close(&gen);
+    ngx_acs_gen_map_close(&gen);
 
-    return ngx_acs_reg_send_gen(r, NGX_HTTP_OK, g);
+    return ngx_acs_reg_send_gen(r, NGX_HTTP_OK, &gen);
 }
 
 
@@ -661,11 +631,11 @@ ngx_acs_reg_delete(ngx_http_request_t *r, ngx_acs_registry_t *reg,
     }
 
     if (rc == NGX_DECLINED && rq->path.device_id.len) {
-        return ngx_acs_reg_error(r, NGX_HTTP_NOT_FOUND, "NotFound",
+        return ngx_acs_reg_refuse(r, NGX_HTTP_NOT_FOUND, "NotFound",
                                  "no such device");
     }
 
-    return ngx_acs_reg_send(r, NGX_HTTP_NO_CONTENT, NULL);
+    return ngx_acs_send(r, NGX_HTTP_NO_CONTENT, NULL);
 }
 
 
@@ -692,7 +662,7 @@ ngx_acs_reg_check_b64url(ngx_str_t *s, size_t max)
 
 
 static void
-ngx_acs_reg_gen_device(yajl_gen g, ngx_str_t *raw_id, ngx_acs_device_t *dev)
+ngx_acs_reg_gen_device(ngx_acs_gen_t *gen, ngx_str_t *raw_id, ngx_acs_device_t *dev)
 {
     u_char               buf[sizeof("1970-01-01T00:00:00Z")];
     ngx_tm_t             tm;
@@ -701,16 +671,16 @@ ngx_acs_reg_gen_device(yajl_gen g, ngx_str_t *raw_id, ngx_acs_device_t *dev)
 
     p = ngx_acs_platform(dev->platform);
 
-    yajl_gen_map_open(g);
+    ngx_acs_gen_map_open(gen);
 
-    ngx_acs_reg_gen_string(g, "rawId", raw_id);
-    ngx_acs_reg_gen_string(g, "deviceId", &dev->device_id);
-    ngx_acs_reg_gen_string(g, "platform", &p->name);
-    ngx_acs_reg_gen_string(g, "handle", &dev->handle);
+    ngx_acs_gen_pair(gen, "rawId", raw_id);
+    ngx_acs_gen_pair(gen, "deviceId", &dev->device_id);
+    ngx_acs_gen_pair(gen, "platform", &p->name);
+    ngx_acs_gen_pair(gen, "handle", &dev->handle);
 
     if (p->keys) {
-        ngx_acs_reg_gen_string(g, "p256dh", &dev->p256dh);
-        ngx_acs_reg_gen_string(g, "auth", &dev->auth);
+        ngx_acs_gen_pair(gen, "p256dh", &dev->p256dh);
+        ngx_acs_gen_pair(gen, "auth", &dev->auth);
     }
 
     ngx_gmtime(dev->expires, &tm);
@@ -719,68 +689,42 @@ ngx_acs_reg_gen_device(yajl_gen g, ngx_str_t *raw_id, ngx_acs_device_t *dev)
                         tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
                         tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec)
             - buf;
-    ngx_acs_reg_gen_string(g, "expiresAt", &s);
+    ngx_acs_gen_pair(gen, "expiresAt", &s);
 
-    yajl_gen_map_close(g);
-}
-
-
-static void
-ngx_acs_reg_gen_string(yajl_gen g, const char *key, ngx_str_t *value)
-{
-    yajl_gen_string(g, (const u_char *) key, ngx_strlen(key));
-    yajl_gen_string(g, value->data, value->len);
+    ngx_acs_gen_map_close(gen);
 }
 
 
 static ngx_int_t
-ngx_acs_reg_send_gen(ngx_http_request_t *r, ngx_uint_t status, yajl_gen g)
+ngx_acs_reg_send_gen(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_acs_gen_t *gen)
 {
-    size_t          len;
-    ngx_str_t       body;
-    const u_char   *buf;
+    ngx_str_t  body;
 
-    if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok) {
-        yajl_gen_free(g);
+    if (ngx_acs_gen_done(gen, &body) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    body.len = len;
-    body.data = ngx_pnalloc(r->pool, len);
-    if (body.data == NULL) {
-        yajl_gen_free(g);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(body.data, buf, len);
-    yajl_gen_free(g);
-
-    return ngx_acs_reg_send(r, status, &body);
+    return ngx_acs_send(r, status, &body);
 }
 
 
 /*
- * Logs the refusal at acs_notify_log_level, keeps the Azure-style error
- * body {"error":{"code":"...","message":"..."}} and returns the status.
+ * A refusal: logged once at acs_notify_log_level, recorded for the answer
+ * ({"error":{"code":...,"message":...}}); returns the status
  */
 
 static ngx_int_t
-ngx_acs_reg_error(ngx_http_request_t *r, ngx_uint_t status, const char *code,
-    const char *fmt, ...)
+ngx_acs_reg_refuse(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *fmt, ...)
 {
     u_char                          *last, msg[NGX_MAX_ERROR_STR];
-    size_t                           len;
     va_list                          args;
-    yajl_gen                         g;
-    const u_char                    *buf;
-    ngx_http_acs_notify_ctx_t       *ctx;
     ngx_http_acs_notify_loc_conf_t  *ancf;
 
+    static ngx_str_t  allow = ngx_string("GET, PUT, DELETE");
+
     ancf = ngx_http_get_module_loc_conf(r, ngx_http_acs_notify_module);
-    ctx = ngx_acs_ctx(r);
-    if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
     va_start(args, fmt);
     last = ngx_vslprintf(msg, msg + sizeof(msg), fmt, args);
@@ -790,65 +734,46 @@ ngx_acs_reg_error(ngx_http_request_t *r, ngx_uint_t status, const char *code,
                   "acs_notify: registration rejected %ui %s: %*s",
                   status, code, last - msg, msg);
 
-    g = yajl_gen_alloc(NULL);
-    if (g == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    yajl_gen_map_open(g);
-    yajl_gen_string(g, (u_char *) "error", 5);
-    yajl_gen_map_open(g);
-    yajl_gen_string(g, (u_char *) "code", 4);
-    yajl_gen_string(g, (u_char *) code, ngx_strlen(code));
-    yajl_gen_string(g, (u_char *) "message", 7);
-    yajl_gen_string(g, msg, last - msg);
-    yajl_gen_map_close(g);
-    yajl_gen_map_close(g);
-
-    if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok) {
-        yajl_gen_free(g);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx->message.data = ngx_pnalloc(r->pool, len);
-    if (ctx->message.data == NULL) {
-        yajl_gen_free(g);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(ctx->message.data, buf, len);
-    ctx->message.len = len;
-    yajl_gen_free(g);
-
-    ctx->status = status;
-    ctx->code = code;
-
-    return status;
-}
-
-
-static ngx_int_t
-ngx_acs_reg_internal(ngx_http_request_t *r)
-{
-    if (r->header_sent) {
-        return NGX_ERROR;
-    }
-
-    return ngx_acs_reg_send(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                            &ngx_acs_reg_internal_error);
-}
-
-
-static ngx_int_t
-ngx_acs_reg_send(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *body)
-{
-    static ngx_str_t  allow = ngx_string("GET, PUT, DELETE");
-
     if (status == NGX_HTTP_NOT_ALLOWED
         && ngx_acs_add_header(r, "Allow", &allow) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_acs_send(r, status, (body && body->len) ? body : NULL);
+    return ngx_acs_refuse(r, status, code, msg, last - msg);
 }
+
+
+/*
+ * The answer of a request that did not succeed: its refusal, or for a
+ * failure of ours (logged where it happened) a JSON 500, never nginx's
+ * HTML page
+ */
+
+static ngx_int_t
+ngx_acs_reg_failed(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_acs_notify_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
+
+    if (ctx && ctx->refused && rc == (ngx_int_t) ctx->status) {
+        return ngx_acs_refusal(r, rc);
+    }
+
+    if (rc != NGX_HTTP_INTERNAL_SERVER_ERROR || r->header_sent) {
+        return rc;
+    }
+
+    if (r->request_body == NULL) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    return ngx_acs_send(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                        &ngx_acs_reg_internal_error);
+}
+
+

@@ -63,12 +63,6 @@
 #define NGX_ACS_ELLIPSIS_LEN         3
 
 
-typedef struct {
-    yajl_gen                    g;
-    yajl_gen_status             rc;
-} ngx_acs_gen_t;
-
-
 static ngx_int_t ngx_acs_render_fit(ngx_acs_render_t *rd,
     ngx_acs_build_pt build, ngx_str_t *out);
 static ngx_int_t ngx_acs_render_shorten(ngx_acs_render_t *rd, ngx_str_t *s,
@@ -80,20 +74,6 @@ static void ngx_acs_render_ids(ngx_acs_render_t *rd, ngx_acs_gen_t *gen);
 static void ngx_acs_render_call(ngx_acs_render_t *rd, ngx_acs_gen_t *gen,
     ngx_uint_t numeric);
 
-static ngx_int_t ngx_acs_gen_init(ngx_acs_gen_t *gen, ngx_pool_t *pool);
-static ngx_int_t ngx_acs_gen_done(ngx_acs_gen_t *gen, ngx_pool_t *pool,
-    ngx_str_t *out);
-static void ngx_acs_gen_key(ngx_acs_gen_t *gen, char *key);
-static void ngx_acs_gen_str(ngx_acs_gen_t *gen, ngx_str_t *value);
-static void ngx_acs_gen_cstr(ngx_acs_gen_t *gen, char *value);
-static void ngx_acs_gen_pair(ngx_acs_gen_t *gen, char *key,
-    ngx_str_t *value);
-static void ngx_acs_gen_int(ngx_acs_gen_t *gen, ngx_int_t n);
-static void ngx_acs_gen_map_open(ngx_acs_gen_t *gen);
-static void ngx_acs_gen_map_close(ngx_acs_gen_t *gen);
-static void *ngx_acs_yajl_malloc(void *ctx, size_t size);
-static void *ngx_acs_yajl_realloc(void *ctx, void *ptr, size_t size);
-static void ngx_acs_yajl_free(void *ctx, void *ptr);
 
 
 ngx_int_t
@@ -216,7 +196,7 @@ ngx_acs_build_apns(ngx_acs_render_t *rd, ngx_str_t *out)
 
     ngx_acs_gen_map_close(&gen);
 
-    return ngx_acs_gen_done(&gen, rd->pool, out);
+    return ngx_acs_gen_done(&gen, out);
 }
 
 
@@ -240,7 +220,7 @@ ngx_acs_build_voip(ngx_acs_render_t *rd, ngx_str_t *out)
 
     ngx_acs_gen_map_close(&gen);
 
-    return ngx_acs_gen_done(&gen, rd->pool, out);
+    return ngx_acs_gen_done(&gen, out);
 }
 
 
@@ -309,7 +289,7 @@ ngx_acs_build_fcmv1(ngx_acs_render_t *rd, ngx_str_t *out)
     ngx_acs_gen_map_close(&gen);
     ngx_acs_gen_map_close(&gen);
 
-    return ngx_acs_gen_done(&gen, rd->pool, out);
+    return ngx_acs_gen_done(&gen, out);
 }
 
 
@@ -337,7 +317,7 @@ ngx_acs_build_browser(ngx_acs_render_t *rd, ngx_str_t *out)
 
     ngx_acs_gen_map_close(&gen);
 
-    return ngx_acs_gen_done(&gen, rd->pool, out);
+    return ngx_acs_gen_done(&gen, out);
 }
 
 
@@ -603,175 +583,3 @@ ngx_acs_render_call(ngx_acs_render_t *rd, ngx_acs_gen_t *gen,
 }
 
 
-/*
- * yajl_gen over the pool: no malloc(), nothing to free on an error path.
- * The generator's status is kept in gen->rc; the first failure sticks.
- */
-
-static ngx_int_t
-ngx_acs_gen_init(ngx_acs_gen_t *gen, ngx_pool_t *pool)
-{
-    yajl_alloc_funcs  af;
-
-    af.malloc = ngx_acs_yajl_malloc;
-    af.realloc = ngx_acs_yajl_realloc;
-    af.free = ngx_acs_yajl_free;
-    af.ctx = pool;
-
-    gen->rc = yajl_gen_status_ok;
-
-    gen->g = yajl_gen_alloc(&af);
-    if (gen->g == NULL) {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_acs_gen_done(ngx_acs_gen_t *gen, ngx_pool_t *pool, ngx_str_t *out)
-{
-    size_t                len;
-    const unsigned char  *buf;
-
-    if (gen->rc == yajl_gen_status_ok) {
-        gen->rc = yajl_gen_get_buf(gen->g, &buf, &len);
-    }
-
-    if (gen->rc != yajl_gen_status_ok) {
-        yajl_gen_free(gen->g);
-        return NGX_ERROR;
-    }
-
-    out->data = ngx_pnalloc(pool, len);
-    if (out->data == NULL) {
-        yajl_gen_free(gen->g);
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(out->data, buf, len);
-    out->len = len;
-
-    yajl_gen_free(gen->g);
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_acs_gen_key(ngx_acs_gen_t *gen, char *key)
-{
-    ngx_acs_gen_cstr(gen, key);
-}
-
-
-static void
-ngx_acs_gen_str(ngx_acs_gen_t *gen, ngx_str_t *value)
-{
-    if (gen->rc == yajl_gen_status_ok) {
-        gen->rc = yajl_gen_string(gen->g, value->len ? value->data
-                                                     : (u_char *) "",
-                                  value->len);
-    }
-}
-
-
-static void
-ngx_acs_gen_cstr(ngx_acs_gen_t *gen, char *value)
-{
-    if (gen->rc == yajl_gen_status_ok) {
-        gen->rc = yajl_gen_string(gen->g, (const unsigned char *) value,
-                                  ngx_strlen(value));
-    }
-}
-
-
-static void
-ngx_acs_gen_pair(ngx_acs_gen_t *gen, char *key, ngx_str_t *value)
-{
-    ngx_acs_gen_key(gen, key);
-    ngx_acs_gen_str(gen, value);
-}
-
-
-static void
-ngx_acs_gen_int(ngx_acs_gen_t *gen, ngx_int_t n)
-{
-    if (gen->rc == yajl_gen_status_ok) {
-        gen->rc = yajl_gen_integer(gen->g, n);
-    }
-}
-
-
-static void
-ngx_acs_gen_map_open(ngx_acs_gen_t *gen)
-{
-    if (gen->rc == yajl_gen_status_ok) {
-        gen->rc = yajl_gen_map_open(gen->g);
-    }
-}
-
-
-static void
-ngx_acs_gen_map_close(ngx_acs_gen_t *gen)
-{
-    if (gen->rc == yajl_gen_status_ok) {
-        gen->rc = yajl_gen_map_close(gen->g);
-    }
-}
-
-
-/* the allocation functions keep the size in front of each block */
-
-static void *
-ngx_acs_yajl_malloc(void *ctx, size_t size)
-{
-    size_t  *p;
-
-    p = ngx_palloc(ctx, sizeof(size_t) + size);
-    if (p == NULL) {
-        return NULL;
-    }
-
-    *p = size;
-
-    return p + 1;
-}
-
-
-static void *
-ngx_acs_yajl_realloc(void *ctx, void *ptr, size_t size)
-{
-    void    *p;
-    size_t   old;
-
-    if (ptr == NULL) {
-        return ngx_acs_yajl_malloc(ctx, size);
-    }
-
-    old = ((size_t *) ptr)[-1];
-
-    if (size <= old) {
-        return ptr;
-    }
-
-    p = ngx_acs_yajl_malloc(ctx, size);
-    if (p == NULL) {
-        return NULL;
-    }
-
-    ngx_memcpy(p, ptr, old);
-    ngx_acs_yajl_free(ctx, ptr);
-
-    return p;
-}
-
-
-static void
-ngx_acs_yajl_free(void *ctx, void *ptr)
-{
-    if (ptr) {
-        (void) ngx_pfree(ctx, (size_t *) ptr - 1);
-    }
-}

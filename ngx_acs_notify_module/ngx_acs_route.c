@@ -47,10 +47,10 @@
 #include <yajl/yajl_tree.h>
 #include <openssl/evp.h>
 
+#include "ngx_acs_crypto.h"
 #include "ngx_acs_json.h"
 #include "ngx_acs_event.h"
 #include "ngx_acs_registry.h"
-#include "ngx_acs_auth.h"
 #include "ngx_acs_route.h"
 
 

@@ -12,9 +12,9 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include <yajl/yajl_gen.h>
 
 #include "ngx_acs_notify.h"
+#include "ngx_acs_json.h"
 #include "ngx_acs_platform.h"
 #include "ngx_acs_stats.h"
 
@@ -47,17 +47,7 @@ typedef struct {
 
 /* the names, in the order of the counters */
 
-static char  *ngx_acs_results[] = {
-    "validated", "deleted", "options", "dispatched", "accepted", "checked",
-    "unavailable:dispatch", "unavailable:queue_full", "unavailable:shutdown",
-    "unavailable:registry", "unavailable:jwks",
-    "rejected:method", "rejected:secret", "rejected:token",
-    "rejected:subscription", "rejected:content_type",
-    "rejected:aeg_event_type", "rejected:json", "rejected:too_large",
-    "rejected:schema", "rejected:topic", "rejected:origin", "other"
-};
-
-#define NGX_ACS_RESULTS  (sizeof(ngx_acs_results) / sizeof(char *))
+/* requests: by ngx_acs_result_e, named by ngx_acs_result_name() */
 
 
 static char  *ngx_acs_event_types[] = {
@@ -126,7 +116,7 @@ static void ngx_acs_hist_add(ngx_acs_hist_t *h, ngx_msec_t ms);
 static ngx_int_t ngx_acs_stats_json(ngx_http_request_t *r, ngx_str_t *out);
 static ngx_int_t ngx_acs_stats_prometheus(ngx_http_request_t *r,
     ngx_str_t *out);
-static void ngx_acs_json_hist(yajl_gen g, const char *name,
+static void ngx_acs_json_hist(ngx_acs_gen_t *gen, char *name,
     ngx_acs_hist_t *h);
 static u_char *ngx_acs_prom_hist(u_char *p, const char *name,
     const char *help, ngx_acs_hist_t *h);
@@ -228,24 +218,15 @@ ngx_acs_stats_init_process(void *zone)
 
 
 void
-ngx_acs_stats_request(ngx_str_t *result)
+ngx_acs_stats_request(ngx_acs_result_e result)
 {
-    ngx_uint_t  i;
-
-    if (ngx_acs_stats == NULL || result->len == 0) {
+    if (ngx_acs_stats == NULL || result == NGX_ACS_RESULT_NONE
+        || result >= NGX_ACS_RESULTS)
+    {
         return;
     }
 
-    for (i = 0; i < NGX_ACS_RESULTS - 1; i++) {
-        if (ngx_strlen(ngx_acs_results[i]) == result->len
-            && ngx_strncmp(ngx_acs_results[i], result->data, result->len)
-               == 0)
-        {
-            break;
-        }
-    }
-
-    (void) ngx_atomic_fetch_add(&ngx_acs_stats->requests[i], 1);
+    (void) ngx_atomic_fetch_add(&ngx_acs_stats->requests[result], 1);
 }
 
 
@@ -481,136 +462,111 @@ ngx_acs_registry_size(ngx_http_request_t *r)
 }
 
 
-#define ngx_acs_gen_key(g, k)                                                 \
-    yajl_gen_string(g, (const u_char *) (k), ngx_strlen(k))
-
-#define ngx_acs_gen_num(g, k, v)                                              \
-    ngx_acs_gen_key(g, k);                                                    \
-    yajl_gen_integer(g, (long long) (v))
-
-
 static ngx_int_t
 ngx_acs_stats_json(ngx_http_request_t *r, ngx_str_t *out)
 {
-    size_t                            len;
-    yajl_gen                          g;
     ngx_uint_t                        i, j;
+    ngx_acs_gen_t                     gen;
     ngx_acs_hub_t                    *hub;
     ngx_acs_stats_t                  *s;
-    const u_char                     *buf;
     ngx_http_acs_notify_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_acs_notify_module);
     s = ngx_acs_stats;
 
-    g = yajl_gen_alloc(NULL);
-    if (g == NULL) {
+    if (ngx_acs_gen_init(&gen, r->pool) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    yajl_gen_map_open(g);
+    ngx_acs_gen_map_open(&gen);
 
-    ngx_acs_gen_key(g, "requests");
-    yajl_gen_map_open(g);
-    for (i = 0; i < NGX_ACS_RESULTS; i++) {
-        ngx_acs_gen_num(g, ngx_acs_results[i], s->requests[i]);
+    ngx_acs_gen_key(&gen, "requests");
+    ngx_acs_gen_map_open(&gen);
+    for (i = NGX_ACS_RESULT_NONE + 1; i < NGX_ACS_RESULTS; i++) {
+        ngx_acs_gen_num(&gen, (char *) ngx_acs_result_name(i)->data,
+                        s->requests[i]);
     }
-    yajl_gen_map_close(g);
+    ngx_acs_gen_map_close(&gen);
 
-    ngx_acs_gen_key(g, "events");
-    yajl_gen_map_open(g);
+    ngx_acs_gen_key(&gen, "events");
+    ngx_acs_gen_map_open(&gen);
     for (i = 0; i < NGX_ACS_EVENT_TYPES; i++) {
-        ngx_acs_gen_num(g, ngx_acs_event_types[i], s->events[i]);
+        ngx_acs_gen_num(&gen, ngx_acs_event_types[i], s->events[i]);
     }
-    yajl_gen_map_close(g);
+    ngx_acs_gen_map_close(&gen);
 
-    ngx_acs_gen_key(g, "pushes");
-    yajl_gen_map_open(g);
+    ngx_acs_gen_key(&gen, "pushes");
+    ngx_acs_gen_map_open(&gen);
     for (i = 1; i < NGX_ACS_PLATFORMS; i++) {
-        ngx_acs_gen_key(g, (char *) ngx_acs_platform(i)->name.data);
-        yajl_gen_map_open(g);
+        ngx_acs_gen_key(&gen, (char *) ngx_acs_platform(i)->name.data);
+        ngx_acs_gen_map_open(&gen);
         for (j = 0; j < NGX_ACS_OUT_MAX; j++) {
-            ngx_acs_gen_num(g, ngx_acs_outcomes[j], s->pushes[i][j]);
+            ngx_acs_gen_num(&gen, ngx_acs_outcomes[j], s->pushes[i][j]);
         }
-        yajl_gen_map_close(g);
+        ngx_acs_gen_map_close(&gen);
     }
-    yajl_gen_map_close(g);
+    ngx_acs_gen_map_close(&gen);
 
-    ngx_acs_gen_key(g, "hubs");
-    yajl_gen_map_open(g);
+    ngx_acs_gen_key(&gen, "hubs");
+    ngx_acs_gen_map_open(&gen);
     hub = amcf->hubs.elts;
     for (i = 0; i < amcf->hubs.nelts && i < ngx_acs_stats_nhubs; i++) {
-        yajl_gen_string(g, hub[i].name.data, hub[i].name.len);
-        yajl_gen_map_open(g);
+        ngx_acs_gen_str(&gen, &hub[i].name);
+        ngx_acs_gen_map_open(&gen);
         for (j = 0; j < NGX_ACS_HUB_MAX; j++) {
-            ngx_acs_gen_num(g, ngx_acs_hub_classes[j], s->hubs[i][j]);
+            ngx_acs_gen_num(&gen, ngx_acs_hub_classes[j], s->hubs[i][j]);
         }
-        yajl_gen_map_close(g);
+        ngx_acs_gen_map_close(&gen);
     }
-    yajl_gen_map_close(g);
+    ngx_acs_gen_map_close(&gen);
 
-    ngx_acs_gen_key(g, "registrations");
-    yajl_gen_map_open(g);
+    ngx_acs_gen_key(&gen, "registrations");
+    ngx_acs_gen_map_open(&gen);
     for (i = 0; i < 4; i++) {
-        ngx_acs_gen_key(g, ngx_acs_methods[i]);
-        yajl_gen_map_open(g);
+        ngx_acs_gen_key(&gen, ngx_acs_methods[i]);
+        ngx_acs_gen_map_open(&gen);
         for (j = 0; j < 3; j++) {
-            ngx_acs_gen_num(g, ngx_acs_classes[j], s->registrations[i][j]);
+            ngx_acs_gen_num(&gen, ngx_acs_classes[j],
+                            s->registrations[i][j]);
         }
-        yajl_gen_map_close(g);
+        ngx_acs_gen_map_close(&gen);
     }
-    yajl_gen_map_close(g);
+    ngx_acs_gen_map_close(&gen);
 
-    ngx_acs_gen_num(g, "retries", s->retries);
-    ngx_acs_gen_num(g, "queue_depth", (ngx_atomic_int_t) s->queue);
-    ngx_acs_gen_num(g, "in_flight", (ngx_atomic_int_t) s->in_flight);
-    ngx_acs_gen_num(g, "hub_connections",
+    ngx_acs_gen_num(&gen, "retries", s->retries);
+    ngx_acs_gen_num(&gen, "queue_depth", (ngx_atomic_int_t) s->queue);
+    ngx_acs_gen_num(&gen, "in_flight", (ngx_atomic_int_t) s->in_flight);
+    ngx_acs_gen_num(&gen, "hub_connections",
                     (ngx_atomic_int_t) s->connections);
-    ngx_acs_gen_num(g, "registry_size", ngx_acs_registry_size(r));
+    ngx_acs_gen_num(&gen, "registry_size", ngx_acs_registry_size(r));
 
     j = 0;
     for (i = 0; i < NGX_ACS_PLATFORMS; i++) {
         j += s->pushes[i][NGX_ACS_OUT_DUPLICATE];
     }
-    ngx_acs_gen_num(g, "dedup_hits", j);
+    ngx_acs_gen_num(&gen, "dedup_hits", j);
 
-    ngx_acs_json_hist(g, "delivery_latency_ms", &s->delivery);
-    ngx_acs_json_hist(g, "hub_response_ms", &s->hub_time);
+    ngx_acs_json_hist(&gen, "delivery_latency_ms", &s->delivery);
+    ngx_acs_json_hist(&gen, "hub_response_ms", &s->hub_time);
 
-    yajl_gen_map_close(g);
+    ngx_acs_gen_map_close(&gen);
 
-    if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok) {
-        yajl_gen_free(g);
-        return NGX_ERROR;
-    }
-
-    out->data = ngx_pnalloc(r->pool, len);
-    if (out->data == NULL) {
-        yajl_gen_free(g);
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(out->data, buf, len);
-    out->len = len;
-
-    yajl_gen_free(g);
-
-    return NGX_OK;
+    return ngx_acs_gen_done(&gen, out);
 }
 
 
 static void
-ngx_acs_json_hist(yajl_gen g, const char *name, ngx_acs_hist_t *h)
+ngx_acs_json_hist(ngx_acs_gen_t *gen, char *name, ngx_acs_hist_t *h)
 {
     u_char            key[NGX_INT_T_LEN + 1];
     ngx_uint_t        i;
     ngx_atomic_int_t  cum;
 
-    ngx_acs_gen_key(g, name);
-    yajl_gen_map_open(g);
+    ngx_acs_gen_key(gen, name);
+    ngx_acs_gen_map_open(gen);
 
-    ngx_acs_gen_key(g, "buckets");
-    yajl_gen_map_open(g);
+    ngx_acs_gen_key(gen, "buckets");
+    ngx_acs_gen_map_open(gen);
 
     cum = 0;
     for (i = 0; i <= NGX_ACS_HIST_BUCKETS; i++) {
@@ -618,20 +574,20 @@ ngx_acs_json_hist(yajl_gen g, const char *name, ngx_acs_hist_t *h)
 
         if (i < NGX_ACS_HIST_BUCKETS) {
             *ngx_sprintf(key, "%M", ngx_acs_bounds[i]) = '\0';
-            ngx_acs_gen_num(g, (char *) key, cum);
+            ngx_acs_gen_num(gen, (char *) key, cum);
 
         } else {
-            ngx_acs_gen_num(g, "+Inf", cum);
+            ngx_acs_gen_num(gen, "+Inf", cum);
         }
     }
 
-    yajl_gen_map_close(g);
+    ngx_acs_gen_map_close(gen);
 
     /* the count is the buckets' total: consistent even while they move */
-    ngx_acs_gen_num(g, "sum", h->sum);
-    ngx_acs_gen_num(g, "count", cum);
+    ngx_acs_gen_num(gen, "sum", h->sum);
+    ngx_acs_gen_num(gen, "count", cum);
 
-    yajl_gen_map_close(g);
+    ngx_acs_gen_map_close(gen);
 }
 
 
@@ -645,6 +601,7 @@ static ngx_int_t
 ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
 {
     u_char                           *p, *colon;
+    ngx_str_t                        *name;
     size_t                            size;
     ngx_uint_t                        i, j, dups;
     ngx_acs_hub_t                    *hub;
@@ -670,18 +627,18 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
             "# HELP acs_notify_requests_total Event Grid requests by result.\n"
             "# TYPE acs_notify_requests_total counter\n");
 
-    for (i = 0; i < NGX_ACS_RESULTS; i++) {
-        colon = (u_char *) ngx_strchr(ngx_acs_results[i], ':');
+    for (i = NGX_ACS_RESULT_NONE + 1; i < NGX_ACS_RESULTS; i++) {
+        name = ngx_acs_result_name(i);
+        colon = ngx_strlchr(name->data, name->data + name->len, ':');
 
         if (colon) {
             p = ngx_sprintf(p, "acs_notify_requests_total{result=\"%*s\","
-                            "reason=\"%s\"} %uA\n",
-                            colon - (u_char *) ngx_acs_results[i],
-                            ngx_acs_results[i], colon + 1, s->requests[i]);
+                            "reason=\"%s\"} %uA\n", colon - name->data,
+                            name->data, colon + 1, s->requests[i]);
 
         } else {
-            p = ngx_sprintf(p, "acs_notify_requests_total{result=\"%s\"} "
-                            "%uA\n", ngx_acs_results[i], s->requests[i]);
+            p = ngx_sprintf(p, "acs_notify_requests_total{result=\"%V\"} "
+                            "%uA\n", name, s->requests[i]);
         }
     }
 

@@ -15,6 +15,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_acs_http.h"
+
 
 typedef enum {
     NGX_ACS_OUT_SENT = 0,
@@ -31,7 +33,7 @@ ngx_int_t ngx_acs_stats_init_conf(ngx_conf_t *cf, ngx_uint_t nhubs,
 void ngx_acs_stats_init_process(void *zone);
 
 /* a request's result, as $acs_notify_result says it */
-void ngx_acs_stats_request(ngx_str_t *result);
+void ngx_acs_stats_request(ngx_acs_result_e result);
 void ngx_acs_stats_event(ngx_str_t *type);
 void ngx_acs_stats_registration(ngx_uint_t method, ngx_uint_t status);
 

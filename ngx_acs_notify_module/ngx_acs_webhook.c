@@ -33,9 +33,9 @@
 
 
 #define NGX_ACS_READ_CHUNK           65536
-#define NGX_ACS_WEBHOOK_RETRY_AFTER  "10"      /* seconds */
 
 
+static ngx_int_t ngx_acs_webhook_request(ngx_http_request_t *r);
 static ngx_int_t ngx_acs_webhook_options(ngx_http_request_t *r,
     ngx_http_acs_notify_loc_conf_t *ancf);
 static ngx_int_t ngx_acs_webhook_secret(ngx_http_request_t *r,
@@ -59,20 +59,9 @@ static ngx_int_t ngx_acs_webhook_deletion(ngx_http_request_t *r,
     ngx_http_acs_notify_loc_conf_t *ancf, ngx_acs_event_t *ev);
 static ngx_int_t ngx_acs_webhook_scope_allowed(ngx_array_t *topics,
     ngx_str_t *scope);
-static ngx_int_t ngx_acs_webhook_fail(ngx_http_request_t *r,
-    ngx_uint_t status, const char *code, ngx_str_t *event_id,
-    const char *fmt, ...);
-static ngx_int_t ngx_acs_webhook_reject(ngx_http_request_t *r,
-    ngx_uint_t status, const char *code, ngx_str_t *event_id,
-    const char *fmt, ...);
-static ngx_int_t ngx_acs_webhook_vfail(ngx_http_request_t *r,
-    ngx_uint_t status, const char *code, ngx_str_t *event_id,
-    const char *fmt, va_list args);
 static ngx_int_t ngx_acs_webhook_refuse(ngx_http_request_t *r,
-    ngx_int_t status);
-static ngx_int_t ngx_acs_webhook_error(ngx_http_request_t *r,
-    ngx_int_t status);
-static void ngx_acs_webhook_result(ngx_http_request_t *r, const char *result);
+    ngx_uint_t status, ngx_acs_result_e result, ngx_str_t *event_id,
+    const char *fmt, ...);
 
 
 static ngx_str_t  ngx_acs_allow = ngx_string("POST, OPTIONS");
@@ -93,6 +82,19 @@ static ngx_str_t  ngx_acs_deletion_event =
 ngx_int_t
 ngx_acs_webhook_handler(ngx_http_request_t *r)
 {
+    return ngx_acs_refusal(r, ngx_acs_webhook_request(r));
+}
+
+
+/*
+ * The checks before the body, in the order of their cost (method, secret,
+ * subscription, token, Content-Type, aeg-event-type); a refusal is
+ * answered by the caller
+ */
+
+static ngx_int_t
+ngx_acs_webhook_request(ngx_http_request_t *r)
+{
     ngx_int_t                        rc;
     ngx_http_acs_notify_ctx_t       *ctx;
     ngx_http_acs_notify_loc_conf_t  *ancf;
@@ -110,10 +112,10 @@ ngx_acs_webhook_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_acs_webhook_refuse(r,
-                   ngx_acs_webhook_fail(r, NGX_HTTP_NOT_ALLOWED, "method",
-                                        NULL, "method %V not allowed",
-                                        &r->method_name));
+        return ngx_acs_webhook_refuse(r, NGX_HTTP_NOT_ALLOWED,
+                                      NGX_ACS_RESULT_REJECTED_METHOD, NULL,
+                                      "method %V not allowed",
+                                      &r->method_name);
     }
 
     if (r->method == NGX_HTTP_OPTIONS) {
@@ -126,7 +128,7 @@ ngx_acs_webhook_handler(ngx_http_request_t *r)
         if (ancf->secret_in_query) {
             rc = ngx_acs_webhook_secret(r, ancf);
             if (rc != NGX_OK) {
-                return ngx_acs_webhook_refuse(r, rc);
+                return rc;
             }
         }
 
@@ -135,23 +137,23 @@ ngx_acs_webhook_handler(ngx_http_request_t *r)
 
     rc = ngx_acs_webhook_authenticate(r, ancf, ctx);
     if (rc != NGX_OK) {
-        return ngx_acs_webhook_refuse(r, rc);
+        return rc;
     }
 
     rc = ngx_acs_webhook_content_type(r);
     if (rc != NGX_OK) {
-        return ngx_acs_webhook_refuse(r, rc);
+        return rc;
     }
 
     rc = ngx_acs_webhook_aeg_type(r, &ctx->aeg_type);
     if (rc != NGX_OK) {
-        return ngx_acs_webhook_refuse(r, rc);
+        return rc;
     }
 
     if (ctx->tokenless && ctx->aeg_type != NGX_ACS_AEG_VALIDATION) {
-        return ngx_acs_webhook_refuse(r,
-                   ngx_acs_webhook_fail(r, NGX_HTTP_UNAUTHORIZED, "token",
-                                        NULL, "no bearer token"));
+        return ngx_acs_webhook_refuse(r, NGX_HTTP_UNAUTHORIZED,
+                                      NGX_ACS_RESULT_REJECTED_TOKEN, NULL,
+                                      "no bearer token");
     }
 
     r->request_body_in_single_buf = 1;
@@ -190,7 +192,7 @@ ngx_acs_webhook_options(ngx_http_request_t *r,
     origin = ngx_acs_header(r, "WebHook-Request-Origin");
 
     if (origin == NULL) {
-        ngx_acs_webhook_result(r, "options");
+        ngx_acs_set_result(r, NGX_ACS_RESULT_OPTIONS);
         return ngx_acs_send(r, NGX_HTTP_OK, NULL);
     }
 
@@ -204,12 +206,12 @@ ngx_acs_webhook_options(ngx_http_request_t *r,
 
     if (o->len == 0) {
         /* refusal is the absence of WebHook-Allowed-Origin */
-        return ngx_acs_webhook_error(r,
-                   ngx_acs_webhook_fail(r, NGX_HTTP_FORBIDDEN, "origin", NULL,
-                                        "abuse protection handshake from "
-                                        "unknown origin \"%V\"",
-                                        ngx_acs_log_str(r->pool,
-                                                        &origin->value)));
+        return ngx_acs_webhook_refuse(r, NGX_HTTP_FORBIDDEN,
+                                      NGX_ACS_RESULT_REJECTED_ORIGIN, NULL,
+                                      "abuse protection handshake from "
+                                      "unknown origin \"%V\"",
+                                      ngx_acs_log_str(r->pool,
+                                                      &origin->value));
     }
 
     if (ngx_acs_add_header(r, "WebHook-Allowed-Origin", o) != NGX_OK) {
@@ -229,7 +231,7 @@ ngx_acs_webhook_options(ngx_http_request_t *r,
                   "acs_notify: abuse protection handshake from \"%V\" "
                   "accepted", o);
 
-    ngx_acs_webhook_result(r, "validated");
+    ngx_acs_set_result(r, NGX_ACS_RESULT_VALIDATED);
 
     return ngx_acs_send(r, NGX_HTTP_OK, NULL);
 }
@@ -260,9 +262,10 @@ ngx_acs_webhook_secret(ngx_http_request_t *r,
     }
 
     if (rc == NGX_DECLINED) {
-        return ngx_acs_webhook_fail(r, NGX_HTTP_UNAUTHORIZED, "secret", NULL,
-                                    value.len ? "secret mismatch"
-                                              : "no secret");
+        return ngx_acs_webhook_refuse(r, NGX_HTTP_UNAUTHORIZED,
+                                      NGX_ACS_RESULT_REJECTED_SECRET, NULL,
+                                      value.len ? "secret mismatch"
+                                                : "no secret");
     }
 
     return NGX_OK;
@@ -297,14 +300,15 @@ ngx_acs_webhook_authenticate(ngx_http_request_t *r,
         {
 
             if (h == NULL) {
-                return ngx_acs_webhook_fail(r, NGX_HTTP_FORBIDDEN,
-                                              "subscription", NULL,
-                                              "no aeg-subscription-name");
+                return ngx_acs_webhook_refuse(r, NGX_HTTP_FORBIDDEN,
+                                          NGX_ACS_RESULT_REJECTED_SUBSCRIPTION,
+                                          NULL, "no aeg-subscription-name");
             }
 
-            return ngx_acs_webhook_fail(r, NGX_HTTP_FORBIDDEN,
-                                          "subscription", NULL,
-                                          "subscription \"%V\" not allowed",
+            return ngx_acs_webhook_refuse(r, NGX_HTTP_FORBIDDEN,
+                                          NGX_ACS_RESULT_REJECTED_SUBSCRIPTION,
+                                          NULL, "subscription \"%V\" not "
+                                          "allowed",
                                           ngx_acs_log_str(r->pool, &h->value));
         }
     }
@@ -347,14 +351,16 @@ ngx_acs_webhook_authenticate(ngx_http_request_t *r,
 
     if (rc == NGX_AGAIN) {
         /* no key set fetched yet: Event Grid delivers again later */
-        return ngx_acs_webhook_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE, "jwks",
-                                    NULL, "%s", reason);
+        return ngx_acs_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      NGX_ACS_RESULT_UNAVAILABLE_JWKS,
+                                      NULL, "%s", reason);
     }
 
 unauthorized_token:
 
-    return ngx_acs_webhook_fail(r, NGX_HTTP_UNAUTHORIZED, "token", NULL,
-                                "%s", reason);
+    return ngx_acs_webhook_refuse(r, NGX_HTTP_UNAUTHORIZED,
+                                  NGX_ACS_RESULT_REJECTED_TOKEN, NULL,
+                                  "%s", reason);
 }
 
 
@@ -454,8 +460,8 @@ unsupported:
         type = r->headers_in.content_type->value;
     }
 
-    return ngx_acs_webhook_fail(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                                  "content_type", NULL,
+    return ngx_acs_webhook_refuse(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                  NGX_ACS_RESULT_REJECTED_CONTENT_TYPE, NULL,
                                   "unsupported content type \"%V\"",
                                   ngx_acs_log_str(r->pool, &type));
 }
@@ -494,12 +500,13 @@ ngx_acs_webhook_aeg_type(ngx_http_request_t *r, ngx_uint_t *type)
 
 
     if (h == NULL) {
-        return ngx_acs_webhook_fail(r, NGX_HTTP_BAD_REQUEST,
-                                      "aeg_event_type", NULL,
-                                      "no aeg-event-type header");
+        return ngx_acs_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                      NGX_ACS_RESULT_REJECTED_AEG_EVENT_TYPE,
+                                      NULL, "no aeg-event-type header");
     }
 
-    return ngx_acs_webhook_fail(r, NGX_HTTP_BAD_REQUEST, "aeg_event_type",
+    return ngx_acs_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                  NGX_ACS_RESULT_REJECTED_AEG_EVENT_TYPE,
                                   NULL, "unknown aeg-event-type \"%V\"",
                                   ngx_acs_log_str(r->pool, &h->value));
 }
@@ -519,7 +526,8 @@ ngx_acs_webhook_body(ngx_http_request_t *r)
     if (r->request_body == NULL || r->request_body->bufs == NULL
         || ngx_acs_webhook_body_size(r->request_body->bufs) == 0)
     {
-        rc = ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST, "json", NULL,
+        rc = ngx_acs_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                    NGX_ACS_RESULT_REJECTED_JSON, NULL,
                                     "empty body");
         goto done;
     }
@@ -538,10 +546,12 @@ ngx_acs_webhook_body(ngx_http_request_t *r)
                                     ngx_acs_event_parser_events(p));
 
     } else if (rc == NGX_DECLINED) {
-        rc = ngx_acs_webhook_reject(r, ngx_acs_event_parser_status(p),
+        rc = ngx_acs_webhook_refuse(r, ngx_acs_event_parser_status(p),
                                     ngx_acs_event_parser_status(p) == 413
-                                    ? "too_large" : "json", NULL,
-                                    "%V", ngx_acs_event_parser_error(p));
+                                    ? NGX_ACS_RESULT_REJECTED_TOO_LARGE
+                                    : NGX_ACS_RESULT_REJECTED_JSON,
+                                    NULL, "%V",
+                                    ngx_acs_event_parser_error(p));
     }
 
 done:
@@ -551,7 +561,7 @@ done:
         return;
     }
 
-    ngx_http_finalize_request(r, rc);
+    ngx_http_finalize_request(r, ngx_acs_refusal(r, rc));
 }
 
 
@@ -657,8 +667,8 @@ ngx_acs_webhook_events(ngx_http_request_t *r,
 
         if (ctx->aeg_type == NGX_ACS_AEG_NOTIFICATION) {
             if (handshake) {
-                return ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST,
-                           "schema", &ev[i].id,
+                return ngx_acs_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
+                           NGX_ACS_RESULT_REJECTED_SCHEMA, &ev[i].id,
                            "%V in a notification",
                            ngx_acs_log_str(r->pool, &ev[i].type));
             }
@@ -667,7 +677,8 @@ ngx_acs_webhook_events(ngx_http_request_t *r,
         }
 
         if (events->nelts != 1) {
-            return ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST, "schema",
+            return ngx_acs_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                          NGX_ACS_RESULT_REJECTED_SCHEMA,
                                           &ev[i].id,
                                           "%ui events in a subscription %s",
                                           events->nelts,
@@ -694,7 +705,8 @@ ngx_acs_webhook_events(ngx_http_request_t *r,
     if (ancf->topics != NULL) {
         for (i = 0; i < events->nelts; i++) {
             if (ngx_acs_pattern_match(ancf->topics, &ev[i].topic) != NGX_OK) {
-                return ngx_acs_webhook_reject(r, NGX_HTTP_FORBIDDEN, "topic",
+                return ngx_acs_webhook_refuse(r, NGX_HTTP_FORBIDDEN,
+                                              NGX_ACS_RESULT_REJECTED_TOPIC,
                                               &ev[i].id,
                                               "topic \"%V\" not allowed",
                                               ngx_acs_log_str(r->pool,
@@ -717,7 +729,7 @@ ngx_acs_webhook_events(ngx_http_request_t *r,
 
     /* no hub configured: events are checked and acknowledged only */
 
-    ngx_acs_webhook_result(r, "checked");
+    ngx_acs_set_result(r, NGX_ACS_RESULT_CHECKED);
 
     return ngx_acs_send(r, NGX_HTTP_OK, NULL);
 }
@@ -735,7 +747,8 @@ ngx_acs_webhook_validation(ngx_http_request_t *r,
         || ngx_strncasecmp(ev->type.data, ngx_acs_validation_event.data,
                            ev->type.len) != 0)
     {
-        return ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST, "schema",
+        return ngx_acs_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                      NGX_ACS_RESULT_REJECTED_SCHEMA,
                                       &ev->id, "%V in a subscription "
                                       "validation",
                                       ngx_acs_log_str(r->pool, &ev->type));
@@ -750,14 +763,16 @@ ngx_acs_webhook_validation(ngx_http_request_t *r,
     if (ancf->topics != NULL
         && ngx_acs_webhook_scope_allowed(ancf->topics, &ev->topic) != NGX_OK)
     {
-        return ngx_acs_webhook_reject(r, NGX_HTTP_FORBIDDEN, "topic", &ev->id,
+        return ngx_acs_webhook_refuse(r, NGX_HTTP_FORBIDDEN,
+                                      NGX_ACS_RESULT_REJECTED_TOPIC, &ev->id,
                                       "validation for topic \"%V\" "
                                       "not allowed",
                                       ngx_acs_log_str(r->pool, &ev->topic));
     }
 
     if (ctx->tokenless && ancf->topics == NULL) {
-        return ngx_acs_webhook_reject(r, NGX_HTTP_UNAUTHORIZED, "token",
+        return ngx_acs_webhook_refuse(r, NGX_HTTP_UNAUTHORIZED,
+                                      NGX_ACS_RESULT_REJECTED_TOKEN,
                                       &ev->id, "no bearer token, and no "
                                       "acs_notify_topics to accept a "
                                       "validation without one");
@@ -772,7 +787,8 @@ ngx_acs_webhook_validation(ngx_http_request_t *r,
     code = ngx_acs_event_string(ev, "validationcode");
 
     if (code == NULL || code->len == 0) {
-        return ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST, "schema",
+        return ngx_acs_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                      NGX_ACS_RESULT_REJECTED_SCHEMA,
                                       &ev->id, "validation without "
                                       "data.validationCode");
     }
@@ -794,7 +810,7 @@ ngx_acs_webhook_validation(ngx_http_request_t *r,
                   "accepted%s", ngx_acs_log_str(r->pool, &ev->topic),
                   ctx->tokenless ? " without a bearer token" : "");
 
-    ngx_acs_webhook_result(r, "validated");
+    ngx_acs_set_result(r, NGX_ACS_RESULT_VALIDATED);
 
     return ngx_acs_send(r, NGX_HTTP_OK, &body);
 }
@@ -810,7 +826,8 @@ ngx_acs_webhook_deletion(ngx_http_request_t *r,
         || ngx_strncasecmp(ev->type.data, ngx_acs_deletion_event.data,
                            ev->type.len) != 0)
     {
-        return ngx_acs_webhook_reject(r, NGX_HTTP_BAD_REQUEST, "schema",
+        return ngx_acs_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                      NGX_ACS_RESULT_REJECTED_SCHEMA,
                                       &ev->id, "%V in a subscription "
                                       "deletion",
                                       ngx_acs_log_str(r->pool, &ev->type));
@@ -830,7 +847,8 @@ ngx_acs_webhook_deletion(ngx_http_request_t *r,
     if (ancf->topics != NULL
         && ngx_acs_webhook_scope_allowed(ancf->topics, &ev->topic) != NGX_OK)
     {
-        return ngx_acs_webhook_reject(r, NGX_HTTP_FORBIDDEN, "topic", &ev->id,
+        return ngx_acs_webhook_refuse(r, NGX_HTTP_FORBIDDEN,
+                                      NGX_ACS_RESULT_REJECTED_TOPIC, &ev->id,
                                       "deletion for topic \"%V\" "
                                       "not allowed",
                                       ngx_acs_log_str(r->pool, &ev->topic));
@@ -840,7 +858,7 @@ ngx_acs_webhook_deletion(ngx_http_request_t *r,
                   "acs_notify: subscription deleted: \"%V\"",
                   ngx_acs_log_str(r->pool, id));
 
-    ngx_acs_webhook_result(r, "deleted");
+    ngx_acs_set_result(r, NGX_ACS_RESULT_DELETED);
 
     return ngx_acs_send(r, NGX_HTTP_OK, NULL);
 }
@@ -875,52 +893,26 @@ ngx_acs_webhook_scope_allowed(ngx_array_t *topics, ngx_str_t *scope)
 
 
 /*
- * Logs a refusal once at acs_notify_log_level, sets $acs_notify_result to
- * "rejected:<code>", keeps the reason for the answer and returns the status.
- * A 503 is no refusal of the sender's: "unavailable:<code>", at warn.
+ * Logs a refusal once at acs_notify_log_level, records it for the answer
+ * ({"error":{"code":...,"message":...}}, the code the result's name after
+ * the colon) and returns the status.  A 503 is no refusal of the sender's:
+ * "unavailable:<code>", at warn.  A credential refused gets no detail in
+ * the answer, and WWW-Authenticate where Entra ID tokens are expected.
  */
 
 static ngx_int_t
-ngx_acs_webhook_fail(ngx_http_request_t *r, ngx_uint_t status,
-    const char *code, ngx_str_t *event_id, const char *fmt, ...)
-{
-    ngx_int_t  rc;
-    va_list    args;
-
-    va_start(args, fmt);
-    rc = ngx_acs_webhook_vfail(r, status, code, event_id, fmt, args);
-    va_end(args);
-
-    return rc;
-}
-
-
-/* a refusal after the body was read */
-
-static ngx_int_t
-ngx_acs_webhook_reject(ngx_http_request_t *r, ngx_uint_t status,
-    const char *code, ngx_str_t *event_id, const char *fmt, ...)
-{
-    ngx_int_t  rc;
-    va_list    args;
-
-    va_start(args, fmt);
-    rc = ngx_acs_webhook_vfail(r, status, code, event_id, fmt, args);
-    va_end(args);
-
-    return ngx_acs_webhook_error(r, rc);
-}
-
-
-static ngx_int_t
-ngx_acs_webhook_vfail(ngx_http_request_t *r, ngx_uint_t status,
-    const char *code, ngx_str_t *event_id, const char *fmt, va_list args)
+ngx_acs_webhook_refuse(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_acs_result_e result, ngx_str_t *event_id, const char *fmt, ...)
 {
     u_char                          *last, msg[NGX_MAX_ERROR_STR];
+    va_list                          args;
     ngx_uint_t                       level;
-    const char                      *what;
-    ngx_http_acs_notify_ctx_t       *ctx;
+    const char                      *what, *code;
+    ngx_table_elt_t                 *h;
     ngx_http_acs_notify_loc_conf_t  *ancf;
+
+    static ngx_str_t  bearer = ngx_string("Bearer error=\"invalid_token\"");
+    static u_char     credential[] = "missing or invalid credential";
 
     ancf = ngx_http_get_module_loc_conf(r, ngx_http_acs_notify_module);
 
@@ -933,7 +925,11 @@ ngx_acs_webhook_vfail(ngx_http_request_t *r, ngx_uint_t status,
         what = "rejected";
     }
 
+    code = ngx_acs_result_code(result);
+
+    va_start(args, fmt);
     last = ngx_vslprintf(msg, msg + sizeof(msg), fmt, args);
+    va_end(args);
 
     if (event_id && event_id->len) {
         ngx_log_error(level, r->connection->log, 0,
@@ -947,88 +943,13 @@ ngx_acs_webhook_vfail(ngx_http_request_t *r, ngx_uint_t status,
                       what, status, code, last - msg, msg);
     }
 
-    ctx = ngx_acs_ctx(r);
-    if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    ngx_acs_set_result(r, result);
+
+    if (status != NGX_HTTP_UNAUTHORIZED) {
+        return ngx_acs_refuse(r, status, code, msg, last - msg);
     }
 
-    ctx->status = status;
-    ctx->code = code;
-
-    ctx->result.len = ngx_strlen(what) + 1 + ngx_strlen(code);
-    ctx->result.data = ngx_pnalloc(r->pool, ctx->result.len);
-    if (ctx->result.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_sprintf(ctx->result.data, "%s:%s", what, code);
-
-    /* credentials: no detail for the sender; everything else: the reason */
-
-    if (status == NGX_HTTP_UNAUTHORIZED) {
-        ngx_str_set(&ctx->message, "missing or invalid credential");
-        return status;
-    }
-
-    ctx->message.len = last - msg;
-    ctx->message.data = ngx_pnalloc(r->pool, ctx->message.len);
-    if (ctx->message.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(ctx->message.data, msg, ctx->message.len);
-
-    return status;
-}
-
-
-/* the answer to a refusal before the body was read: discard it first */
-
-static ngx_int_t
-ngx_acs_webhook_refuse(ngx_http_request_t *r, ngx_int_t status)
-{
-    ngx_int_t                   rc;
-    ngx_http_acs_notify_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
-
-    if (ctx == NULL || ctx->status != (ngx_uint_t) status) {
-        /* not a refusal but a failure of ours: nginx answers it */
-        return status;
-    }
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    return ngx_acs_webhook_error(r, status);
-}
-
-
-/* a refusal's answer: {"error":{"code":"...","message":"..."}} */
-
-static ngx_int_t
-ngx_acs_webhook_error(ngx_http_request_t *r, ngx_int_t status)
-{
-    u_char                          *p;
-    ngx_str_t                        body;
-    ngx_table_elt_t                 *h;
-    ngx_http_acs_notify_ctx_t       *ctx;
-    ngx_http_acs_notify_loc_conf_t  *ancf;
-
-    static ngx_str_t  bearer = ngx_string("Bearer error=\"invalid_token\"");
-    static ngx_str_t  retry = ngx_string(NGX_ACS_WEBHOOK_RETRY_AFTER);
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
-
-    if (ctx == NULL || ctx->status != (ngx_uint_t) status) {
-        return status;
-    }
-
-    ancf = ngx_http_get_module_loc_conf(r, ngx_http_acs_notify_module);
-
-    if (status == NGX_HTTP_UNAUTHORIZED && ancf->entra != NULL) {
+    if (ancf->entra != NULL) {
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1043,39 +964,6 @@ ngx_acs_webhook_error(ngx_http_request_t *r, ngx_int_t status)
         r->headers_out.www_authenticate = h;
     }
 
-    if (status == NGX_HTTP_SERVICE_UNAVAILABLE
-        && ngx_acs_add_header(r, "Retry-After", &retry) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    body.len = sizeof("{\"error\":{\"code\":\"\",\"message\":\"\"}}") - 1
-               + ngx_strlen(ctx->code) + ngx_acs_json_escape_len(&ctx->message);
-    body.data = ngx_pnalloc(r->pool, body.len);
-    if (body.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_sprintf(body.data, "{\"error\":{\"code\":\"%s\",\"message\":\"",
-                    ctx->code);
-    p = ngx_acs_json_escape(p, &ctx->message);
-    p = ngx_cpymem(p, "\"}}", 3);
-
-    body.len = p - body.data;
-
-    return ngx_acs_send(r, status, &body);
-}
-
-
-static void
-ngx_acs_webhook_result(ngx_http_request_t *r, const char *result)
-{
-    ngx_http_acs_notify_ctx_t  *ctx;
-
-    ctx = ngx_acs_ctx(r);
-
-    if (ctx != NULL) {
-        ctx->result.data = (u_char *) result;
-        ctx->result.len = ngx_strlen(result);
-    }
+    return ngx_acs_refuse(r, status, code, credential,
+                          sizeof(credential) - 1);
 }

@@ -15,22 +15,15 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "ngx_acs_crypto.h"
 #include "ngx_acs_hmac.h"
 
 
 void ngx_acs_fuzz_input(const u_char *data, size_t size, ngx_uint_t replay);
-const EVP_MD *ngx_acs_sha256(void);
 
 
 #define SCHEME  "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256" \
                 "&Signature="
-
-
-const EVP_MD *
-ngx_acs_sha256(void)
-{
-    return EVP_sha256();
-}
 
 
 void

@@ -1,0 +1,290 @@
+
+/*
+ * Copyright (C) ngx_acs_notify_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_acs_json.h"
+#include "ngx_acs_http.h"
+
+
+#define NGX_ACS_RETRY_AFTER  "10"
+
+
+/* in the order of ngx_acs_result_e */
+
+static ngx_str_t  ngx_acs_results[] = {
+    ngx_null_string,
+    ngx_string("validated"),
+    ngx_string("deleted"),
+    ngx_string("options"),
+    ngx_string("dispatched"),
+    ngx_string("accepted"),
+    ngx_string("checked"),
+    ngx_string("unavailable:dispatch"),
+    ngx_string("unavailable:queue_full"),
+    ngx_string("unavailable:shutdown"),
+    ngx_string("unavailable:registry"),
+    ngx_string("unavailable:jwks"),
+    ngx_string("rejected:method"),
+    ngx_string("rejected:secret"),
+    ngx_string("rejected:token"),
+    ngx_string("rejected:subscription"),
+    ngx_string("rejected:content_type"),
+    ngx_string("rejected:aeg_event_type"),
+    ngx_string("rejected:json"),
+    ngx_string("rejected:too_large"),
+    ngx_string("rejected:schema"),
+    ngx_string("rejected:topic"),
+    ngx_string("rejected:origin"),
+    ngx_string("other")
+};
+
+
+ngx_http_acs_notify_ctx_t *
+ngx_acs_ctx(ngx_http_request_t *r)
+{
+    ngx_http_acs_notify_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_acs_notify_ctx_t));
+        if (ctx == NULL) {
+            return NULL;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_acs_notify_module);
+    }
+
+    return ctx;
+}
+
+
+ngx_str_t *
+ngx_acs_result_name(ngx_acs_result_e result)
+{
+    if (result == NGX_ACS_RESULT_NONE || result >= NGX_ACS_RESULTS) {
+        return NULL;
+    }
+
+    return &ngx_acs_results[result];
+}
+
+
+const char *
+ngx_acs_result_code(ngx_acs_result_e result)
+{
+    u_char     *colon;
+    ngx_str_t  *name;
+
+    name = ngx_acs_result_name(result);
+    if (name == NULL) {
+        return "";
+    }
+
+    /* the names are C strings: static literals */
+
+    colon = ngx_strlchr(name->data, name->data + name->len, ':');
+
+    return (const char *) (colon ? colon + 1 : name->data);
+}
+
+
+void
+ngx_acs_set_result(ngx_http_request_t *r, ngx_acs_result_e result)
+{
+    ngx_http_acs_notify_ctx_t  *ctx;
+
+    ctx = ngx_acs_ctx(r);
+
+    if (ctx != NULL) {
+        ctx->result = result;
+    }
+}
+
+
+ngx_table_elt_t *
+ngx_acs_header(ngx_http_request_t *r, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+ngx_int_t
+ngx_acs_add_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value = *value;
+#if (nginx_version >= 1023000)
+    h->next = NULL;         /* headers of one name are chained since 1.23 */
+#endif
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_acs_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = body ? (off_t) body->len : 0;
+
+    if (body && r->headers_out.content_type.len == 0) {
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+        r->headers_out.content_type_len = r->headers_out.content_type.len;
+    }
+
+    if (body == NULL || r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_acs_refuse(ngx_http_request_t *r, ngx_uint_t status, const char *code,
+    u_char *reason, size_t len)
+{
+    ngx_http_acs_notify_ctx_t  *ctx;
+
+    ctx = ngx_acs_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->message.data = ngx_pnalloc(r->pool, len);
+    if (ctx->message.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ctx->message.data, reason, len);
+    ctx->message.len = len;
+
+    ctx->refused = 1;
+    ctx->status = status;
+    ctx->code = code;
+
+    return status;
+}
+
+
+ngx_int_t
+ngx_acs_refusal(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_str_t                   body, code;
+    ngx_acs_gen_t               gen;
+    ngx_http_acs_notify_ctx_t  *ctx;
+
+    static ngx_str_t  retry = ngx_string(NGX_ACS_RETRY_AFTER);
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
+
+    /* what the handler returns is the refusal's status, not a later rc */
+
+    if (ctx == NULL || !ctx->refused || rc != (ngx_int_t) ctx->status) {
+        return rc;
+    }
+
+    /* a refusal before the body was read: drop it, the connection lives */
+
+    if (r->request_body == NULL) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (ctx->status == NGX_HTTP_SERVICE_UNAVAILABLE
+        && ngx_acs_add_header(r, "Retry-After", &retry) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    code.data = (u_char *) ctx->code;
+    code.len = ngx_strlen(ctx->code);
+
+    if (ngx_acs_gen_init(&gen, r->pool) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_acs_gen_map_open(&gen);
+    ngx_acs_gen_key(&gen, "error");
+    ngx_acs_gen_map_open(&gen);
+    ngx_acs_gen_pair(&gen, "code", &code);
+    ngx_acs_gen_pair(&gen, "message", &ctx->message);
+    ngx_acs_gen_map_close(&gen);
+    ngx_acs_gen_map_close(&gen);
+
+    if (ngx_acs_gen_done(&gen, &body) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_acs_send(r, ctx->status, &body);
+}
