@@ -55,9 +55,134 @@ static ngx_uint_t ngx_acs_token_cached(ngx_acs_entra_t *entra,
 static ngx_int_t ngx_acs_entra_claims(ngx_acs_entra_t *entra, yajl_val c,
     time_t now, time_t *exp, const char **reason);
 static ngx_int_t ngx_acs_json_time(yajl_val v, time_t *t);
+static ngx_flag_t ngx_acs_secret_in_query(ngx_str_t *value);
 
 
 static ngx_acs_token_cache_t  ngx_acs_token_cache[NGX_ACS_TOKEN_CACHE_SIZE];
+
+
+/*
+ * acs_notify_secret VALUE SECRET...: VALUE is what the sender presents (a
+ * complex value), each SECRET is kept as its digest only.
+ */
+
+char *
+ngx_acs_secret_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
+    ngx_http_complex_value_t **value, ngx_array_t **secrets,
+    ngx_flag_t *in_query)
+{
+    ngx_str_t                          secret;
+    ngx_uint_t                         i;
+    ngx_acs_secret_t                  *s;
+    ngx_http_compile_complex_value_t   ccv;
+
+    *value = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (*value == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &args[0];
+    ccv.complex_value = *value;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    *in_query = ngx_acs_secret_in_query(&args[0]);
+
+    *secrets = ngx_array_create(cf->pool, nargs - 1,
+                                sizeof(ngx_acs_secret_t));
+    if (*secrets == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < nargs; i++) {
+
+        if (ngx_acs_conf_value(cf, &args[i], &secret) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (secret.len < 8) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "acs_notify_secret: secret %ui is shorter "
+                               "than 8 characters", i);
+            return NGX_CONF_ERROR;
+        }
+
+        s = ngx_array_push(*secrets);
+        if (s == NULL || ngx_acs_secret_digest(&secret, s) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        /* the clear text is not needed any more */
+        ngx_explicit_memzero(secret.data, secret.len);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Whether an acs_notify_secret value is taken from the URL's query string
+ * alone ("$arg_code", "${arg_code}", "$args"): Event Grid sends that one
+ * with its CloudEvents handshake too, since it calls the URL it was given.
+ */
+
+static ngx_flag_t
+ngx_acs_secret_in_query(ngx_str_t *value)
+{
+    u_char      *p, *last, *name;
+    size_t       len;
+    ngx_uint_t   vars;
+
+    vars = 0;
+    last = value->data + value->len;
+
+    for (p = value->data; p < last; p++) {
+
+        if (*p != '$') {
+            continue;
+        }
+
+        if (p + 1 < last && p[1] == '{') {
+            name = p + 2;
+            p = ngx_strlchr(name, last, '}');
+            if (p == NULL) {
+                return 0;
+            }
+
+            len = p - name;
+
+        } else {
+            name = p + 1;
+
+            for (p = name; p < last; p++) {
+                if (!(isalnum(*p) || *p == '_')) {
+                    break;
+                }
+            }
+
+            len = p - name;
+
+            /* the loop goes on after the name */
+            p--;
+        }
+
+        if (!((len > 4 && ngx_strncmp(name, "arg_", 4) == 0)
+              || (len == 4 && ngx_strncmp(name, "args", 4) == 0)
+              || (len == 12 && ngx_strncmp(name, "query_string", 12) == 0)))
+        {
+            return 0;
+        }
+
+        vars++;
+    }
+
+    return vars > 0;
+}
 
 
 ngx_int_t

@@ -14,6 +14,7 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <ngx_http.h>
 
 #include <openssl/evp.h>
 
@@ -31,6 +32,11 @@ typedef struct {
     u_char                      digest[32];
 } ngx_acs_secret_t;
 
+
+/* parses the arguments of acs_notify_secret */
+char *ngx_acs_secret_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
+    ngx_http_complex_value_t **value, ngx_array_t **secrets,
+    ngx_flag_t *in_query);
 
 ngx_int_t ngx_acs_secret_digest(ngx_str_t *value, ngx_acs_secret_t *s);
 ngx_int_t ngx_acs_secret_match(ngx_array_t *secrets, ngx_str_t *value);

@@ -239,3 +239,14 @@ ngx_acs_pattern_match(ngx_array_t *patterns, ngx_str_t *value)
 
     return NGX_DECLINED;
 }
+
+
+void
+ngx_acs_worker_event(ngx_event_t *ev, ngx_event_handler_pt handler,
+    ngx_connection_t *dummy, ngx_log_t *log)
+{
+    dummy->fd = (ngx_socket_t) -1;
+    ev->data = dummy;
+    ev->handler = handler;
+    ev->log = log;
+}

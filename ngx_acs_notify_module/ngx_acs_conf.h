@@ -2,7 +2,8 @@
 /*
  * Copyright (C) ngx_acs_notify_module authors
  *
- * Helpers of the directives, for every file that has some.
+ * Helpers of the directives, for every file that has some, and of the
+ * events a worker keeps for itself.
  */
 
 
@@ -12,6 +13,7 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <ngx_event.h>
 
 
 typedef struct {
@@ -37,6 +39,14 @@ char *ngx_acs_conf_set_patterns(ngx_conf_t *cf, ngx_command_t *cmd,
 
 /* NGX_OK when value matches one of the patterns */
 ngx_int_t ngx_acs_pattern_match(ngx_array_t *patterns, ngx_str_t *value);
+
+/*
+ * An event of the worker's own (a timer, a posted pass): its data is a
+ * dummy connection with no socket, as nginx's debug logging of timers reads
+ * the fd of ev->data.  Not cancelable unless the caller says so.
+ */
+void ngx_acs_worker_event(ngx_event_t *ev, ngx_event_handler_pt handler,
+    ngx_connection_t *dummy, ngx_log_t *log);
 
 
 #endif /* _NGX_ACS_CONF_H_INCLUDED_ */

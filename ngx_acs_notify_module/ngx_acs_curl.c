@@ -33,8 +33,9 @@
  *  - curl's timer is deleted, then added (ngx_acs_curl_timer): nginx
  *    keeps an existing timer when a new one is within 300 ms of it
  *    (NGX_TIMER_LAZY_DELAY), which would delay curl's timeouts.
- *  - a dummy connection behind the timer event: nginx's debug logging of
- *    timers reads the fd of ev->data, and Debian's nginx is a debug build.
+ *  - a dummy connection behind the timer event (ngx_acs_worker_event):
+ *    nginx's debug logging of timers reads the fd of ev->data, and
+ *    Debian's nginx is a debug build.
  *  - CURLOPT_NOSIGNAL: no SIGALRM in a worker.
  *  - capped connections (CURLMOPT_MAX_HOST_CONNECTIONS), keep-alive (the
  *    multi handle's connection cache, sized by CURLMOPT_MAXCONNECTS so
@@ -56,6 +57,7 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 
+#include "ngx_acs_conf.h"
 #include "ngx_acs_curl.h"
 
 
@@ -162,10 +164,8 @@ ngx_acs_curl_init_process(ngx_cycle_t *cycle, ngx_uint_t per_host,
     curl_multi_setopt(ac->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                       (long) per_host);
 
-    ac->timer_conn.fd = (ngx_socket_t) -1;
-    ac->timer.data = &ac->timer_conn;
-    ac->timer.handler = ngx_acs_curl_timer_handler;
-    ac->timer.log = cycle->log;
+    ngx_acs_worker_event(&ac->timer, ngx_acs_curl_timer_handler,
+                         &ac->timer_conn, cycle->log);
     ac->timer.cancelable = 1;
 
     return NGX_OK;

@@ -34,6 +34,7 @@
 #include <ngx_http.h>
 
 #include "ngx_acs_notify.h"
+#include "ngx_acs_conf.h"
 #include "ngx_acs_json.h"
 #include "ngx_acs_event.h"
 #include "ngx_acs_route.h"
@@ -132,8 +133,6 @@ typedef struct {
 
 static ngx_uint_t ngx_acs_dispatch_work(void);
 static void ngx_acs_dispatch_final(ngx_acs_job_t *job, ngx_acs_final_e final);
-static void ngx_acs_dispatch_event(ngx_event_t *ev, ngx_event_handler_pt h,
-    ngx_connection_t *dummy);
 
 static ngx_acs_batch_t *ngx_acs_batch_create(ngx_http_request_t *r,
     ngx_array_t *events);
@@ -270,27 +269,11 @@ ngx_acs_dispatch(ngx_http_request_t *r, ngx_array_t *events)
 }
 
 
-/*
- * A delivery's timer: its data is a dummy connection, as nginx's debug
- * logging of timers reads the fd of ev->data; not cancelable, so that a
- * graceful shutdown waits for the pushes.
- */
-
-static void
-ngx_acs_dispatch_event(ngx_event_t *ev, ngx_event_handler_pt h,
-    ngx_connection_t *dummy)
-{
-    dummy->fd = (ngx_socket_t) -1;
-    ev->data = dummy;
-    ev->handler = h;
-    ev->log = ngx_acs_dispatcher.log;
-}
-
-
 static ngx_acs_batch_t *
 ngx_acs_batch_create(ngx_http_request_t *r, ngx_array_t *events)
 {
     ngx_pool_t       *pool;
+    ngx_time_t       *tp;
     ngx_acs_batch_t  *batch;
 
     pool = ngx_create_pool(4096, ngx_acs_dispatcher.log);
@@ -310,7 +293,6 @@ ngx_acs_batch_create(ngx_http_request_t *r, ngx_array_t *events)
         return NULL;
     }
 
-    batch->delivery.pool = pool;
     batch->events = events;
     batch->conf = ngx_http_get_module_loc_conf(r, ngx_http_acs_notify_module);
     batch->state = NGX_ACS_BATCH_PREPARING;
@@ -319,7 +301,12 @@ ngx_acs_batch_create(ngx_http_request_t *r, ngx_array_t *events)
     batch->delivery.templates = batch->conf->render.templates;
     batch->delivery.deadline = ngx_current_msec
                                + batch->conf->dispatch_timeout;
-    batch->delivery.received = r->start_msec;
+
+    /* on the monotonic clock of ngx_current_msec, from the request's start */
+    tp = ngx_timeofday();
+    batch->delivery.received = ngx_current_msec
+                               - ((tp->sec - r->start_sec) * 1000
+                                  + tp->msec - r->start_msec);
     batch->delivery.owner = ((uint64_t) ngx_pid << 32)
                             | (uint32_t) ++ngx_acs_dispatcher.serial;
 
@@ -327,8 +314,8 @@ ngx_acs_batch_create(ngx_http_request_t *r, ngx_array_t *events)
     ngx_rbtree_init(&batch->recipients, &batch->sentinel,
                     ngx_rbtree_insert_value);
 
-    ngx_acs_dispatch_event(&batch->timer, ngx_acs_batch_deadline,
-                         &batch->dummy);
+    ngx_acs_worker_event(&batch->timer, ngx_acs_batch_deadline,
+                         &batch->dummy, ngx_acs_dispatcher.log);
 
     return batch;
 }

@@ -11,9 +11,10 @@
  *
  *   start     the payload is rendered the first time a job of the event
  *             and platform starts, and kept; the headers and the SAS token
- *             are made then, and the hub's timeout counts from then
- *   outcome   sent, gone (410: the handle is removed in one registry write
- *             per turn of the event loop), rejected, or again: after a
+ *             are made then (ngx_acs_push.c), and the hub's timeout counts
+ *             from then
+ *   outcome   sent, gone (410: the handle is removed from the registry at
+ *             a later turn, ngx_acs_gone.c), rejected, or again: after a
  *             backoff or Retry-After (the job waits in a timer tree, found
  *             from its node), or at the head of its lane when the lane
  *             pauses because its host refused a connection
@@ -31,8 +32,9 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 
-#include "ngx_acs_render.h"
-#include "ngx_acs_template.h"
+#include "ngx_acs_conf.h"
+#include "ngx_acs_gone.h"
+#include "ngx_acs_push.h"
 #include "ngx_acs_curl.h"
 #include "ngx_acs_stats.h"
 #include "ngx_acs_engine.h"
@@ -123,12 +125,6 @@ typedef struct {
     ngx_event_t                 pump;
     ngx_connection_t            pump_dummy;
 
-    ngx_array_t                *gone;          /* of ngx_acs_gone_t */
-    ngx_uint_t                  gone_next;     /* the first not removed */
-    ngx_pool_t                 *gone_pool;
-    ngx_event_t                 flush;
-    ngx_connection_t            flush_dummy;
-
     ngx_pool_t                 *scratch;       /* rendering */
     ngx_acs_job_t              *free_jobs;
     ngx_acs_slot_t             *free_slots;
@@ -139,15 +135,11 @@ typedef struct {
 
 
 static ngx_int_t ngx_acs_lanes_init(ngx_cycle_t *cycle, ngx_array_t *hubs);
-static void ngx_acs_engine_event(ngx_event_t *ev, ngx_event_handler_pt h,
-    ngx_connection_t *dummy);
 static void *ngx_acs_engine_alloc(size_t size);
 
 static ngx_acs_lane_t *ngx_acs_job_lane(ngx_acs_job_t *job);
 static void ngx_acs_job_enqueue(ngx_acs_job_t *job, ngx_uint_t head);
 static ngx_int_t ngx_acs_job_start(ngx_acs_job_t *job);
-static ngx_int_t ngx_acs_job_body(ngx_acs_job_t *job, ngx_str_t *body);
-static struct curl_slist *ngx_acs_job_headers(ngx_acs_job_t *job);
 static void ngx_acs_job_done(ngx_acs_http_t *h);
 static void ngx_acs_job_retry(ngx_acs_job_t *job, ngx_msec_t delay,
     const char *why);
@@ -164,8 +156,6 @@ static void ngx_acs_lane_wake(ngx_event_t *ev);
 static void ngx_acs_pump(ngx_event_t *ev);
 static void ngx_acs_wait_arm(void);
 static void ngx_acs_wait_handler(ngx_event_t *ev);
-static void ngx_acs_gone_add(ngx_acs_job_t *job);
-static void ngx_acs_gone_flush(ngx_event_t *ev);
 
 
 static ngx_acs_engine_t  ngx_acs_engine;
@@ -188,14 +178,14 @@ ngx_acs_engine_init(ngx_cycle_t *cycle, ngx_array_t *hubs,
 
     ngx_rbtree_init(&e->waiting, &e->sentinel, ngx_rbtree_insert_timer_value);
 
-    ngx_acs_engine_event(&e->wait, ngx_acs_wait_handler, &e->wait_dummy);
-    ngx_acs_engine_event(&e->pump, ngx_acs_pump, &e->pump_dummy);
-    ngx_acs_engine_event(&e->flush, ngx_acs_gone_flush, &e->flush_dummy);
+    ngx_acs_worker_event(&e->wait, ngx_acs_wait_handler, &e->wait_dummy,
+                         e->log);
+    ngx_acs_worker_event(&e->pump, ngx_acs_pump, &e->pump_dummy, e->log);
 
     e->scratch = ngx_create_pool(16384, cycle->log);
-    e->gone_pool = ngx_create_pool(4096, cycle->log);
 
-    if (e->scratch == NULL || e->gone_pool == NULL
+    if (e->scratch == NULL
+        || ngx_acs_gone_init(cycle, registry) != NGX_OK
         || ngx_array_init(&e->allocs, cycle->pool, 16, sizeof(void *))
            != NGX_OK)
     {
@@ -217,10 +207,7 @@ ngx_acs_engine_exit(ngx_cycle_t *cycle)
         return;
     }
 
-    if (e->gone && e->gone->nelts) {
-        ngx_acs_gone_flush(&e->flush);
-    }
-
+    ngx_acs_gone_exit();
     ngx_acs_curl_exit_process(cycle);
     ngx_acs_stats_connections(- (ngx_int_t) e->sockets);
 
@@ -232,10 +219,6 @@ ngx_acs_engine_exit(ngx_cycle_t *cycle)
 
     if (e->scratch) {
         ngx_destroy_pool(e->scratch);
-    }
-
-    if (e->gone_pool) {
-        ngx_destroy_pool(e->gone_pool);
     }
 
     e->log = NULL;
@@ -385,8 +368,8 @@ ngx_acs_lanes_init(ngx_cycle_t *cycle, ngx_array_t *hubs)
             ngx_queue_init(&lane->chat);
             ngx_rbtree_init(&lane->handles, &lane->sentinel,
                             ngx_rbtree_insert_value);
-            ngx_acs_engine_event(&lane->wake, ngx_acs_lane_wake,
-                                 &lane->dummy);
+            ngx_acs_worker_event(&lane->wake, ngx_acs_lane_wake,
+                                 &lane->dummy, e->log);
         }
 
         hub[i].lane = lane;
@@ -411,23 +394,6 @@ ngx_acs_lanes_init(ngx_cycle_t *cycle, ngx_array_t *hubs)
     }
 
     return NGX_OK;
-}
-
-
-/*
- * The events of the engine: their data is a dummy connection, as nginx's
- * debug logging of timers reads the fd of ev->data; they are not
- * cancelable, so that a graceful shutdown waits for the pushes.
- */
-
-static void
-ngx_acs_engine_event(ngx_event_t *ev, ngx_event_handler_pt h,
-    ngx_connection_t *dummy)
-{
-    dummy->fd = (ngx_socket_t) -1;
-    ev->data = dummy;
-    ev->handler = h;
-    ev->log = ngx_acs_engine.log;
 }
 
 
@@ -585,7 +551,7 @@ ngx_acs_job_start(ngx_acs_job_t *job)
     hub = job->hub;
     lane = ngx_acs_job_lane(job);
 
-    switch (ngx_acs_job_body(job, &body)) {
+    switch (ngx_acs_push_body(job, e->scratch, e->log, &body)) {
 
     case NGX_OK:
         break;
@@ -637,7 +603,7 @@ ngx_acs_job_start(ngx_acs_job_t *job)
 
     h = &slot->http;
 
-    h->headers = ngx_acs_job_headers(job);
+    h->headers = ngx_acs_push_headers(job);
     h->url = (const char *) hub->url.data;
     h->body = body.data;
     h->body_len = body.len;
@@ -679,129 +645,6 @@ ngx_acs_job_start(ngx_acs_job_t *job)
                    (ngx_uint_t) job->attempt);
 
     return NGX_OK;
-}
-
-
-/*
- * The payload of the job's event for its platform, rendered the first
- * time a job needs it and kept in the delivery: state 1 rendered, 2 does not
- * fit (NGX_DECLINED, logged for each device).
- */
-
-static ngx_int_t
-ngx_acs_job_body(ngx_acs_job_t *job, ngx_str_t *body)
-{
-    u_char              *copy;
-    ngx_int_t            rc;
-    ngx_str_t            out;
-    ngx_acs_template_t  *tpl;
-    ngx_acs_delivery_t  *d;
-    ngx_acs_event_push_t  *item;
-    ngx_acs_platform_t  *p;
-    ngx_acs_engine_t    *e = &ngx_acs_engine;
-
-    item = job->event;
-    d = job->delivery;
-    p = ngx_acs_platform(job->dev->platform);
-
-    if (item->state[p->id] == 0) {
-
-        tpl = ngx_acs_template_find(d->templates,
-                                    item->msg.rule, p);
-
-        if (tpl) {
-            rc = ngx_acs_template_render(e->scratch, tpl, &item->msg, &out);
-
-        } else {
-            rc = ngx_acs_render(e->scratch, p, &item->msg, &out);
-        }
-
-        if (rc == NGX_OK) {
-            copy = ngx_pnalloc(d->pool, out.len);
-            if (copy == NULL) {
-                rc = NGX_ERROR;
-
-            } else {
-                ngx_memcpy(copy, out.data, out.len);
-                item->body[p->id].data = copy;
-                item->body[p->id].len = out.len;
-                item->state[p->id] = 1;
-            }
-
-        } else if (rc == NGX_DECLINED) {
-            item->state[p->id] = 2;
-        }
-
-        ngx_reset_pool(e->scratch);
-
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        ngx_log_debug4(NGX_LOG_DEBUG_HTTP, e->log, 0,
-                       "acs_notify: event \"%V\" for %V: %s payload, %uz "
-                       "bytes", &item->log_id, &p->name,
-                       tpl ? "template" : "built-in", item->body[p->id].len);
-    }
-
-    if (item->state[p->id] == 2) {
-        ngx_log_error(NGX_LOG_WARN, e->log, 0,
-                      "acs_notify: no push of event \"%V\" for device "
-                      "\"%V\" (%V): the payload does not fit the "
-                      "platform's limit", &item->log_id,
-                      &job->dev->device_id, &p->name);
-        return NGX_DECLINED;
-    }
-
-    *body = item->body[p->id];
-
-    return NGX_OK;
-}
-
-
-static struct curl_slist *
-ngx_acs_job_headers(ngx_acs_job_t *job)
-{
-    u_char              *p, line[8192];
-    ngx_str_t            token;
-    ngx_uint_t           i, n;
-    ngx_acs_platform_t  *pf;
-    struct curl_slist   *list, *next;
-    ngx_acs_header_t     h[NGX_ACS_PUSH_HEADERS];
-
-    pf = ngx_acs_platform(job->dev->platform);
-    token = ngx_acs_hub_token(job->hub, ngx_time());
-
-    list = NULL;
-
-#define ngx_acs_add(fmt, ...)                                                 \
-    p = ngx_snprintf(line, sizeof(line) - 1, fmt, __VA_ARGS__);               \
-    *p = '\0';                                                                \
-    next = curl_slist_append(list, (char *) line);                            \
-    if (next == NULL) {                                                       \
-        curl_slist_free_all(list);                                            \
-        return NULL;                                                          \
-    }                                                                         \
-    list = next
-
-    ngx_acs_add("Authorization: %V", &token);
-    ngx_acs_add("Content-Type: %V", &pf->content_type);
-    ngx_acs_add("ServiceBusNotification-Format: %V", &pf->format);
-    ngx_acs_add("ServiceBusNotification-DeviceHandle: %V", &job->dev->handle);
-    ngx_acs_add("x-ms-version: %V", &job->hub->api_version);
-
-    n = ngx_acs_render_headers(pf, &job->event->msg, job->dev, h);
-
-    for (i = 0; i < n; i++) {
-        ngx_acs_add("%V: %V", &h[i].name, &h[i].value);
-    }
-
-    /* no "Expect: 100-continue" round trip */
-    ngx_acs_add("%s", "Expect:");
-
-#undef ngx_acs_add
-
-    return list;
 }
 
 
@@ -973,7 +816,7 @@ ngx_acs_job_done(ngx_acs_http_t *h)
                       ngx_min(job->dev->handle.len, 8), job->dev->handle.data,
                       &job->event->log_to);
 
-        ngx_acs_gone_add(job);
+        ngx_acs_gone_add(&job->event->msg.recipient, &job->dev->handle);
         ngx_acs_job_final(job, NGX_ACS_FINAL_GONE);
         return;
 
@@ -1297,85 +1140,4 @@ ngx_acs_job_final(ngx_acs_job_t *job, ngx_acs_final_e final)
 
     /* room for more */
     ngx_acs_engine_post();
-}
-
-
-/*
- * Gone handles are removed from the registry in one write transaction at
- * the next turn of the event loop, whatever their number.
- */
-
-static void
-ngx_acs_gone_add(ngx_acs_job_t *job)
-{
-    ngx_acs_gone_t    *g;
-    ngx_acs_engine_t  *e = &ngx_acs_engine;
-
-    if (e->gone == NULL) {
-        e->gone = ngx_array_create(e->gone_pool, 16, sizeof(ngx_acs_gone_t));
-        if (e->gone == NULL) {
-            return;
-        }
-    }
-
-    g = ngx_array_push(e->gone);
-    if (g == NULL) {
-        return;
-    }
-
-    g->raw_id.len = job->event->msg.recipient.len;
-    g->raw_id.data = ngx_pstrdup(e->gone_pool, &job->event->msg.recipient);
-    g->handle.len = job->dev->handle.len;
-    g->handle.data = ngx_pstrdup(e->gone_pool, &job->dev->handle);
-
-    if (g->raw_id.data == NULL || g->handle.data == NULL) {
-        e->gone->nelts--;
-        return;
-    }
-
-    if (!e->flush.posted) {
-        ngx_post_event(&e->flush, &ngx_posted_next_events);
-    }
-}
-
-
-static void
-ngx_acs_gone_flush(ngx_event_t *ev)
-{
-    ngx_uint_t         done;
-    ngx_acs_engine_t  *e = &ngx_acs_engine;
-
-    if (e->gone == NULL) {
-        return;
-    }
-
-    /*
-     * One transaction a turn, so that a burst of them never holds the
-     * worker; all of them when the worker exits
-     */
-
-    do {
-        if (ngx_acs_registry_remove_handles(e->registry,
-                                            (ngx_acs_gone_t *) e->gone->elts
-                                            + e->gone_next,
-                                            e->gone->nelts - e->gone_next,
-                                            e->log, &done)
-            != NGX_OK)
-        {
-            /* logged; the handles go at their next 410 */
-            done = e->gone->nelts - e->gone_next;
-        }
-
-        e->gone_next += done;
-
-    } while (ngx_exiting && done && e->gone_next < e->gone->nelts);
-
-    if (e->gone_next < e->gone->nelts) {
-        ngx_post_event(&e->flush, &ngx_posted_next_events);
-        return;
-    }
-
-    e->gone = NULL;
-    e->gone_next = 0;
-    ngx_reset_pool(e->gone_pool);
 }

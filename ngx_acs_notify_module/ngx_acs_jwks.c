@@ -347,13 +347,9 @@ ngx_acs_jwks_init_process(ngx_acs_jwks_t *jwks, ngx_cycle_t *cycle)
 {
     jwks->log = cycle->log;
 
-    /* nginx's debug logging of timers reads the fd of ev->data */
-
-    jwks->timer_conn.fd = (ngx_socket_t) -1;
+    ngx_acs_worker_event(&jwks->timer, ngx_acs_jwks_timer, &jwks->timer_conn,
+                         cycle->log);
     jwks->timer_conn.data = jwks;
-    jwks->timer.data = &jwks->timer_conn;
-    jwks->timer.handler = ngx_acs_jwks_timer;
-    jwks->timer.log = cycle->log;
     jwks->timer.cancelable = 1;
 
     ngx_add_timer(&jwks->timer, jwks->url.len ? 0 : jwks->refresh * 1000);

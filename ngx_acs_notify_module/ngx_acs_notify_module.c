@@ -59,7 +59,6 @@ static char *ngx_http_acs_notify_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_acs_notify_entra(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_flag_t ngx_http_acs_notify_in_query(ngx_str_t *value);
 static ngx_int_t ngx_http_acs_notify_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -495,20 +494,14 @@ ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    /*
-     * One worker purges expired registrations in the background.  The
-     * timer's data is a dummy connection: nginx's debug logging of timers
-     * reads the fd of ev->data.
-     */
+    /* one worker purges expired registrations in the background */
 
     if (ngx_process == NGX_PROCESS_WORKER && ngx_worker != 0) {
         return NGX_OK;
     }
 
-    ngx_acs_sweep_conn.fd = (ngx_socket_t) -1;
-    ngx_acs_sweep_event.handler = ngx_http_acs_notify_sweep;
-    ngx_acs_sweep_event.data = &ngx_acs_sweep_conn;
-    ngx_acs_sweep_event.log = cycle->log;
+    ngx_acs_worker_event(&ngx_acs_sweep_event, ngx_http_acs_notify_sweep,
+                         &ngx_acs_sweep_conn, cycle->log);
     ngx_acs_sweep_event.cancelable = 1;
 
     ngx_add_timer(&ngx_acs_sweep_event,
@@ -1080,10 +1073,7 @@ ngx_http_acs_notify_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_acs_notify_loc_conf_t *ancf = conf;
 
-    ngx_str_t                         *value, secret;
-    ngx_uint_t                         i;
-    ngx_acs_secret_t                  *s;
-    ngx_http_compile_complex_value_t   ccv;
+    ngx_str_t  *value;
 
     if (ancf->secret != NULL) {
         return "is duplicate";
@@ -1091,112 +1081,9 @@ ngx_http_acs_notify_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    ancf->secret = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
-    if (ancf->secret == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-    ccv.cf = cf;
-    ccv.value = &value[1];
-    ccv.complex_value = ancf->secret;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    ancf->secret_in_query = ngx_http_acs_notify_in_query(&value[1]);
-
-    ancf->secrets = ngx_array_create(cf->pool, cf->args->nelts - 2,
-                                     sizeof(ngx_acs_secret_t));
-    if (ancf->secrets == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_acs_conf_value(cf, &value[i], &secret) != NGX_OK) {
-            return NGX_CONF_ERROR;
-        }
-
-        if (secret.len < 8) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "acs_notify_secret: secret %ui is shorter "
-                               "than 8 characters", i - 1);
-            return NGX_CONF_ERROR;
-        }
-
-        s = ngx_array_push(ancf->secrets);
-        if (s == NULL || ngx_acs_secret_digest(&secret, s) != NGX_OK) {
-            return NGX_CONF_ERROR;
-        }
-
-        /* the clear text is not needed any more */
-        ngx_explicit_memzero(secret.data, secret.len);
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-/*
- * Whether an acs_notify_secret value is taken from the URL's query string
- * alone ("$arg_code", "${arg_code}", "$args"): Event Grid sends that one
- * with its CloudEvents handshake too, since it calls the URL it was given.
- */
-
-static ngx_flag_t
-ngx_http_acs_notify_in_query(ngx_str_t *value)
-{
-    u_char      *p, *last, *name;
-    size_t       len;
-    ngx_uint_t   vars;
-
-    vars = 0;
-    last = value->data + value->len;
-
-    for (p = value->data; p < last; p++) {
-
-        if (*p != '$') {
-            continue;
-        }
-
-        if (p + 1 < last && p[1] == '{') {
-            name = p + 2;
-            p = ngx_strlchr(name, last, '}');
-            if (p == NULL) {
-                return 0;
-            }
-
-            len = p - name;
-
-        } else {
-            name = p + 1;
-
-            for (p = name; p < last; p++) {
-                if (!(isalnum(*p) || *p == '_')) {
-                    break;
-                }
-            }
-
-            len = p - name;
-
-            /* the loop goes on after the name */
-            p--;
-        }
-
-        if (!((len > 4 && ngx_strncmp(name, "arg_", 4) == 0)
-              || (len == 4 && ngx_strncmp(name, "args", 4) == 0)
-              || (len == 12 && ngx_strncmp(name, "query_string", 12) == 0)))
-        {
-            return 0;
-        }
-
-        vars++;
-    }
-
-    return vars > 0;
+    return ngx_acs_secret_create(cf, &value[1], cf->args->nelts - 1,
+                                 &ancf->secret, &ancf->secrets,
+                                 &ancf->secret_in_query);
 }
 
 

@@ -1,0 +1,35 @@
+
+/*
+ * Copyright (C) ngx_acs_notify_module authors
+ *
+ * The Notification Hubs request of one push (docs/dispatch.md): its
+ * payload, rendered once per event and platform, and its headers.
+ */
+
+
+#ifndef _NGX_ACS_PUSH_H_INCLUDED_
+#define _NGX_ACS_PUSH_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <curl/curl.h>
+
+#include "ngx_acs_engine.h"
+
+
+/*
+ * The payload of the job's event for its platform: NGX_OK, NGX_DECLINED
+ * when no payload fits the platform (logged), NGX_ERROR.  The first call
+ * for an event and platform renders it in scratch (reset afterwards) and
+ * keeps a copy in the delivery's pool for the others.
+ */
+
+ngx_int_t ngx_acs_push_body(ngx_acs_job_t *job, ngx_pool_t *scratch,
+    ngx_log_t *log, ngx_str_t *body);
+
+/* the direct send's headers with a current SAS token, or NULL */
+struct curl_slist *ngx_acs_push_headers(ngx_acs_job_t *job);
+
+
+#endif /* _NGX_ACS_PUSH_H_INCLUDED_ */
