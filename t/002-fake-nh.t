@@ -1,6 +1,8 @@
 #!/usr/bin/perl
 # Tests of the Notification Hubs stand-in t/lib/AcsTest/FakeNH.pm (no nginx):
-# it accepts a correct direct send and rejects each incorrect one as NH does.
+# it accepts a correct direct send, installation request (PUT, GET, PATCH,
+# DELETE) and tag or template send, fans tag sends out to the matching
+# installations in its journal, and rejects each incorrect request as NH does.
 #   prove -I t/lib t/002-fake-nh.t
 
 use strict;
@@ -696,6 +698,295 @@ expect_inst('PATCH of a missing installation', 404, 'PATCH', 'inst-none',
     json => [ { op => 'add', path => '/tags', value => 'x' } ], why => qr/Installation Not Found/);
 expect_inst('PATCH with a Send-only rule', 403, 'PATCH', 'inst-p', empty => 1,
     json => [ { op => 'add', path => '/tags', value => 'x' } ], headers => { Authorization => $nh->token(key_name => 'SendOnly') });
+
+# ---------------------------------------------------------------- tag sends
+my $T1_ALERT = '{"aps":{"alert":"$(msg)","badge":"#(count)"},"clip":"$(title, 5)","dots":".(title, 8)",'
+             . '"url":"%(q)","cat":"{\'T: \' + $(title) + \\" !\\"}","missing":"$(nope)","lit":"plain","n":3}';
+my $W1_TOAST = '<toast launch="{\'app?id=\' + %(q)}"><visual><binding template="ToastText01">'
+             . '<text id="1">$(msg)</text><text id="2">fixed &amp; text</text></binding></visual></toast>';
+sub seed_hub {
+    $nh->clear_installations;
+    $nh->add_installation({ installationId => 'a1', platform => 'apns', pushChannel => 'a1' x 32,
+                            tags => [ 'sports', 'boston' ], userId => 'alice' });
+    $nh->add_installation({ installationId => 'a2', platform => 'apns', pushChannel => 'a2' x 32, tags => ['news'] });
+    $nh->add_installation({ installationId => 'f1', platform => 'fcmv1', pushChannel => 'fcm-f1',
+                            tags => ['sports'], userId => 'alice' });
+    $nh->add_installation({ installationId => 'b1', platform => 'browser', tags => ['sports'],
+                            pushChannel => { endpoint => 'https://push.example/b1', p256dh => 'PK', auth => 'AU' } });
+    $nh->add_installation({ installationId => 'w1', platform => 'wns', pushChannel => 'https://wns.example/w1',
+                            tags => ['sports'],
+                            templates => { toast => { body => $W1_TOAST, headers => { 'X-WNS-Type' => 'wns/toast' } } } });
+    $nh->add_installation({ installationId => 't1', platform => 'apns', pushChannel => 'c1' x 32, tags => ['sports'],
+                            templates => {
+                                alert  => { body => $T1_ALERT, tags => ['tmpl-extra'], expiry => '$(exp)' },
+                                silent => { body => '{"aps":{"content-available":1}}', tags => ['silent-only'] },
+                            } });
+    $nh->add_installation({ installationId => 'x1', platform => 'apns', pushChannel => 'd1' x 32, tags => ['big-one'],
+                            templates => { big => { body => '{"aps":{"alert":"$(msg)"}}' } } });
+}
+seed_hub();
+
+# a tag send on a fresh connection: tags => expression, format => ..., body => ...
+sub tag_send {
+    my (%o) = @_;
+    my $fmt = $o{format} // 'apple';
+    my %h = (
+        'ServiceBusNotification-DeviceHandle' => undef,
+        'ServiceBusNotification-Format'       => $fmt,
+        'ServiceBusNotification-Tags'         => $o{tags},
+        ($fmt eq 'apple' || $fmt eq 'template' ? () : ('apns-push-type' => undef, 'apns-priority' => undef)),
+        %{ $o{headers} // {} },
+    );
+    return push_req(path => $o{path} // $nh->tag_send_path, headers => \%h,
+                    body => $o{body} // ($fmt eq 'fcmv1' ? '{"message":{"data":{"k":"v"}}}' : '{"aps":{}}'));
+}
+
+# the deliveries of the last request, by "installation/template"
+sub last_deliveries {
+    my $e = last_entry();
+    return map { (defined $_->{template} ? "$_->{installation_id}/$_->{template}" : $_->{installation_id}) => $_ }
+           grep { $_->{tracking_id} eq $e->{tracking_id} } $nh->deliveries;
+}
+
+sub expect_reach {
+    my ($name, $want, %o) = @_;
+    my $r = tag_send(%o);
+    my %d = last_deliveries();
+    subtest "$name -> 201, reaches @{[ join(' ', @$want) || 'nobody' ]}" => sub {
+        is($r->{status}, 201, 'status 201') or diag explain $r;
+        my $hub = $o{hub} // $HUB;
+        like($r->{headers}{location} // '', qr{^https://$HOST/$hub/messages/\d+\?api-version=2020-06$}, 'Location');
+        is_deeply([ sort keys %d ], [ sort @$want ], 'deliveries');
+        my $e = last_entry();
+        is($e->{op}, 'tag-send', 'journal op');
+        is($e->{tags}, $o{tags}, 'journal tag expression');
+        is($e->{deliveries}, scalar @$want, 'journal delivery count');
+    };
+    return \%d;
+}
+
+subtest 'native tag send: the journal tells requests from deliveries' => sub {
+    $nh->clear;
+    my $r = tag_send(tags => 'sports', headers => { 'apns-push-type' => 'alert', 'apns-priority' => '10' },
+                     body => '{"aps":{"alert":"goal"}}');
+    is($r->{status}, 201, 'status 201') or diag explain $r;
+    my @all = $nh->entries;
+    is(scalar @all, 3, 'three journal lines: the request and two deliveries');
+    is(scalar $nh->requests, 1, 'requests(): one');
+    my @d = $nh->deliveries;
+    is(scalar @d, 2, 'deliveries(): two');
+    is($all[0]{kind}, 'request', 'the request comes first');
+    is_deeply([ map { $_->{installation_id} } @d ], [ 'a1', 't1' ], 'apns installations tagged sports');
+    my $e = $all[0];
+    for my $d (@d) {
+        is($d->{kind}, 'delivery', 'kind delivery');
+        is($d->{tracking_id}, $e->{tracking_id}, 'tracking id of the request');
+        is($d->{notification_id}, $e->{notification_id}, 'notification id of the request');
+        is($d->{platform}, 'apns', 'platform');
+        is($d->{format}, 'apple', 'format');
+        is($d->{hub}, $HUB, 'hub');
+        is($d->{payload}, '{"aps":{"alert":"goal"}}', 'payload as sent');
+        is_deeply($d->{json}, { aps => { alert => 'goal' } }, 'json');
+        is($d->{headers}{'apns-push-type'}, 'alert', 'apns-push-type passed on');
+        is($d->{headers}{'apns-priority'}, '10', 'apns-priority passed on');
+        ok(!defined $d->{template}, 'no template');
+    }
+    is($d[0]{push_channel}, 'a1' x 32, 'push channel');
+    is($d[0]{user_id}, 'alice', 'user id');
+    is($nh->wait_requests(1, 1), 1, 'wait_requests counts requests only');
+    is($nh->wait_deliveries(2, 1), 2, 'wait_deliveries');
+};
+expect_reach('fcmv1 send reaches fcmv1 installations only', ['f1'], format => 'fcmv1', tags => 'sports');
+expect_reach('$UserId:{alice} (apple)', ['a1'], tags => '$UserId:{alice}');
+expect_reach('$InstallationId:{a2}', ['a2'], tags => '$InstallationId:{a2}');
+expect_reach('expression with && ! ( ) ||', ['a2', 't1'], tags => '(sports && !boston) || news');
+expect_reach('an expression that matches nobody is still 201', [], tags => 'nobody-has-this');
+expect_reach('a tag of another hub does not match', [], tags => 'sports', hub => 'acs-voip', path => $nh->tag_send_path('acs-voip'),
+    headers => { Authorization => $nh->token(hub => 'acs-voip') });
+expect_reach('20 tags with || only', ['a2'], tags => join(' || ', 'news', map { "t$_" } 1 .. 19));
+expect_reach('6 tags with &&', [], tags => join(' && ', map { "t$_" } 1 .. 6));
+my $bd = expect_reach('browser send: keys from the installation', ['b1'], format => 'browser', tags => 'sports',
+    body => '{"title":"x"}');
+is($bd->{b1}{headers}{auth}, 'AU', 'Auth from pushChannel.auth');
+is($bd->{b1}{headers}{p256dh}, 'PK', 'P256DH from pushChannel.p256dh');
+is_deeply($bd->{b1}{push_channel}, { endpoint => 'https://push.example/b1', p256dh => 'PK', auth => 'AU' }, 'push channel object');
+
+# template sends
+my $props = '{"MSG":"Hi <you> & co","count":"7","title":"Breaking news today","q":"a b&c","exp":"2030-01-01T00:00:00Z"}';
+my $td = expect_reach('template send: every matching template of every platform',
+    [ 't1/alert', 't1/silent', 'w1/toast' ], format => 'template', tags => 'sports', body => $props);
+subtest 'template expansion: $( ) $(p, n) .(p, n) %( ) #( ) {a + b}, names not case-sensitive' => sub {
+    my $a = $td->{'t1/alert'};
+    is($a->{format}, 'template', 'format template');
+    is($a->{platform}, 'apns', 'platform');
+    is($a->{template}, 'alert', 'template name');
+    is_deeply($a->{json}, {
+        aps => { alert => 'Hi <you> & co', badge => 7 }, clip => 'Break', dots => 'Break...',
+        url => 'a%20b%26c', cat => 'T: Breaking news today !', missing => '', lit => 'plain', n => 3,
+    }, 'expanded payload') or diag $a->{payload};
+    like($a->{payload}, qr/"badge":7[,}]/, '#(count) became a number');
+    is($a->{expiry}, '2030-01-01T00:00:00Z', 'expiry expanded');
+    is($a->{headers}{'content-type'}, 'application/json', 'content-type');
+    my $w = $td->{'w1/toast'};
+    is($w->{payload}, '<toast launch="app?id=a%20b%26c"><visual><binding template="ToastText01">'
+                    . '<text id="1">Hi &lt;you&gt; &amp; co</text><text id="2">fixed &amp; text</text>'
+                    . '</binding></visual></toast>', 'XML template: text and attribute expanded, escaped');
+    is($w->{headers}{'x-wns-type'}, 'wns/toast', 'template header');
+    is($w->{headers}{'content-type'}, 'application/xml', 'content-type');
+    is($w->{push_channel}, 'https://wns.example/w1', 'push channel');
+};
+expect_reach('template send: a template tag selects that template', ['t1/silent'], format => 'template',
+    tags => 'silent-only', body => $props);
+expect_reach('template send: the template name is a tag', ['t1/alert'], format => 'template',
+    tags => 'alert && $InstallationId:{t1}', body => $props);
+expect_reach('template send: installations without templates are not reached', [], format => 'template',
+    tags => '$InstallationId:{a1}', body => $props);
+my $big = expect_reach('template send: an expanded payload over the platform limit is dropped, not refused',
+    ['x1/big'], format => 'template', tags => '$InstallationId:{x1}', body => '{"msg":"' . ('m' x 5000) . '"}');
+like($big->{'x1/big'}{dropped} // '', qr/exceeds 4096 bytes/, 'delivery marked dropped');
+
+# refusals of tag sends
+sub expect_send {
+    my ($name, $st, %o) = @_;
+    my $why = delete $o{why};
+    my $r = tag_send(%o);
+    subtest "$name -> $st" => sub {
+        is($r->{status}, $st, 'status') or diag explain $r;
+        if (!$o{empty}) {
+            like($r->{body}, qr{^<Error><Code>$st</Code><Detail>.+</Detail></Error>$}s, 'NH error body');
+        } else {
+            is($r->{body}, '', 'empty body');
+        }
+        my $e = last_entry();
+        is($e->{status}, $st, 'journaled status');
+        like($e->{detail}, $why, 'journaled reason') if $why;
+        is(scalar(grep { $_->{tracking_id} eq $e->{tracking_id} } $nh->deliveries), 0, 'no deliveries');
+    };
+}
+my @EXPR_BAD = (
+    [ 'a &&', qr/expression ends where a tag was expected/ ],
+    [ '(a || b', qr/missing \)/ ],
+    [ 'a || b)', qr/unexpected '\)'/ ],
+    [ 'a & b', qr/unexpected '& b'/ ],
+    [ 'a b', qr/unexpected 'tag' 'b'/ ],
+    [ '&& a', qr/'&&' where a tag was expected/ ],
+    [ '$foo', qr/unexpected '\$foo'/ ],
+    [ '$InstallationId:a1', qr/unexpected '\$Installatio/ ],
+    [ 'a,b', qr/unexpected ',b'/ ],
+    [ 'x' x 121, qr/longer than 120/ ],
+    [ join(' || ', map { "t$_" } 1 .. 21), qr/21 tags; an expression is limited to 20/ ],
+    [ join(' && ', map { "t$_" } 1 .. 7), qr/7 tags; .* else to 6/ ],
+    [ '!t1 || ' . join(' || ', map { "t$_" } 2 .. 7), qr/7 tags/ ],
+    [ ' ', qr/empty expression/ ],
+);
+for my $b (@EXPR_BAD) {
+    my ($x, $why) = @$b;
+    expect_send("malformed expression '" . (length $x > 30 ? substr($x, 0, 27) . '...' : $x) . "'", 400,
+        tags => $x, why => $why);
+}
+expect_send('tag send with a DeviceHandle', 400, tags => 'sports',
+    headers => { 'ServiceBusNotification-DeviceHandle' => 'ab' x 32 }, why => qr/only for direct sends/);
+expect_send('tag send by a Listen-only rule', 403, tags => 'sports', empty => 1,
+    headers => { Authorization => $nh->token(key_name => 'ListenOnly') }, why => qr/lacks the Send right/);
+expect_send('tag send without x-ms-version', 400, tags => 'sports', headers => { 'x-ms-version' => undef });
+expect_send('apple tag send without aps', 400, tags => 'sports', body => '{"data":{}}', why => qr/no "aps" object/);
+expect_send('fcmv1 tag send with a token', 400, tags => 'sports', format => 'fcmv1',
+    body => '{"message":{"token":"t"}}', why => qr/message.token must not be set for a tag send/);
+expect_send('template send: a property that is not a string', 400, tags => 'sports', format => 'template',
+    body => '{"count":7}', why => qr/property 'count' must be a string/);
+expect_send('template send: a JSON array body', 400, tags => 'sports', format => 'template',
+    body => '["a"]', why => qr/JSON object of string properties/);
+expect_send('template send: property names equal but for case', 400, tags => 'sports', format => 'template',
+    body => '{"msg":"a","MSG":"b"}', why => qr/given twice/);
+expect_send('template send: Content-Type text/plain', 415, tags => 'sports', format => 'template',
+    body => '{}', headers => { 'Content-Type' => 'text/plain' });
+expect_send('template format on a direct send', 400, tags => undef, format => 'template', path => $nh->send_path,
+    headers => { 'ServiceBusNotification-DeviceHandle' => 'ab' x 32 }, why => qr/'template' is not a valid platform/);
+
+# ---------------------------------------------------------------- injection for installations and tag sends
+subtest 'rules.json: installation prefix, 503 then 200; a failed PUT stores nothing' => sub {
+    $nh->reset_counters;
+    $nh->set_rules([ { installation => 'flaky-', method => 'PUT', status => 503, times => 1, retry_after => 2 } ]);
+    my %i = (installationId => 'flaky-1', platform => 'apns', pushChannel => 'ab' x 32);
+    my $r = inst_req('PUT', 'flaky-1', json => \%i);
+    is($r->{status}, 503, 'first PUT 503');
+    is($r->{headers}{'retry-after'}, '2', 'Retry-After: 2');
+    like($r->{body}, qr{^<Error><Code>503</Code>}, 'NH error body');
+    is(last_entry()->{injected}, 'rules.json[0]:installation flaky-', 'journal: injected');
+    is(inst_req('GET', 'flaky-1')->{status}, 404, 'not stored (GET is not matched by the rule)');
+    is(inst_req('PUT', 'flaky-1', json => \%i)->{status}, 200, 'second PUT 200');
+    is(inst_req('GET', 'flaky-1')->{status}, 200, 'stored');
+    $nh->set_rules();
+};
+subtest 'rules.json: 429 with Retry-After for a tag expression; no deliveries' => sub {
+    $nh->set_rules([ { tags => 'sports', status => 429, retry_after => 3 } ]);
+    my $r = tag_send(tags => 'sports && boston');
+    is($r->{status}, 429, 'status 429');
+    is($r->{headers}{'retry-after'}, '3', 'Retry-After');
+    is(scalar(grep { $_->{tracking_id} eq last_entry()->{tracking_id} } $nh->deliveries), 0, 'no deliveries');
+    is(tag_send(tags => 'news')->{status}, 201, 'another expression is not matched');
+    $nh->set_rules();
+};
+subtest 'rules.json: a 201 rule on a tag send delays, then fans out' => sub {
+    $nh->set_rules([ { tags => '$InstallationId:{a2}', status => 201, delay_ms => 300 } ]);
+    my $t = Time::HiRes::time();
+    my $r = tag_send(tags => '$InstallationId:{a2}');
+    is($r->{status}, 201, 'status 201');
+    cmp_ok(Time::HiRes::time() - $t, '>=', 0.3, 'delayed');
+    my %d = last_deliveries();
+    is_deeply([ keys %d ], ['a2'], 'delivered');
+    $nh->set_rules();
+};
+subtest 'rules.json: path prefix with hang (2 s client timeout), DELETE 500 by method' => sub {
+    $nh->set_rules([ { path => "/$HUB/installations/hang-", status => 'hang' },
+                     { installation => 'gone-', method => 'DELETE', status => 500 } ]);
+    my $t = Time::HiRes::time();
+    my $s = nh_connect() or return fail('connect');
+    my $r = nh_request($s, method => 'GET', path => $nh->installation_path('hang-1'), timeout => 2, body => '',
+                       headers => { 'ServiceBusNotification-Format' => undef, 'ServiceBusNotification-DeviceHandle' => undef });
+    close $s;
+    is($r->{error}, 'timeout', 'no answer') or diag explain $r;
+    is(last_entry()->{status}, 0, 'journaled with status 0');
+    is(inst_req('DELETE', 'gone-1')->{status}, 500, 'DELETE 500');
+    is(inst_req('GET', 'gone-1')->{status}, 404, 'GET not matched');
+    $nh->set_rules();
+};
+subtest 'rules.json without any selector: 500 naming the error' => sub {
+    $nh->set_rules([ { status => 503 } ]);
+    my $r = inst_req('GET', 'a1');
+    is($r->{status}, 500, 'status 500');
+    like(last_entry()->{detail}, qr/needs a non-empty "prefix", "installation", "tags" or "path"/, 'reason');
+    $nh->set_rules();
+};
+
+# ---------------------------------------------------------------- control API and concurrency
+subtest 'control API: add_installation validates, clear_installations empties' => sub {
+    ok(!eval { $nh->add_installation({ installationId => 'bad', platform => 'mpns', pushChannel => 'x' }); 1 },
+       'add_installation croaks on an invalid installation');
+    like($@, qr/platform 'mpns'/, 'with the reason');
+    ok(!defined $nh->installation('no-such'), 'installation() of a missing id is undef');
+    ok(scalar($nh->installations) > 0, 'some installations');
+    $nh->clear_installations;
+    is(scalar($nh->installations), 0, 'none after clear_installations');
+};
+subtest '16 concurrent PUTs from 16 connections all persist' => sub {
+    my @pids;
+    for my $n (1 .. 16) {
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            my $r = inst_req('PUT', "par-$n", json => { installationId => "par-$n", platform => 'fcmv1',
+                                                         pushChannel => "tok-$n", tags => ["n$n"] });
+            POSIX::_exit(($r->{status} // 0) == 200 ? 0 : 1);
+        }
+        push @pids, $pid;
+    }
+    my $fails = 0;
+    for (@pids) { waitpid($_, 0); $fails++ if $? }
+    is($fails, 0, 'sixteen 200s');
+    is(scalar($nh->installations), 16, 'sixteen installations stored');
+    my %d = %{ expect_reach('and a send reaches them by tag', [ map { "par-$_" } 1 .. 16 ], format => 'fcmv1',
+                            tags => join(' || ', map { "n$_" } 1 .. 16)) };
+};
 
 # ---------------------------------------------------------------- stop
 my $pid = $nh->pid;

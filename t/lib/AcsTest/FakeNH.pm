@@ -1,7 +1,7 @@
 package AcsTest::FakeNH;
 
-# A strict stand-in for the Azure Notification Hubs data plane (direct send)
-# over HTTPS, for tests.  See the POD at the end of this file.
+# A strict stand-in for the Azure Notification Hubs data plane (direct send,
+# installations, tag and template sends) over HTTPS, for tests.  See the POD at the end of this file.
 #
 #   my $nh = AcsTest::FakeNH->start(dir => $dir, hub => 'acs-push',
 #                                   key => 'c2VjcmV0...', rights => 'send');
@@ -2318,7 +2318,7 @@ __END__
 
 =head1 NAME
 
-AcsTest::FakeNH - a strict HTTPS stand-in for Azure Notification Hubs direct sends
+AcsTest::FakeNH - a strict HTTPS stand-in for Azure Notification Hubs: direct sends, installations, tag and template sends
 
 =head1 SYNOPSIS
 
@@ -2340,6 +2340,16 @@ AcsTest::FakeNH - a strict HTTPS stand-in for Azure Notification Hubs direct sen
     $nh->resolve;             # "acs-test-ns.servicebus.windows.net:PORT:127.0.0.1" (curl --resolve)
     my @r = $nh->wait_requests(2, 5);   # journal entries (hashrefs)
     $nh->clear;               # truncate the journal
+
+    # installations and tag sends
+    $nh->installation_path('dev-1');      # /acs-push/installations/dev-1?api-version=2020-06
+    $nh->tag_send_path;                   # /acs-push/messages/?api-version=2020-06
+    $nh->add_installation({ installationId => 'dev-1', platform => 'apns',
+                            pushChannel => 'ab' x 32, tags => ['user:42'] });
+    $nh->installation('dev-1');           # as GET answers it, or undef
+    $nh->installations;                   # all of them, each with "hub"
+    $nh->clear_installations;
+    my @d = $nh->wait_deliveries(1, 5);   # fan-out entries of tag sends
     $nh->stop;                # also done by DESTROY and END
 
     AcsTest::FakeNH::sas_token($key_name, $key_text, $uri, $se);
@@ -2349,7 +2359,10 @@ AcsTest::FakeNH - a strict HTTPS stand-in for Azure Notification Hubs direct sen
 
 The only fake in the project: an HTTP/1.1-over-TLS server on 127.0.0.1
 that accepts exactly what the real Notification Hubs data plane accepts for
-a I<direct send> (F<PROTOCOLS.md>, section 3) and answers each wrong
+a I<direct send> (F<PROTOCOLS.md>, section 3), for I<installations>
+(create or overwrite, read, JSON-Patch update, delete; section 3.6, see
+L</INSTALLATIONS>) and for I<tag> and I<template sends> to those installations
+(L</TAG SENDS>), and answers each wrong
 request as NH does: status, C<< <Error><Code>nnn</Code><Detail>...</Detail></Error> >>
 body with C<Content-Type: application/xml; charset=utf-8>, and a C<TrackingId>
 header on every response.  Every request, accepted or not, is appended to
@@ -2432,14 +2445,54 @@ C</{hub}/messages/?api-version=2020-06&direct>.
 A valid C<Authorization> value for the hub (C<hub>, C<key_name>, C<key>,
 C<uri>, C<se> override).
 
+=item tag_send_path([$hub])
+
+C</{hub}/messages/?api-version=2020-06> (no C<direct>: with a
+C<ServiceBusNotification-Tags> header, a tag or template send).
+
+=item installation_path($id[, $hub])
+
+C</{hub}/installations/{id}?api-version=2020-06>, the id percent-encoded
+where needed.
+
 =item requests
 
-The journal as a list of hashrefs (a count in scalar context).
+The journal's request entries (one per HTTP request) as a list of hashrefs
+(a count in scalar context).  Deliveries are left out.
 
-=item wait_requests($n, $timeout)
+=item deliveries
 
-Polls the journal until it holds at least C<$n> entries or C<$timeout>
-seconds (default 10) passed; returns the entries.
+The journal's delivery entries (C<< kind => 'delivery' >>, one per device and
+template a tag send reached), see L</JOURNAL>.
+
+=item entries
+
+Every journal line, requests and deliveries, in order (a request comes
+before its deliveries).
+
+=item wait_requests($n, $timeout), wait_deliveries($n, $timeout)
+
+Polls the journal until it holds at least C<$n> requests (deliveries) or
+C<$timeout> seconds (default 10) passed; returns them.
+
+=item installations
+
+Every stored installation of every hub, each as GET answers it plus a
+C<hub> key (a count in scalar context).
+
+=item installation([$hub,] $id)
+
+One installation as GET answers it, or undef.
+
+=item add_installation(\%installation[, $hub])
+
+Stores an installation directly (validated as a PUT body; croaks with the
+reason otherwise).  For tests that need devices in the hub without going
+through the REST API.
+
+=item clear_installations
+
+Forgets every installation.
 
 =item clear
 
@@ -2471,13 +2524,18 @@ that host too, else 400.
 =item 2.
 
 Path C</{hub}/messages> or C</{hub}/messages/> (hub case-insensitive):
-unknown hub or other path 404; method other than POST 405.
+unknown hub or other path 404; method other than POST 405.  Paths
+C</{hub}/installations/{id}> are checked as L</INSTALLATIONS> says.
 
 =item 3.
 
 Query: C<api-version> one of 2015-01 2015-04 2015-08 2016-07 2017-04 2020-06
-(else 400); the C<direct> key must be present, else 400 I<stand-in refuses
-broadcast sends: direct missing>.
+(else 400); the C<direct> key present makes a direct send (the rest of this
+list); without it the request must carry C<ServiceBusNotification-Tags> (a
+tag send, L</TAG SENDS>), else 400 I<stand-in refuses broadcast sends:
+direct missing and no ServiceBusNotification-Tags header>.  A direct send
+that also carries C<ServiceBusNotification-Tags> is unchanged: the header is
+ignored (as before tag sends were modelled).
 
 =item 4.
 
@@ -2547,15 +2605,31 @@ Avoid these prefixes in handles that should succeed.
 F<$dir/rules.json>, optional, re-read when it changes, checked before the
 prefixes above:
 
-    {"rules":[{"prefix":"abcd","status":503,"times":2,"retry_after":1,"delay_ms":0}]}
+    {"rules":[{"prefix":"abcd","status":503,"times":2,"retry_after":1,"delay_ms":0},
+              {"installation":"flaky-","method":"PUT","status":429,"retry_after":2,"times":1},
+              {"tags":"user:42","status":503},
+              {"path":"/acs-push/installations/slow-","status":"hang"}]}
 
-C<prefix> (required, case-insensitive), C<status> (an HTTP status, 201 for a
-delayed success, C<"hang"> or C<"reset">; default 503), C<times> (the first
-N matching requests get C<status>, later ones 201; absent or 0: always),
-C<per_handle> (count per exact handle instead of per rule), C<retry_after>,
-C<delay_ms> (wait before answering), C<detail>, C<empty_body>, C<format>,
-C<hub> (extra match conditions).  Rewriting the file restarts the counts.
-An invalid file makes every matching-time request a 500 naming the error.
+Every rule needs at least one selector; all the selectors it has must match:
+C<prefix> (device-handle prefix of a direct send, case-insensitive),
+C<installation> (installation-id prefix of a PUT/GET/PATCH/DELETE of
+C</{hub}/installations/{id}>, case-insensitive), C<tags> (prefix of the
+C<ServiceBusNotification-Tags> expression of a tag send, exact case),
+C<path> (prefix of the request path, without the query, exact case, any
+request that got this far).  More conditions: C<method>, C<format>, C<hub>.
+C<status> (an HTTP status, C<"hang"> or C<"reset">; default 503): for a
+direct send 201 is a delayed success; for an installation request or a tag
+send any 2xx means "answer normally (store, delete, fan out) after
+C<delay_ms>".  C<times> (the first N matching requests get C<status>, later
+ones are answered normally; absent or 0: always), C<per_handle> (count per
+exact handle, installation id, expression or path instead of per rule),
+C<retry_after>, C<delay_ms> (wait before answering), C<detail>,
+C<empty_body>.  An injected failure of an installation request changes
+nothing (a 503 or hung PUT stores nothing); an injected failure of a tag
+send reaches nobody (no deliveries).  Rewriting the file restarts the
+counts.  An invalid file makes every matching-time request a 500 naming the
+error.  The built-in handle prefixes (C<0503> ...) apply to direct sends
+only.
 
 =head1 SUCCESS
 
@@ -2574,16 +2648,312 @@ UTF-8), C<body_length>, C<json> (decoded body or null), C<handle>,
 C<format>, C<legacy> (gcm), C<hub>, C<api_version>, C<sas>
 (C<{sr, se, skn}>), C<status> (0 when C<0777>/C<0666> sent no answer),
 C<detail>, C<hint>, C<injected>, C<attempt> (counted injections),
-C<tracking_id>, C<notification_id> and C<location> (201).  A configured key
+C<tracking_id>, C<notification_id> and C<location> (201), C<kind>
+(C<request>), C<op> (C<direct-send>, C<tag-send>, C<installation-put>,
+C<installation-get>, C<installation-patch>, C<installation-delete>), and
+for tag sends C<tags> (the expression as sent), C<tag_count>,
+C<matched_installations> and C<deliveries> (how many delivery lines follow),
+for installation requests C<installation_id> (decoded) and, for DELETE,
+C<existed>.  A configured key
 text never reaches the journal: if a client sent one it is replaced by
 C<< <redacted-key> >> and the entry gets C<key_leaked: true>.
 
+A tag send answered 201 is followed, in the same locked write, by one
+I<delivery> line per device and template reached: C<kind> (C<delivery>),
+C<time>, C<conn>, C<req>, C<pid>, C<tracking_id> and C<notification_id> (the
+request's), C<hub>, C<installation_id>, C<user_id>, C<platform>
+(installation's), C<format> (the send's: C<apple> ... or C<template>),
+C<template> (name, or null for a native send), C<push_channel> (a string, or
+the browser object), C<payload> (text as delivered: the request body for a
+native send, the expanded template for a template send), C<json> (the
+payload decoded, null for XML), C<headers> (lowercased, as delivered: the
+request's C<apns-*> for apns, C<X-WNS-*> for wns, the template's headers
+expanded, C<content-type>, and C<auth>/C<p256dh> from a browser
+installation's pushChannel), C<expiry> (an apns template's, expanded) and
+C<dropped> (why NH would not deliver it: an expanded payload over the
+platform limit; the send is still 201).
+
 The server's own log (handshake failures, errors) is F<$dir/fake-nh.log>.
+
+=head1 INSTALLATIONS
+
+C</{hub}/installations/{id}?api-version=...> (F<PROTOCOLS.md> 3.6; the REST
+reference pages "Create or overwrite an installation", "Read an
+installation", "Update an installation", "Delete an installation").  In
+this order, the first failure is the answer:
+
+=over
+
+=item 1.
+
+Host and SNI as for sends.  Unknown hub 404.  Method GET, PUT, PATCH or
+DELETE, else 405 (C<Allow: GET, PUT, PATCH, DELETE>).  The id (percent-decoded)
+must be 1-256 printable ASCII characters without C</ \ ? # % { } ">, else 400.
+
+=item 2.
+
+C<api-version> as for sends (2015-01 ... 2020-06), else 400.
+
+=item 3.
+
+SAS as for sends, with the audience C<https://{namespace}/{hub}/installations/{id}>
+(a token for the namespace, the hub, C<.../installations> or the
+installation itself fits; one for C<.../messages> or another installation
+gets 401 C<InvalidAudience>).  The rule needs the I<Listen> right (Manage
+includes it): without it 403 with an empty body on 2020-06, 401 on older
+versions.
+
+=item 4.
+
+C<x-ms-version> present and one of the known API versions, else 400.
+
+=item 5.
+
+PUT: C<Content-Type: application/json> (charset optional, utf-8 only) else
+415; PATCH: C<application/json-patch+json> or C<application/json>, else 415.
+Body over 65536 bytes 413, empty 400, not JSON 400.
+
+=item 6.
+
+PUT body (400 on the first problem, with the reason): a JSON object whose
+property names are matched case-insensitively (so C<userID> of the
+reference and C<userId> of the SDKs are one property; the same name twice
+400) against C<installationId>, C<userId>, C<platform>, C<pushChannel>,
+C<tags>, C<templates>, C<pushVariables> and the read-only C<expirationTime>,
+C<lastActiveOn>, C<lastUpdate>, C<pushChannelExpired>, C<expiredPushChannel>
+(accepted when of the right type - string, or boolean for the last two - and
+ignored); any other property 400, C<secondaryTiles> 400 (not modelled).
+C<installationId> a string equal to the id in the URL; C<platform> one of
+C<apns wns gcm fcmv1 adm baidu browser xiaomi>, any case, stored lower case;
+C<pushChannel> a non-empty string without white space (hex for apns, an
+https URL for wns), for browser an object C<{endpoint (https URL), p256dh,
+auth}> of non-empty strings; C<tags> an array of 1-120 characters of
+C<[A-Za-z0-9_@#.:-]>, at most 60 (duplicates dropped); C<userId> 1-256
+characters of C<[A-Za-z0-9-_@#.:=]>; C<pushVariables> an object of strings;
+C<templates> an object C<{NAME: {body, headers, expiry, tags}}> where NAME
+is a valid tag, C<body> a non-empty string - a JSON object for every
+platform but wns, XML (starting with C<< < >>) for wns unless its
+C<X-WNS-Type> is C<wns/raw> -, C<headers> (wns only) an object of strings
+that must hold C<X-WNS-Type> (wns/toast, wns/tile, wns/badge, wns/raw),
+C<expiry> (apns only) a string, C<tags> as above; every template
+expression must parse (L</Template expressions>).
+
+=item 7.
+
+Failure injection (L</RULES>, selectors C<installation> and C<path>).
+
+=back
+
+Answers: PUT 200, empty body, C<Content-Location:
+https://{namespace}/{hub}/installations/{id}> (created or overwritten
+alike: PUT replaces the whole installation).  GET 200 with the installation
+as JSON (C<Content-Type: application/json; charset=utf-8>,
+C<Content-Location>): the stored properties plus C<pushChannelExpired: false>,
+C<expirationTime: "9999-12-31T23:59:59.9999999Z"> (never; NH sets it per
+hub) and C<lastUpdate> (time of the last PUT or PATCH); 404 when there is
+none.  PATCH 200, empty body, C<Content-Location>; 404 when there is none.
+DELETE 204, empty body, also when the installation does not exist (the
+reference says so).  Errors are NH's XML C<< <Error><Code>... >> bodies.
+
+PATCH body: a JSON Patch (RFC 6902) array, applied atomically (one bad
+operation changes nothing, 400 naming it).  C<op> C<add>, C<remove> or
+C<replace> (C<move>, C<copy>, C<test> 400); C<path> (C<~1>, C<~0> decoded;
+property names case-insensitive) one of:
+
+    /pushChannel                 add, replace (validated as in PUT); remove 400
+    /userId                      add; remove, replace (must exist)
+    /tags                        add a tag (string) or tags (array), merged;
+                                 replace (must exist) sets; remove (must exist) drops all
+    /tags/-                      add one tag (string)
+    /tags/TAG                    remove (the tag with that value, must exist); replace
+    /templates/NAME              add (sets), replace, remove (must exist)
+    /templates/NAME/body         add, replace; remove 400
+    /templates/NAME/headers      add (replaces the headers object), replace, remove
+    /templates/NAME/expiry       add, replace, remove
+    /templates/NAME/tags[/-|/TAG]  as for /tags
+
+Every other path (C</platform>, C</installationId>, C</expirationTime>,
+C</pushVariables>, C</secondaryTiles/...>) 400.  The result is validated as
+a PUT body would be (61 tags 400).  Removing the last tag (template) removes
+C<tags> (C<templates>).
+
+Installations live in F<$dir/installations.json>, read and rewritten under
+flock by every connection process, so they outlive connections and are
+shared by them (and by the test process's C<installation>, C<installations>,
+C<add_installation>, C<clear_installations>).  They live until deleted: the
+stand-in neither expires them nor drops them for an invalid handle.
+
+B<Consistency>: NH processes installations asynchronously; a GET (or a tag
+send) right after a PUT may briefly miss it (issue 345 of
+azure-notificationhubs-dotnet: 404 right after a 200 upsert).  The
+stand-in is consistent at once; a client must not rely on that.
+
+=head1 TAG SENDS
+
+C<POST /{hub}/messages/?api-version=...> without C<direct>, with
+C<ServiceBusNotification-Tags: EXPRESSION>.  Checked as a direct send
+(steps 4-6 of L</VALIDATION>: Send right, C<x-ms-version: 2020-06>, format,
+Content-Type, apns headers, body and payload limits), except: no
+C<ServiceBusNotification-DeviceHandle> (400 if present), no C<Auth>/C<P256DH>
+for browser (they come from each installation's pushChannel), the header
+once (400), and C<ServiceBusNotification-Format: template> is allowed
+(C<Content-Type: application/json>, body a JSON object whose values are all
+strings, property names unique regardless of case; else 400).
+
+Expression grammar (400 with the reason when it does not parse):
+
+    expr  := and ( '||' and )*
+    and   := unary ( '&&' unary )*
+    unary := '!' unary | '(' expr ')' | TAG
+    TAG   := 1-120 of [A-Za-z0-9_@#.:-]
+           | '$InstallationId:{' ID '}' | '$UserId:{' USERID '}'
+
+White space between tokens is ignored.  Limits: at most 20 tags when the
+expression has no C<&&> and no C<!>, else at most 6 (counting every tag
+occurrence); over that 400.
+
+Who is reached (an expression that reaches nobody is still 201): an
+installation's tag set is its C<tags>, C<$InstallationId:{id}> and, if it has
+a userId, C<$UserId:{userId}> (tags compare exactly, case-sensitive).  A
+native send (C<apple>, C<fcmv1>, C<gcm>, C<windows>, C<browser>, C<adm>,
+C<baidu>, C<xiaomi>) reaches the installations of that platform (apns, fcmv1,
+gcm, wns, browser, adm, baidu, xiaomi) whose tag set satisfies the
+expression, with the request body unchanged.  A template send reaches, in
+every installation of any platform, each template whose tag set - the
+installation's set plus the template's name plus the template's own
+C<tags> - satisfies the expression, with the template expanded; installations
+without templates are not reached.
+
+=head2 Template expressions
+
+As the "Templates" page's "template expression language" documents:
+C<$(prop)> (the property's value; property names are not case-sensitive; a
+missing property is the empty string), C<$(prop, n)> (clipped at n
+characters), C<.(prop, n)> (clipped so that value plus C<...> is at most n
+characters), C<%(prop)> (percent-encoded, RFC 3986 unreserved characters
+kept), C<#(prop)> (as C<$( )>, but in a JSON template a value that is exactly
+C<#(prop)> becomes a JSON number when the result looks like one), C<'text'>
+and C<"text"> literals, and C<+> concatenation, which must be wrapped in
+C<{ }>: C<{'Hi, ' + $(name)}>.  An expression is a whole value: a JSON
+string value (not a key), an XML text node (white space around it kept) or
+attribute value, a header value, the expiry; a value that holds an
+expression inside other text (C<"Hi $(name)">) is refused when the template
+is stored (400), as is an expression in a JSON key or an XML tag outside an
+attribute value, a C<{ }> that does not parse, C<.( )> without a length,
+C<%( )>/C<#( )> with one.  A value without expressions is kept as is.
+Expanded JSON payloads are re-serialized (keys sorted); expanded XML text is
+escaped.  An expanded payload over the platform's limit (apns 4096 ...)
+is journaled as a delivery with C<dropped> set (NH reports such failures
+asynchronously, not in the send's answer).
+
+=head1 CHOICES
+
+Where the reference is silent or ambiguous, the stand-in chose the strict,
+documented-looking behaviour (sources: the REST reference pages named
+above; the Azure docs pages "Registration management", "Routing and tag
+expressions", "Templates"; the JS SDK C<@azure/notification-hubs> sources;
+GitHub issues of the NH SDKs and docs):
+
+=over
+
+=item *
+
+PATCH answers B<200>: the REST reference's table says 204, but the JS SDK's
+C<updateInstallation> accepts only 200 (C<sendRequest(..., 200)>), as does
+F<PROTOCOLS.md> 3.6.  PATCH accepts C<application/json> besides the
+documented C<application/json-patch+json> because that SDK sends it.
+
+=item *
+
+C<remove /tags/TAG> names the tag by value (the reference's own example
+C</tags/myTag>), not by array index.  C<add /tags/TAG> is refused (use
+C<add /tags>).  C<replace>/C<remove> of something absent is 400 (RFC 6902:
+the target must exist; "replace is remove+add").
+
+=item *
+
+The special tags carry braces: C<$InstallationId:{id}> (docs example
+C<$InstallationId:{joe93developer}>; docs issue 19473 confirms the braces;
+Microsoft's samples build C<"$InstallationId:{" + id + "}">), exact case;
+C<$UserId:{userId}> is matched too (a Microsoft answer on Q&A: target "using
+either installationId or userId ... the tag format is similar for userId").
+Other spellings (C<$InstallationId:id>, C<$installationid:{id}>) are not
+valid tags and get 400.
+
+=item *
+
+A template's tag set is the installation's tags and special tags, plus the
+template's name, plus its own tags (a Microsoft SDK maintainer, issue 213 of
+azure-notificationhubs-dotnet: select a template with
+C<myTemplateName && $InstallationId:...>; Microsoft's samples send templates
+to C<$InstallationId:{id}>, which only works if the installation's tags
+apply).  So template names must be valid tags.
+
+=item *
+
+Property names of a PUT body are case-insensitive (the reference writes
+C<userID>, the SDKs C<userId>; NH deserializes with Newtonsoft), but unknown
+properties are refused rather than ignored.  Read-only properties are
+accepted and ignored ("Ignored when updating"); GET answers
+C<pushChannelExpired> (the SDKs' name) rather than the reference's
+C<expiredPushChannel>.
+
+=item *
+
+Template C<headers> only for wns and C<expiry> only for apns, as the
+reference's table says ("Can be present only if platform is WNS or MPNS" /
+"only if platform is apns"); wns templates need C<X-WNS-Type> (the
+reference's note).  Request headers of a template send (C<apns-push-type>
+...) are passed to the apns deliveries (the "iOS 13 updates" page sets
+C<apns-push-type> on template sends).
+
+=item *
+
+Platforms: C<apns wns gcm fcmv1 adm baidu browser xiaomi> (the JS SDK's
+installation kinds plus fcmv1); C<mpns> (retired) and C<fcm> (not an NH
+platform name; the .NET SDK serializes FCM legacy as C<gcm>) are 400.
+Baidu is accepted although an older docs note says installations do not
+support it (the current SDKs model Baidu installations).
+
+=item *
+
+No documented limits for ids: the stand-in takes installation ids of 1-256
+printable ASCII characters without C</ \ ? # % { } "> and userIds of 1-256
+characters; the 60-tag limit applies to an installation's tags and to each
+template's tags separately; the tag-count limit counts every tag occurrence
+and any C<!> makes an expression "not only ORs".
+
+=item *
+
+An installation request needs C<x-ms-version> (any known version; the
+reference lists the header) and, lacking Listen, gets what a send lacking
+Send gets (403 empty on 2020-06, 401 before).  The reference's 403 "quota"
+answers and NH's asynchronous failures are only reachable through
+L</RULES>.
+
+=item *
+
+An expression that matches nothing is 201 (NH accepts and queues the
+notification; its outcome state is then C<NoTargetFound>).  A send without
+C<direct> and without tags (a broadcast) stays refused.  A tag send with a
+DeviceHandle header is refused.
+
+=item *
+
+Template expressions must be whole values (the Templates page: "when using
+concatenation, the entire expression must be surrounded with {}"); text
+like C<"Hi $(name)"> or the reference's example C<$myTextProp1> (no
+parentheses) is not an expression: the first is refused, the second kept as
+text.
+
+=back
 
 =head1 NOT MODELLED
 
-Batch sends, tag sends, installations and registrations, telemetry; the real
-service's exact Detail texts (only their leading codes, like
-C<ExpiredToken:>, follow NH).
+Batch sends, registrations, secondary tiles, scheduled and test sends,
+telemetry, the installation expiry set per hub, NH dropping installations
+whose handle the platform reports invalid, asynchronous installation
+processing; the real service's exact Detail texts (only their leading codes,
+like C<ExpiredToken:>, follow NH).
 
 =cut
