@@ -597,6 +597,12 @@ ngx_acs_curl_adopt(ngx_socket_t s, ngx_uint_t foreign)
 /*
  * The events of our duplicate as curl wants them.  A failure is logged by
  * nginx; the transfer then ends at its timeout, and is retried.
+ *
+ * Reading is left watched when curl stops wanting it: a keep-alive
+ * connection goes idle between two transfers and is read again by the
+ * next, and an idle socket is seldom readable, so two epoll_ctl(2) calls a
+ * transfer are saved; the event handler stops watching a socket that
+ * turns readable unwanted.  Writing, nearly always possible, is not.
  */
 
 static void
@@ -609,9 +615,6 @@ ngx_acs_curl_watch(ngx_acs_curl_sock_t *sk)
 
     if ((sk->want & CURL_POLL_IN) && !rev->active) {
         (void) ngx_add_event(rev, NGX_READ_EVENT, NGX_LEVEL_EVENT);
-
-    } else if (!(sk->want & CURL_POLL_IN) && rev->active) {
-        (void) ngx_del_event(rev, NGX_READ_EVENT, 0);
     }
 
     if ((sk->want & CURL_POLL_OUT) && !wev->active) {
@@ -809,6 +812,21 @@ ngx_acs_curl_event_handler(ngx_event_t *ev)
     c = ev->data;
     sk = c->data;
 
+    if (!ev->write && !(sk->want & CURL_POLL_IN)) {
+
+        /*
+         * an idle connection closed by its peer (or data curl waits not
+         * for): curl finds out when it takes the connection again
+         */
+
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ngx_acs_curl.log, 0,
+                       "acs_notify curl: socket %d readable, unwatched",
+                       sk->fd);
+
+        (void) ngx_del_event(ev, NGX_READ_EVENT, 0);
+        return;
+    }
+
     curl_multi_socket_action(ngx_acs_curl.multi, sk->fd,
                              ev->write ? CURL_CSELECT_OUT : CURL_CSELECT_IN,
                              &running);
@@ -861,8 +879,6 @@ ngx_acs_curl_collect(void)
         curl_multi_remove_handle(ac->multi, easy);
         ac->running--;
 
-        curl_slist_free_all(h->headers);
-        h->headers = NULL;
         h->easy = NULL;
 
         if (ac->nfree < NGX_ACS_CURL_FREE_MAX) {

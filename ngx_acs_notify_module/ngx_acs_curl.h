@@ -28,7 +28,7 @@ typedef void (*ngx_acs_http_done_pt)(ngx_acs_http_t *h);
 struct ngx_acs_http_s {
     /* set by the caller */
     const char                 *url;
-    struct curl_slist          *headers;     /* freed by the client */
+    struct curl_slist          *headers;     /* kept by the caller */
     u_char                     *body;        /* kept alive by the caller */
     size_t                      body_len;
     const char                 *ca_file;     /* NULL: the system store */

@@ -100,9 +100,11 @@ struct ngx_acs_handle_s {
 
 struct ngx_acs_slot_s {
     ngx_acs_http_t              http;
+    ngx_acs_push_headers_t      headers;       /* kept for the next */
     ngx_acs_job_t              *job;
     ngx_msec_t                  start;
     ngx_acs_slot_t             *next;          /* in the free list */
+    ngx_acs_slot_t             *made;          /* every slot, for exit */
 };
 
 
@@ -128,6 +130,7 @@ typedef struct {
     ngx_pool_t                 *scratch;       /* rendering */
     ngx_acs_job_t              *free_jobs;
     ngx_acs_slot_t             *free_slots;
+    ngx_acs_slot_t             *slots;         /* every slot made */
     ngx_acs_handle_t           *free_handles;
     ngx_array_t                 allocs;        /* of void *, freed at exit */
     ngx_uint_t                  sockets;       /* counted in the stats */
@@ -201,6 +204,7 @@ ngx_acs_engine_exit(ngx_cycle_t *cycle)
 {
     void              **a;
     ngx_uint_t          i;
+    ngx_acs_slot_t     *slot;
     ngx_acs_engine_t   *e = &ngx_acs_engine;
 
     if (e->log == NULL) {
@@ -210,6 +214,10 @@ ngx_acs_engine_exit(ngx_cycle_t *cycle)
     ngx_acs_gone_exit();
     ngx_acs_curl_exit_process(cycle);
     ngx_acs_stats_connections(- (ngx_int_t) e->sockets);
+
+    for (slot = e->slots; slot; slot = slot->made) {
+        ngx_acs_push_headers_free(&slot->headers);
+    }
 
     a = e->allocs.elts;
 
@@ -597,13 +605,17 @@ ngx_acs_job_start(ngx_acs_job_t *job)
             ngx_acs_job_retry(job, 0, "out of memory");
             return NGX_DECLINED;
         }
+
+        ngx_memzero(&slot->headers, sizeof(ngx_acs_push_headers_t));
+        slot->made = e->slots;
+        e->slots = slot;
     }
 
     ngx_memzero(&slot->http, sizeof(ngx_acs_http_t));
 
     h = &slot->http;
 
-    h->headers = ngx_acs_push_headers(job);
+    h->headers = ngx_acs_push_headers(job, &slot->headers, e->log);
     h->url = (const char *) hub->url.data;
     h->body = body.data;
     h->body_len = body.len;
@@ -615,10 +627,6 @@ ngx_acs_job_start(ngx_acs_job_t *job)
     h->data = slot;
 
     if (h->headers == NULL || ngx_acs_curl_submit(h, e->log) != NGX_OK) {
-        if (h->headers) {
-            curl_slist_free_all(h->headers);
-        }
-
         slot->next = e->free_slots;
         e->free_slots = slot;
 

@@ -7,7 +7,6 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_acs_render.h"
 #include "ngx_acs_template.h"
 #include "ngx_acs_push.h"
 
@@ -87,46 +86,84 @@ ngx_acs_push_body(ngx_acs_job_t *job, ngx_pool_t *scratch, ngx_log_t *log,
 
 
 struct curl_slist *
-ngx_acs_push_headers(ngx_acs_job_t *job)
+ngx_acs_push_headers(ngx_acs_job_t *job, ngx_acs_push_headers_t *ph,
+    ngx_log_t *log)
 {
-    u_char              *p, line[8192];
-    ngx_str_t            token;
+    u_char              *p;
+    size_t               size;
     ngx_uint_t           i, n;
     ngx_acs_platform_t  *pf;
-    struct curl_slist   *list, *next;
-    ngx_acs_header_t     h[NGX_ACS_PUSH_HEADERS];
+    ngx_acs_header_t     h[NGX_ACS_PUSH_LINES];
 
     pf = ngx_acs_platform(job->dev->platform);
-    token = ngx_acs_hub_token(job->hub, ngx_time());
 
-    list = NULL;
+    ngx_str_set(&h[0].name, "Authorization");
+    h[0].value = ngx_acs_hub_token(job->hub, ngx_time());
+    ngx_str_set(&h[1].name, "Content-Type");
+    h[1].value = pf->content_type;
+    ngx_str_set(&h[2].name, "ServiceBusNotification-Format");
+    h[2].value = pf->format;
+    ngx_str_set(&h[3].name, "ServiceBusNotification-DeviceHandle");
+    h[3].value = job->dev->handle;
+    ngx_str_set(&h[4].name, "x-ms-version");
+    h[4].value = job->hub->api_version;
 
-#define ngx_acs_add(fmt, ...)                                                 \
-    p = ngx_snprintf(line, sizeof(line) - 1, fmt, __VA_ARGS__);               \
-    *p = '\0';                                                                \
-    next = curl_slist_append(list, (char *) line);                            \
-    if (next == NULL) {                                                       \
-        curl_slist_free_all(list);                                            \
-        return NULL;                                                          \
-    }                                                                         \
-    list = next
+    n = 5 + ngx_acs_render_headers(pf, &job->event->msg, job->dev, &h[5]);
 
-    ngx_acs_add("Authorization: %V", &token);
-    ngx_acs_add("Content-Type: %V", &pf->content_type);
-    ngx_acs_add("ServiceBusNotification-Format: %V", &pf->format);
-    ngx_acs_add("ServiceBusNotification-DeviceHandle: %V", &job->dev->handle);
-    ngx_acs_add("x-ms-version: %V", &job->hub->api_version);
+    /* an empty "Expect:" spares the "100-continue" round trip */
+    ngx_str_set(&h[n].name, "Expect");
+    ngx_str_null(&h[n].value);
+    n++;
 
-    n = ngx_acs_render_headers(pf, &job->event->msg, job->dev, h);
+    size = 0;
 
     for (i = 0; i < n; i++) {
-        ngx_acs_add("%V: %V", &h[i].name, &h[i].value);
+        size += h[i].name.len + sizeof(": ") - 1 + h[i].value.len + 1;
     }
 
-    /* no "Expect: 100-continue" round trip */
-    ngx_acs_add("%s", "Expect:");
+    if (size > ph->size) {
+        size = ngx_max(size, 1024);
 
-#undef ngx_acs_add
+        p = ngx_alloc(size, log);
+        if (p == NULL) {
+            return NULL;
+        }
 
-    return list;
+        if (ph->buf) {
+            ngx_free(ph->buf);
+        }
+
+        ph->buf = p;
+        ph->size = size;
+    }
+
+    p = ph->buf;
+
+    for (i = 0; i < n; i++) {
+        ph->lines[i].data = (char *) p;
+        ph->lines[i].next = (i + 1 < n) ? &ph->lines[i + 1] : NULL;
+
+        p = ngx_cpymem(p, h[i].name.data, h[i].name.len);
+        *p++ = ':';
+
+        if (h[i].value.len) {
+            *p++ = ' ';
+            p = ngx_cpymem(p, h[i].value.data, h[i].value.len);
+        }
+
+        *p++ = '\0';
+    }
+
+    return ph->lines;
+}
+
+
+void
+ngx_acs_push_headers_free(ngx_acs_push_headers_t *ph)
+{
+    if (ph->buf) {
+        ngx_free(ph->buf);
+        ph->buf = NULL;
+        ph->size = 0;
+    }
 }
