@@ -572,7 +572,7 @@ for my $p ([ floor => 'single', 'h2' ], [ floor1 => 'single1', 'h1.1' ],
                                     us_cpu($y) / $y->{ppr} / $us) : '');
 }
 if (my $e = $r{edge}) {
-    printf "edge bar (DESIGN 10: at most ~2x return 200): the edge path costs %.2fx the baseline's"
+    printf "edge bar (at most ~2x return 200): the edge path costs %.2fx the baseline's"
          . " worker CPU per request (%.2fx by throughput)\n",
         us_cpu($e) / us_cpu($ebase), $ebase->{rps} / $e->{rps};
 }

@@ -2,9 +2,9 @@
 /*
  * Copyright (C) ngx_acs_notify_module authors
  *
- * Notification Hubs connection strings and SAS tokens (PROTOCOLS 3.1,
- * 3.2), on plain buffers: nothing here but nginx's string functions and
- * OpenSSL, so that t/unit can check them against the published vector.
+ * Notification Hubs connection strings and SAS tokens (docs/dispatch.md,
+ * section 1), on plain buffers: nothing here but nginx's string functions
+ * and OpenSSL, so that t/unit can check them against the test vector.
  */
 
 

@@ -19,13 +19,17 @@
 #define NGX_ACS_RESOURCE_MAX   512
 
 
-/* PROTOCOLS 3.1; NGX_OK or NGX_DECLINED with *err */
+/*
+ * "Endpoint=sb://NS.servicebus.windows.net/;SharedAccessKeyName=RULE;
+ * SharedAccessKey=KEY" (parts in any order, others ignored): NGX_OK, or
+ * NGX_DECLINED with *err
+ */
 ngx_int_t ngx_acs_connection_string(ngx_str_t *cs, ngx_str_t *endpoint,
     ngx_str_t *key_name, ngx_str_t *key, const char **err);
 
 /*
- * PROTOCOLS 3.2: writes the Authorization header value for resource (any
- * case, lowered here) valid until se into buf (at least
+ * Writes the Authorization header value (docs/dispatch.md, section 1) for
+ * resource (any case, lowered here) valid until se into buf (at least
  * ngx_acs_sas_len() bytes); returns its end.
  */
 size_t ngx_acs_sas_len(ngx_str_t *resource, ngx_str_t *key_name);

@@ -33,7 +33,7 @@ my $TOKEN = 'ab' x 32;    # an APNs-like hex token with no injection prefix
 my $T0    = Time::HiRes::time();
 
 # ---------------------------------------------------------------- SAS vector
-subtest 'SAS test vector (PROTOCOLS.md 3.2)' => sub {
+subtest 'SAS test vector (docs/dispatch.md, section 1)' => sub {
     my $k  = 'c2FtcGxlLXNoYXJlZC1hY2Nlc3Mta2V5LW5vdC1yZWFsPQ==';
     my $sr = 'https%3A%2F%2Fmynamespace.servicebus.windows.net%2Fmyhub';
     is(AcsTest::FakeNH::sas_signature($k, $sr, 1700000000),

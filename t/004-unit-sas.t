@@ -1,5 +1,5 @@
-# Unit test in C: SAS tokens and connection strings against PROTOCOLS 3.2's
-# test vector, compiled against the configured nginx tree of ./build.sh.
+# Unit test in C: SAS tokens and connection strings against the test vector
+# of docs/dispatch.md (section 1), compiled against the configured nginx tree of ./build.sh.
 
 use strict;
 use warnings;

@@ -1,7 +1,7 @@
 
 /*
- * SAS tokens and connection strings (PROTOCOLS 3.1, 3.2): the module's own
- * code (ngx_acs_sas.c) against the published test vector and the wrong
+ * SAS tokens and connection strings (docs/dispatch.md, section 1): the
+ * module's own code (ngx_acs_sas.c) against the test vector and the wrong
  * variants it must not produce.  Prints TAP.
  */
 
@@ -62,7 +62,7 @@ main(void)
        "sr=https%3A%2F%2Fmynamespace.servicebus.windows.net%2Fmyhub"
        "&sig=NF2AU4UscCmT5z8RBPspBYudBA3qBpw4oR%2FGdrqfL7c%3D"
        "&se=1700000000&skn=DefaultFullSharedAccessSignature",
-       "the PROTOCOLS 3.2 test vector, byte for byte");
+       "the test vector, byte for byte");
 
     ok(strstr((char *) buf, "m8V%2FKPCBNOTOgcCXN8wvckLn4XQRMwpWEVBE1jdAmz4")
        == NULL, "not the variant with the key base64-decoded");

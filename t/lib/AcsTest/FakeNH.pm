@@ -34,7 +34,7 @@ use Time::HiRes ();
 our $VERSION = '0.01';
 
 # ---------------------------------------------------------------------------
-# protocol constants (PROTOCOLS.md §3)
+# protocol constants (Notification Hubs REST API, docs/dispatch.md)
 
 our $DOMAIN        = 'servicebus.windows.net';
 our $API_VERSION   = '2020-06';
@@ -56,7 +56,7 @@ our $MAX_REQUEST_BODY = 65536;     # NH: request ≤ 64 KB, else 413
 our $MAX_READ_BODY    = 1 << 20;   # larger bodies are not even read
 our $MAX_HEAD         = 32768;     # request line + headers
 
-# installations (PROTOCOLS.md §3.6): NH's platform names, lower case
+# installations (the REST reference, see INSTALLATIONS below): NH's platform names, lower case
 our %INST_PLATFORMS = map { $_ => 1 } qw(apns wns gcm fcmv1 adm baidu browser xiaomi);
 # send format => installation platform, and back
 our %FORMAT_PLATFORM = (apple => 'apns', windows => 'wns', gcm => 'gcm', fcmv1 => 'fcmv1',
@@ -111,7 +111,7 @@ my $JSON_OUT = JSON::PP->new->utf8->canonical;
 my $OPENSSL  = $ENV{OPENSSL} || 'openssl';
 
 # ---------------------------------------------------------------------------
-# SAS tokens (PROTOCOLS.md §3.2)
+# SAS tokens (docs/dispatch.md, section 1)
 
 # percent-encode everything but RFC 3986 unreserved characters (upper-case hex)
 sub pct_encode {
@@ -152,7 +152,7 @@ sub sas_token {
         . '&se=' . $se . '&skn=' . pct_encode($key_name);
 }
 
-# parse a connection string (PROTOCOLS.md §3.1) into a hashref
+# parse a connection string (docs/dispatch.md, section 1) into a hashref
 sub parse_connection_string {
     my ($cs) = @_;
     my %f;
@@ -1299,7 +1299,7 @@ sub _iso {
 }
 
 # ---------------------------------------------------------------------------
-# installations (PROTOCOLS.md §3.6)
+# installations (see INSTALLATIONS in the POD)
 
 my $JSON_TXT = JSON::PP->new->canonical;    # text in, text out (no UTF-8 layer)
 
@@ -2359,8 +2359,8 @@ AcsTest::FakeNH - a strict HTTPS stand-in for Azure Notification Hubs: direct se
 
 The only fake in the project: an HTTP/1.1-over-TLS server on 127.0.0.1
 that accepts exactly what the real Notification Hubs data plane accepts for
-a I<direct send> (F<PROTOCOLS.md>, section 3), for I<installations>
-(create or overwrite, read, JSON-Patch update, delete; section 3.6, see
+a I<direct send> (F<docs/dispatch.md>), for I<installations>
+(create or overwrite, read, JSON-Patch update, delete; see
 L</INSTALLATIONS>) and for I<tag> and I<template sends> to those installations
 (L</TAG SENDS>), and answers each wrong
 request as NH does: status, C<< <Error><Code>nnn</Code><Detail>...</Detail></Error> >>
@@ -2677,7 +2677,7 @@ The server's own log (handshake failures, errors) is F<$dir/fake-nh.log>.
 
 =head1 INSTALLATIONS
 
-C</{hub}/installations/{id}?api-version=...> (F<PROTOCOLS.md> 3.6; the REST
+C</{hub}/installations/{id}?api-version=...> (the REST
 reference pages "Create or overwrite an installation", "Read an
 installation", "Update an installation", "Delete an installation").  In
 this order, the first failure is the answer:
@@ -2859,8 +2859,7 @@ GitHub issues of the NH SDKs and docs):
 =item *
 
 PATCH answers B<200>: the REST reference's table says 204, but the JS SDK's
-C<updateInstallation> accepts only 200 (C<sendRequest(..., 200)>), as does
-F<PROTOCOLS.md> 3.6.  PATCH accepts C<application/json> besides the
+C<updateInstallation> accepts only 200 (C<sendRequest(..., 200)>).  PATCH accepts C<application/json> besides the
 documented C<application/json-patch+json> because that SDK sends it.
 
 =item *

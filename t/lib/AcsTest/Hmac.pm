@@ -1,6 +1,6 @@
 package AcsTest::Hmac;
 
-# Test helper: ACS-style HMAC-SHA256 request signing (PROTOCOLS.md §4), the
+# Test helper: ACS-style HMAC-SHA256 request signing (docs/registrations.md), the
 # scheme Azure Communication Services uses for its own REST APIs.
 #
 #   my $h = AcsTest::Hmac::sign(
