@@ -395,10 +395,8 @@ ngx_acs_batch_item(ngx_acs_batch_t *batch, ngx_acs_event_t *ev,
     rc = ngx_acs_route(pool, ev, &route);
 
     if (rc == NGX_DECLINED) {
+        /* the router's debug line says why */
         ctx->ignored++;
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
-                       "acs_notify: event \"%V\" of type \"%V\" ignored",
-                       id, ngx_acs_log_str(pool, &ev->type));
         return NGX_OK;
     }
 

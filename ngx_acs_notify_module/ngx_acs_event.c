@@ -298,6 +298,10 @@ ngx_acs_event_parse_done(ngx_acs_event_parser_t *p)
         return ngx_acs_event_fail(p, 400, "no events in the body");
     }
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, p->pool->log, 0,
+                   "acs_notify parser: %ui events%s", p->events.nelts,
+                   p->single ? ", a single object" : "");
+
     return NGX_OK;
 }
 
@@ -1028,6 +1032,13 @@ ngx_acs_event_end(ngx_acs_event_parser_t *p)
                                   "CloudEvents schemas", n);
     }
 
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, p->pool->log, 0,
+                   "acs_notify parser: event %ui \"%V\" (%V, %s), %uz bytes",
+                   n, ngx_acs_log_str(p->pool, &ev->id),
+                   ngx_acs_log_str(p->pool, &ev->type),
+                   ev->schema == NGX_ACS_SCHEMA_CLOUDEVENTS
+                   ? "CloudEvents" : "Event Grid schema", ev->size);
+
     p->event = NULL;
 
     return NGX_OK;
@@ -1103,6 +1114,9 @@ ngx_acs_event_fail(ngx_acs_event_parser_t *p, ngx_uint_t status,
     p->status = status;
     p->error.data = p->errbuf;
     p->error.len = last - p->errbuf;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, p->pool->log, 0,
+                   "acs_notify parser: refused, %ui: %V", status, &p->error);
 
     return NGX_ERROR;
 }

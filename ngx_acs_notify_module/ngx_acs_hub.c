@@ -283,6 +283,10 @@ ngx_acs_hub_token(ngx_acs_hub_t *hub, time_t now)
         last = ngx_acs_sas(hub->token, &hub->resource, &hub->key_name,
                            &hub->key, hub->token_expires);
         hub->token_len = last - hub->token;
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "acs_notify: SAS token of hub \"%V\" signed, valid "
+                       "until %T", &hub->name, hub->token_expires);
     }
 
     token.data = hub->token;

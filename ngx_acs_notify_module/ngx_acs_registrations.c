@@ -201,6 +201,13 @@ ngx_acs_reg_route(ngx_http_request_t *r, ngx_acs_reg_request_t *rq)
                                  &r->method_name);
     }
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "acs_notify registration: %V of user \"%V\" %s",
+                   &r->method_name,
+                   ngx_acs_log_str(r->pool, &rq->path.raw_id),
+                   rq->path.device_id.len ? "device"
+                   : rq->path.devices ? "devices" : "(all)");
+
     return NGX_OK;
 
 not_found:
@@ -288,6 +295,9 @@ ngx_acs_reg_authenticate(ngx_http_request_t *r,
     }
 
     rq->content_hash = h_hash->value;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "acs_notify registration: signature verified");
 
     return NGX_OK;
 

@@ -431,6 +431,10 @@ ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
 
     if (!exists && others >= reg->max_devices) {
         mdb_txn_abort(txn);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "acs_notify registry: put refused, the user has %ui "
+                       "other devices", others);
         return NGX_BUSY;
     }
 
@@ -472,6 +476,11 @@ ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     dev->updated = now;
     *created = !exists;
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "acs_notify registry: put, %s, %uz bytes, %ui other "
+                   "devices", exists ? "replaced" : "created",
+                   key.mv_size + val.mv_size, others);
+
     return NGX_OK;
 
 failed:
@@ -512,6 +521,10 @@ ngx_acs_registry_get(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
                                   <= ngx_time()))
     {
         ngx_acs_registry_read_end(reg);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "acs_notify registry: get, %s",
+                       rc ? "not found" : "expired");
         return NGX_DECLINED;
     }
 
@@ -523,6 +536,10 @@ ngx_acs_registry_get(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     n = ngx_acs_registry_decode(&key, &val, prefix, pool, dev);
 
     ngx_acs_registry_read_end(reg);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "acs_notify registry: get, %s",
+                   n == NGX_OK ? "found" : "not readable");
 
     return n;
 }
@@ -540,11 +557,13 @@ ngx_acs_registry_list(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     time_t             now;
     MDB_val            k, v;
     ngx_int_t          n;
+    ngx_uint_t         expired;
     MDB_cursor        *cur;
     ngx_acs_device_t  *dev;
 
     now = ngx_time();
     prefix = ngx_acs_registry_key(kbuf, raw_id, NULL);
+    expired = 0;
 
     if (ngx_acs_registry_read_begin(reg, log) != NGX_OK) {
         return NGX_ERROR;
@@ -569,6 +588,7 @@ ngx_acs_registry_list(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
         }
 
         if (ngx_acs_registry_expires(&v) <= now) {
+            expired++;
             continue;
         }
 
@@ -586,6 +606,10 @@ ngx_acs_registry_list(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
 
     mdb_cursor_close(cur);
     ngx_acs_registry_read_end(reg);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "acs_notify registry: list, %ui live devices, %ui "
+                   "expired", devices->nelts, expired);
 
     return n;
 }
@@ -636,6 +660,10 @@ ngx_acs_registry_delete_all(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
         {
             return NGX_ERROR;
         }
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "acs_notify registry: delete, %ui records, %ui live",
+                       deleted, found);
 
     } while (deleted == NGX_ACS_TXN_DELETES);
 
@@ -907,6 +935,10 @@ ngx_acs_registry_sweep_txn(ngx_acs_registry_t *reg, ngx_log_t *log,
         mdb_txn_abort(txn);
         return ngx_acs_registry_fail(log, rc, "sweep");
     }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, log, 0,
+                   "acs_notify registry: sweep, %ui records seen, %ui "
+                   "expired purged", *visited, *purged);
 
     if (*purged == 0) {
         mdb_txn_abort(txn);

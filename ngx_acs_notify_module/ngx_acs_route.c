@@ -130,6 +130,10 @@ ngx_acs_route(ngx_pool_t *pool, ngx_acs_event_t *ev, ngx_acs_route_t *route)
 
     rule = ngx_acs_route_rule(&ev->type, 0);
     if (rule == NULL) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pool->log, 0,
+                       "acs_notify route: event \"%V\": type \"%V\" is not "
+                       "pushed", ngx_acs_log_str(pool, &ev->id),
+                       ngx_acs_log_str(pool, &ev->type));
         return NGX_DECLINED;
     }
 
@@ -137,6 +141,10 @@ ngx_acs_route(ngx_pool_t *pool, ngx_acs_event_t *ev, ngx_acs_route_t *route)
         != NGX_OK
         || route->recipient.len > NGX_ACS_RAW_ID_MAX)
     {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pool->log, 0,
+                       "acs_notify route: event \"%V\": no recipient at "
+                       "\"%s\"", ngx_acs_log_str(pool, &ev->id),
+                       rule->recipient);
         ngx_str_null(&route->recipient);
         return NGX_ERROR;
     }
@@ -156,12 +164,22 @@ ngx_acs_route(ngx_pool_t *pool, ngx_acs_event_t *ev, ngx_acs_route_t *route)
             && ngx_strncmp(sender.data, route->recipient.data, sender.len)
                == 0)
         {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pool->log, 0,
+                           "acs_notify route: event \"%V\": \"%V\" added "
+                           "themselves, not pushed",
+                           ngx_acs_log_str(pool, &ev->id),
+                           ngx_acs_log_str(pool, &sender));
             return NGX_DECLINED;
         }
     }
 
     route->intent = rule->intent;
     route->rule = rule;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, pool->log, 0,
+                   "acs_notify route: event \"%V\" (%V) for \"%V\"",
+                   ngx_acs_log_str(pool, &ev->id), &rule->name,
+                   ngx_acs_log_str(pool, &route->recipient));
 
     return NGX_OK;
 }

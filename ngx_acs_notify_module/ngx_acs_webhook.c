@@ -268,6 +268,9 @@ ngx_acs_webhook_secret(ngx_http_request_t *r,
                                                 : "no secret");
     }
 
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "acs_notify: secret matched");
+
     return NGX_OK;
 }
 
@@ -311,6 +314,10 @@ ngx_acs_webhook_authenticate(ngx_http_request_t *r,
                                           "allowed",
                                           ngx_acs_log_str(r->pool, &h->value));
         }
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "acs_notify: subscription \"%V\" allowed",
+                       ngx_acs_log_str(r->pool, &h->value));
     }
 
     if (ancf->entra == NULL) {
