@@ -405,6 +405,9 @@ ngx_acs_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 
     /* delete, then add: a lazy re-add would keep the old expiry */
 
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ac->log, 0,
+                   "acs_notify curl: timer %l ms", timeout_ms);
+
     if (ac->timer.timer_set) {
         ngx_del_timer(&ac->timer);
     }
@@ -842,6 +845,9 @@ ngx_acs_curl_timer_handler(ngx_event_t *ev)
 {
     int  running;
 
+    ngx_log_debug0(NGX_LOG_DEBUG_EVENT, ev->log, 0,
+                   "acs_notify curl: timer expired");
+
     curl_multi_socket_action(ngx_acs_curl.multi, CURL_SOCKET_TIMEOUT, 0,
                              &running);
 
@@ -872,12 +878,23 @@ ngx_acs_curl_collect(void)
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &h->status);
         h->result = msg->data.result;
 
+        /*
+         * the request was about to go out: the connection was up, new or
+         * reused (libcurl 7.88 reports no TLS handshake time for a reused
+         * one); at least 1 us when it happened at all
+         */
+
         connected = 0;
-        curl_easy_getinfo(easy, CURLINFO_APPCONNECT_TIME_T, &connected);
+        curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &connected);
         h->connected = (connected > 0);
 
         curl_multi_remove_handle(ac->multi, easy);
         ac->running--;
+
+        ngx_log_debug4(NGX_LOG_DEBUG_EVENT, ac->log, 0,
+                       "acs_notify curl: transfer done: HTTP %l, curl %d%s, "
+                       "%ui left", h->status, (int) h->result,
+                       h->connected ? "" : ", not connected", ac->running);
 
         h->easy = NULL;
 

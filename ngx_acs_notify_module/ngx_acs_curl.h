@@ -44,7 +44,7 @@ struct ngx_acs_http_s {
     /* the outcome, when handler runs */
     long                        status;      /* 0: no HTTP answer */
     CURLcode                    result;
-    ngx_uint_t                  connected;   /* unsigned:1, TLS was up */
+    ngx_uint_t                  connected;   /* unsigned:1, was up */
     time_t                      retry_after; /* seconds, 0 if none, at
                                                 most NGX_ACS_CURL_RETRY_MAX */
     u_char                      tracking_id[64];
