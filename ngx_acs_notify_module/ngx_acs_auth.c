@@ -463,7 +463,8 @@ ngx_acs_entra_verify(ngx_acs_entra_t *entra, ngx_str_t *token, time_t now,
         return NGX_DECLINED;
     }
 
-    if (EVP_Digest(token->data, token->len, hash, &hlen, ngx_acs_sha256(), NULL)
+    if (EVP_Digest(token->data, token->len, hash, &hlen, ngx_acs_sha256(),
+                   NULL)
         != 1)
     {
         return NGX_ERROR;

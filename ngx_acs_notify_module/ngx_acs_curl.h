@@ -38,7 +38,7 @@ struct ngx_acs_http_s {
     ngx_acs_http_done_pt        handler;
     void                       *data;
     ngx_uint_t                  get;         /* unsigned:1, not a POST */
-    u_char                     *response;    /* NULL: the body goes to detail */
+    u_char                     *response;    /* NULL: body to detail */
     size_t                      response_size;  /* a longer body fails */
 
     /* the outcome, when handler runs */

@@ -647,7 +647,8 @@ ngx_acs_batch_admit(ngx_acs_batch_t *batch)
 
     if (batch->conf->ack == NGX_ACS_ACK_ACCEPTED) {
         /* Event Grid is told now; the jobs go on without the request */
-        ngx_acs_batch_answer(batch, NGX_HTTP_ACCEPTED, NGX_ACS_RESULT_ACCEPTED);
+        ngx_acs_batch_answer(batch, NGX_HTTP_ACCEPTED,
+                             NGX_ACS_RESULT_ACCEPTED);
     }
 
     ngx_acs_engine_post();
@@ -886,7 +887,8 @@ ngx_acs_batch_check(ngx_acs_batch_t *batch)
                                  NGX_ACS_RESULT_UNAVAILABLE_DISPATCH);
 
         } else {
-            ngx_acs_batch_answer(batch, NGX_HTTP_OK, NGX_ACS_RESULT_DISPATCHED);
+            ngx_acs_batch_answer(batch, NGX_HTTP_OK,
+                                 NGX_ACS_RESULT_DISPATCHED);
         }
     }
 

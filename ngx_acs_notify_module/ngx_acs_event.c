@@ -54,9 +54,9 @@ typedef struct {
 #define NGX_ACS_F_DATA_BASE64   0x1000
 #define NGX_ACS_F_CONTENT_TYPE  0x2000
 
-#define NGX_ACS_F_EVENTGRID  (NGX_ACS_F_ID|NGX_ACS_F_TOPIC|NGX_ACS_F_SUBJECT   \
-                              |NGX_ACS_F_TYPE|NGX_ACS_F_TIME                  \
-                              |NGX_ACS_F_DATA_VERSION|NGX_ACS_F_DATA)
+#define NGX_ACS_F_EVENTGRID                                                   \
+    (NGX_ACS_F_ID|NGX_ACS_F_TOPIC|NGX_ACS_F_SUBJECT|NGX_ACS_F_TYPE            \
+     |NGX_ACS_F_TIME|NGX_ACS_F_DATA_VERSION|NGX_ACS_F_DATA)
 #define NGX_ACS_F_CLOUDEVENTS  (NGX_ACS_F_SPEC_VERSION|NGX_ACS_F_ID           \
                                 |NGX_ACS_F_SOURCE|NGX_ACS_F_CE_TYPE)
 

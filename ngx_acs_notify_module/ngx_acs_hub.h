@@ -24,7 +24,7 @@
 typedef struct {
     ngx_str_t                   name;          /* acs_notify_hub NAME */
     ngx_uint_t                  index;         /* in the http block's list */
-    ngx_str_t                   host;          /* {ns}.servicebus.windows.net */
+    ngx_str_t                   host;          /* NS.servicebus.windows.net */
     ngx_str_t                   hub;
     ngx_str_t                   key_name;
     ngx_str_t                   key;
@@ -50,7 +50,7 @@ typedef struct {
 char *ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
     ngx_acs_hub_t *hub);
 
-/* the hub's token, signed anew when it is within NGX_ACS_SAS_RENEW of expiry */
+/* the hub's token, signed anew within NGX_ACS_SAS_RENEW of its expiry */
 ngx_str_t ngx_acs_hub_token(ngx_acs_hub_t *hub, time_t now);
 void ngx_acs_hub_token_reset(ngx_acs_hub_t *hub);
 

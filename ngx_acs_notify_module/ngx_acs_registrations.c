@@ -672,7 +672,8 @@ ngx_acs_reg_check_b64url(ngx_str_t *s, size_t max)
 
 
 static void
-ngx_acs_reg_gen_device(ngx_acs_gen_t *gen, ngx_str_t *raw_id, ngx_acs_device_t *dev)
+ngx_acs_reg_gen_device(ngx_acs_gen_t *gen, ngx_str_t *raw_id,
+    ngx_acs_device_t *dev)
 {
     u_char               buf[sizeof("1970-01-01T00:00:00Z")];
     ngx_tm_t             tm;
