@@ -616,7 +616,8 @@ ngx_acs_job_start(ngx_acs_job_t *job)
     h = &slot->http;
 
     h->headers = ngx_acs_push_headers(job, &slot->headers, e->log);
-    h->url = (const char *) hub->url.data;
+    h->url = (const char *) (job->dev->tag ? hub->tag_url.data
+                                           : hub->url.data);
     h->body = body.data;
     h->body_len = body.len;
     h->ca_file = hub->ca_file.len ? (const char *) hub->ca_file.data : NULL;
