@@ -876,10 +876,12 @@ ngx_acs_job_done(ngx_acs_http_t *h)
 
     ngx_log_error(NGX_LOG_ERR, e->log, 0,
                   "acs_notify: Notification Hubs \"%V\" rejected the push of "
-                  "event \"%V\" to %*s...: %l, TrackingId: %V%s%V",
+                  "event \"%V\" to %*s...: %l, TrackingId: %V%s%V%s",
                   &job->hub->name, &job->event->log_id,
                   ngx_min(job->dev->handle.len, 8), job->dev->handle.data,
-                  status, &tracking, detail.len ? ", " : "", &detail);
+                  status, &tracking, detail.len ? ", " : "", &detail,
+                  (status == 401 || status == 403)
+                  ? " (pushes need a rule with the Send right)" : "");
 
     ngx_acs_job_final(job, NGX_ACS_FINAL_REJECTED);
 }
