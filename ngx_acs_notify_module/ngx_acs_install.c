@@ -3,7 +3,7 @@
  * Copyright (C) ngx_acs_notify_module authors
  *
  * Installations, as Notification Hubs' REST API has them (docs/
- * registrations.md, section 6):
+ * registrations.md, section 5):
  *
  *   PUT    /{hub}/installations/{id}   200, writes the whole installation
  *   GET    /{hub}/installations/{id}   200 with it, or 404

@@ -5,7 +5,7 @@
  * A hub registry (acs_notify_registry hub=NAME): devices kept as
  * Notification Hubs installations, tagged with their user, and pushes sent
  * to the user's tag, so that nginx nodes keep no device state
- * (docs/registrations.md, section 6).
+ * (docs/registrations.md, section 5).
  */
 
 

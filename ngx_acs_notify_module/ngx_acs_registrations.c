@@ -692,7 +692,7 @@ ngx_acs_reg_delete(ngx_http_request_t *r, ngx_acs_registry_t *reg,
 
 
 /*
- * A hub registry (docs/registrations.md, section 6): a device is an
+ * A hub registry (docs/registrations.md, section 5): a device is an
  * installation in Notification Hubs, written, read or deleted there
  * before the answer.
  */
@@ -712,7 +712,7 @@ ngx_acs_reg_hub(ngx_http_request_t *r, ngx_acs_install_conf_t *ic,
                                  "NotImplemented", "a hub registry cannot "
                                  "%s a user's devices: Notification Hubs "
                                  "finds no installation by user "
-                                 "(docs/registrations.md, section 6)",
+                                 "(docs/registrations.md, section 5)",
                                  r->method == NGX_HTTP_GET ? "list"
                                                            : "delete all");
     }

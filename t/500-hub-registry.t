@@ -70,7 +70,7 @@ sub reg {
 
 sub install_id { 'acs-' . substr(sha256_hex("$_[0]\n$_[1]"), 0, 40) }
 
-# the tag of a raw id, as docs/registrations.md (section 6) defines it
+# the tag of a raw id, as docs/registrations.md (section 5) defines it
 sub tag_of {
     my ($raw, $voip) = @_;
     (my $m = $raw) =~ s/([^a-z0-9_@.:\-])/sprintf('#%02x', ord $1)/ge;
@@ -137,6 +137,7 @@ my $m = entries_mark();
 ($st, $h) = $B->request(POST => '/eg', $chat, { %AcsTest::Dispatch::EG });
 is($st, 200, 'chat through node B: 200');
 is($h->{'x-result'}, 'dispatched', '... dispatched');
+is($h->{'x-pushes'}, '3', '... $acs_notify_pushes counts the tag sends');
 my @sends = grep { ($_->{kind} // 'request') eq 'request' && ($_->{op} // '') eq 'tag-send' }
             do { my @e = $nh->entries; @e[$m .. $#e] };
 is(scalar @sends, 3, '... one tag send per platform of the registry but VoIP (apns, fcmv1, browser)');
