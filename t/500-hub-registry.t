@@ -250,6 +250,30 @@ is($h->{'retry-after'}, '7', '... with NH\'s Retry-After');
 ok(!$nh->installation('acs-push', install_id($BOB, 'later')), '... and no installation');
 $nh->set_rules([]);
 
+# --- the hub does not answer a PUT: 503 after the hub's timeout (2s)
+
+$nh->set_rules([{ installation => install_id($BOB, 'hung'), status => 'hang' }]);
+($st, $h, $b) = reg($A, PUT => $BOB, 'hung', platform => 'fcmv1', handle => 'tok-hung');
+is($st, 503, 'NH does not answer a PUT: 503');
+ok($h->{'retry-after'}, '... with Retry-After');
+like($A->new_log, qr/\[error\].*no answer from Notification Hubs "main"/, '... logged');
+$nh->set_rules([]);
+
+# --- a tag send refused once is retried
+
+$nh->set_rules([{ tags => tag_of($BOB), format => 'gcm', status => 503, times => 1 },
+                { tags => tag_of($BOB), format => 'fcmv1', status => 503, times => 1 }]);
+$m = entries_mark();
+(my $chat5 = $chat) =~ s/"id"\s*:\s*"([^"]+)"/"id": "$1-fifth"/;
+($st) = $A->request(POST => '/eg', $chat5, { %AcsTest::Dispatch::EG });
+is($st, 200, 'a tag send answered 503 once: the delivery still gets 200');
+my @fcm = grep { ($_->{op} // '') eq 'tag-send' && ($_->{format} // '') =~ /^(gcm|fcmv1)$/ }
+          do { my @e = $nh->entries; @e[$m .. $#e] };
+is(scalar @fcm, 2, '... the FCM send was made twice');
+is(scalar(grep { $_->{platform} eq 'fcmv1' } deliveries_since($m)), 0,
+   '... (the phone was deleted above: the retry reaches nobody, NH answers 201)');
+$nh->set_rules([]);
+
 # --- a rule without Listen: 502 and one [error]
 
 $B2->stop;
