@@ -280,6 +280,11 @@ ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
         curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
     }
 
+    if (h->method) {
+        /* PUT with the body, DELETE (with get) without */
+        curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, h->method);
+    }
+
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h->headers);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, h);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
@@ -927,4 +932,48 @@ ngx_acs_curl_collect(void)
             ngx_acs_curl_sweep();
         }
     }
+}
+
+
+size_t
+ngx_acs_curl_headers_size(ngx_acs_header_t *h, ngx_uint_t n)
+{
+    size_t      size;
+    ngx_uint_t  i;
+
+    size = 0;
+
+    for (i = 0; i < n; i++) {
+        size += h[i].name.len + sizeof(": ") - 1 + h[i].value.len + 1;
+    }
+
+    return size;
+}
+
+
+struct curl_slist *
+ngx_acs_curl_headers(ngx_acs_header_t *h, ngx_uint_t n,
+    struct curl_slist *lines, u_char *buf)
+{
+    u_char      *p;
+    ngx_uint_t   i;
+
+    p = buf;
+
+    for (i = 0; i < n; i++) {
+        lines[i].data = (char *) p;
+        lines[i].next = (i + 1 < n) ? &lines[i + 1] : NULL;
+
+        p = ngx_cpymem(p, h[i].name.data, h[i].name.len);
+        *p++ = ':';
+
+        if (h[i].value.len) {
+            *p++ = ' ';
+            p = ngx_cpymem(p, h[i].value.data, h[i].value.len);
+        }
+
+        *p++ = '\0';
+    }
+
+    return n ? lines : NULL;
 }

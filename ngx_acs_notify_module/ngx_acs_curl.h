@@ -20,6 +20,14 @@
 #define NGX_ACS_CURL_RETRY_MAX   86400     /* s, of a Retry-After */
 
 
+/* a request header, e.g. apns-push-type: voip */
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_str_t                   value;
+} ngx_acs_header_t;
+
+
 typedef struct ngx_acs_http_s  ngx_acs_http_t;
 
 typedef void (*ngx_acs_http_done_pt)(ngx_acs_http_t *h);
@@ -38,6 +46,7 @@ struct ngx_acs_http_s {
     ngx_acs_http_done_pt        handler;
     void                       *data;
     ngx_uint_t                  get;         /* unsigned:1, not a POST */
+    const char                 *method;      /* another: "PUT", "DELETE" */
     u_char                     *response;    /* NULL: body to detail */
     size_t                      response_size;  /* a longer body fails */
 
@@ -65,6 +74,15 @@ void ngx_acs_curl_exit_process(ngx_cycle_t *cycle);
 
 /* starts the request; h->handler runs when it is over, never before */
 ngx_int_t ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log);
+
+/*
+ * Request headers as the list libcurl reads, written into lines[n] and
+ * buf (ngx_acs_curl_headers_size() bytes); an empty value makes "Name:",
+ * which tells libcurl to send no such header.
+ */
+size_t ngx_acs_curl_headers_size(ngx_acs_header_t *h, ngx_uint_t n);
+struct curl_slist *ngx_acs_curl_headers(ngx_acs_header_t *h, ngx_uint_t n,
+    struct curl_slist *lines, u_char *buf);
 
 /* requests in flight in this worker */
 ngx_uint_t ngx_acs_curl_running(void);

@@ -121,6 +121,7 @@ typedef struct {
 typedef struct {
     ngx_log_t                  *log;
     ngx_acs_registry_t         *registry;
+    ngx_acs_install_conf_t     *installs;      /* or a hub registry */
     ngx_acs_dedup_t            *dedup;
     ngx_uint_t                  queue_size;    /* acs_notify_queue */
     ngx_uint_t                  reserved;      /* held by admitted batches */
@@ -173,6 +174,7 @@ ngx_acs_dispatch_init_process(ngx_cycle_t *cycle)
 
     e->log = cycle->log;
     e->registry = amcf->registry;
+    e->installs = amcf->installs;
     e->dedup = amcf->dedup;
     e->queue_size = amcf->queue_size;
 
@@ -481,7 +483,8 @@ ngx_acs_item_wants(ngx_acs_batch_t *batch, ngx_acs_item_t *item,
         return 0;
     }
 
-    if (p->keys && (dev->auth.len == 0 || dev->p256dh.len == 0)) {
+    if (p->keys && !dev->tag && (dev->auth.len == 0 || dev->p256dh.len == 0))
+    {
 
         if (log) {
             ngx_log_error(NGX_LOG_WARN, batch->request->connection->log, 0,
@@ -503,6 +506,7 @@ static ngx_acs_recipient_t *
 ngx_acs_batch_recipient(ngx_acs_batch_t *batch, ngx_str_t *raw_id)
 {
     uint32_t              hash;
+    ngx_int_t             rc;
     ngx_uint_t            i;
     ngx_array_t           devices;
     ngx_rbtree_node_t    *node, *sentinel;
@@ -544,10 +548,28 @@ ngx_acs_batch_recipient(ngx_acs_batch_t *batch, ngx_str_t *raw_id)
         return NULL;
     }
 
-    if (ngx_acs_registry_list(ngx_acs_dispatcher.registry, raw_id,
-                              batch->delivery.pool,
-                              batch->request->connection->log, &devices)
-        != NGX_OK)
+    if (ngx_acs_dispatcher.installs) {
+
+        /* a hub registry: one send per platform to the user's tag */
+
+        rc = ngx_acs_install_devices(ngx_acs_dispatcher.installs,
+                                     batch->delivery.pool, raw_id, &devices);
+
+        if (rc == NGX_DECLINED) {
+            ngx_log_error(NGX_LOG_WARN, batch->request->connection->log, 0,
+                          "acs_notify: no push to \"%V\": its raw id is "
+                          "too long for a Notification Hubs tag",
+                          ngx_acs_log_str(batch->delivery.pool, raw_id));
+
+        } else if (rc != NGX_OK) {
+            return NULL;
+        }
+
+    } else if (ngx_acs_registry_list(ngx_acs_dispatcher.registry, raw_id,
+                                     batch->delivery.pool,
+                                     batch->request->connection->log,
+                                     &devices)
+               != NGX_OK)
     {
         return NULL;
     }
@@ -720,9 +742,12 @@ ngx_acs_batch_make(ngx_acs_batch_t *batch, ngx_uint_t *budget)
                 continue;
             }
 
+            /* a tag send: once per event and platform */
+
             ngx_acs_dedup_key(job->key, &item->push.msg.id,
                               &item->push.msg.type, &item->push.msg.subject,
-                              &item->push.msg.recipient, &dev->handle);
+                              &item->push.msg.recipient,
+                              dev->tag ? &dev->device_id : &dev->handle);
 
             rc = e->dedup ? ngx_acs_dedup_claim(e->dedup, job->key,
                                                 batch->delivery.owner, log)

@@ -616,7 +616,8 @@ ngx_acs_job_start(ngx_acs_job_t *job)
     h = &slot->http;
 
     h->headers = ngx_acs_push_headers(job, &slot->headers, e->log);
-    h->url = (const char *) hub->url.data;
+    h->url = (const char *) (job->dev->tag ? hub->tag_url.data
+                                           : hub->url.data);
     h->body = body.data;
     h->body_len = body.len;
     h->ca_file = hub->ca_file.len ? (const char *) hub->ca_file.data : NULL;
@@ -875,10 +876,12 @@ ngx_acs_job_done(ngx_acs_http_t *h)
 
     ngx_log_error(NGX_LOG_ERR, e->log, 0,
                   "acs_notify: Notification Hubs \"%V\" rejected the push of "
-                  "event \"%V\" to %*s...: %l, TrackingId: %V%s%V",
+                  "event \"%V\" to %*s...: %l, TrackingId: %V%s%V%s",
                   &job->hub->name, &job->event->log_id,
                   ngx_min(job->dev->handle.len, 8), job->dev->handle.data,
-                  status, &tracking, detail.len ? ", " : "", &detail);
+                  status, &tracking, detail.len ? ", " : "", &detail,
+                  (status == 401 || status == 403)
+                  ? " (pushes need a rule with the Send right)" : "");
 
     ngx_acs_job_final(job, NGX_ACS_FINAL_REJECTED);
 }

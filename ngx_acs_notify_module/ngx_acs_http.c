@@ -238,11 +238,10 @@ ngx_acs_refuse(ngx_http_request_t *r, ngx_uint_t status, const char *code,
 ngx_int_t
 ngx_acs_refusal(ngx_http_request_t *r, ngx_int_t rc)
 {
-    ngx_str_t                   body, code;
+    u_char                     *p;
+    ngx_str_t                   body, code, retry;
     ngx_acs_gen_t               gen;
     ngx_http_acs_notify_ctx_t  *ctx;
-
-    static ngx_str_t  retry = ngx_string(NGX_ACS_RETRY_AFTER);
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
 
@@ -261,10 +260,25 @@ ngx_acs_refusal(ngx_http_request_t *r, ngx_int_t rc)
         }
     }
 
-    if (ctx->status == NGX_HTTP_SERVICE_UNAVAILABLE
-        && ngx_acs_add_header(r, "Retry-After", &retry) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (ctx->status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+
+        if (ctx->retry_after) {
+            /* the header keeps the value: in the request's pool */
+            p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+            if (p == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            retry.data = p;
+            retry.len = ngx_sprintf(p, "%T", ctx->retry_after) - p;
+
+        } else {
+            ngx_str_set(&retry, NGX_ACS_RETRY_AFTER);
+        }
+
+        if (ngx_acs_add_header(r, "Retry-After", &retry) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     code.data = (u_char *) ctx->code;

@@ -70,6 +70,7 @@ typedef struct {
     ngx_uint_t                  status;
     const char                 *code;
     ngx_str_t                   message;
+    time_t                      retry_after;    /* of a 503; 0: the default */
 
     void                        *data;      /* the handler's own state */
 } ngx_http_acs_notify_ctx_t;

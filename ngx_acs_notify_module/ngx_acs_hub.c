@@ -220,7 +220,12 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
                    + hub->api_version.len;
     hub->url.data = ngx_pnalloc(cf->pool, hub->url.len + 1);
 
-    if (hub->resource.data == NULL || hub->url.data == NULL) {
+    hub->tag_url.len = hub->url.len - (sizeof("&direct") - 1);
+    hub->tag_url.data = ngx_pnalloc(cf->pool, hub->tag_url.len + 1);
+
+    if (hub->resource.data == NULL || hub->url.data == NULL
+        || hub->tag_url.data == NULL)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -229,6 +234,11 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
     /* "direct" must be there: without it NH broadcasts to every device */
 
     ngx_sprintf(hub->url.data, "%V/messages/?api-version=%V&direct%Z",
+                &hub->resource, &hub->api_version);
+
+    /* a send to the installations of a tag expression (a hub registry) */
+
+    ngx_sprintf(hub->tag_url.data, "%V/messages/?api-version=%V%Z",
                 &hub->resource, &hub->api_version);
 
     if (hub->connect_to.len) {
@@ -300,6 +310,26 @@ void
 ngx_acs_hub_token_reset(ngx_acs_hub_t *hub)
 {
     hub->token_len = 0;
+}
+
+
+ngx_acs_hub_t *
+ngx_acs_hub_find(ngx_array_t *hubs, ngx_str_t *name)
+{
+    ngx_uint_t      i;
+    ngx_acs_hub_t  *hub;
+
+    hub = hubs->elts;
+
+    for (i = 0; i < hubs->nelts; i++) {
+        if (hub[i].name.len == name->len
+            && ngx_strncmp(hub[i].name.data, name->data, name->len) == 0)
+        {
+            return &hub[i];
+        }
+    }
+
+    return NULL;
 }
 
 

@@ -31,6 +31,7 @@ typedef struct {
     ngx_str_t                   api_version;
     ngx_str_t                   resource;      /* https://host/hub */
     ngx_str_t                   url;           /* direct send, C string */
+    ngx_str_t                   tag_url;       /* tag send, C string */
     ngx_str_t                   connect_to;    /* CONNECT_TO entry, or "" */
     struct curl_slist          *connect_to_list;    /* per worker */
     ngx_str_t                   ca_file;       /* C string or empty */
@@ -53,6 +54,9 @@ char *ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
 /* the hub's token, signed anew within NGX_ACS_SAS_RENEW of its expiry */
 ngx_str_t ngx_acs_hub_token(ngx_acs_hub_t *hub, time_t now);
 void ngx_acs_hub_token_reset(ngx_acs_hub_t *hub);
+
+/* the hub called name among hubs, or NULL */
+ngx_acs_hub_t *ngx_acs_hub_find(ngx_array_t *hubs, ngx_str_t *name);
 
 ngx_int_t ngx_acs_hub_init_process(ngx_acs_hub_t *hub, ngx_log_t *log);
 void ngx_acs_hub_exit_process(ngx_acs_hub_t *hub);

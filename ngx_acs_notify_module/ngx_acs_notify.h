@@ -20,6 +20,7 @@
 #include "ngx_acs_registry.h"
 #include "ngx_acs_render.h"
 #include "ngx_acs_hub.h"
+#include "ngx_acs_install.h"
 #include "ngx_acs_dedup.h"
 
 
@@ -29,6 +30,7 @@
 
 typedef struct {
     ngx_acs_registry_t         *registry;
+    ngx_acs_install_conf_t     *installs;   /* a hub registry instead */
     ngx_array_t                 hubs;       /* of ngx_acs_hub_t */
     ngx_array_t                 entras;     /* of ngx_acs_entra_t * */
     ngx_acs_dedup_t            *dedup;

@@ -48,6 +48,9 @@ static ngx_int_t ngx_http_acs_notify_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_acs_notify_log_handler(ngx_http_request_t *r);
 static char *ngx_http_acs_notify_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_acs_notify_hub_registry(ngx_conf_t *cf,
+    ngx_http_acs_notify_main_conf_t *amcf,
+    ngx_http_acs_notify_loc_conf_t *conf);
 static ngx_acs_hub_t *ngx_http_acs_notify_find_hub(ngx_conf_t *cf,
     ngx_http_acs_notify_main_conf_t *amcf, ngx_str_t *name);
 static void *ngx_http_acs_notify_create_loc_conf(ngx_conf_t *cf);
@@ -375,6 +378,13 @@ ngx_http_acs_notify_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (amcf->registry
         && ngx_acs_registry_check(amcf->registry, cf->log) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (amcf->installs
+        && ngx_acs_install_init_conf(cf, amcf->installs, &amcf->hubs)
+           != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }
@@ -730,10 +740,16 @@ ngx_http_acs_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                                &conf->hub->name);
         }
 
-        if (conf->hub && amcf->registry == NULL) {
+        if (conf->hub && amcf->registry == NULL && amcf->installs == NULL) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "acs_notify_eventgrid with a hub needs "
                                "acs_notify_registry in the http block");
+            return NGX_CONF_ERROR;
+        }
+
+        if (conf->hub && amcf->installs
+            && ngx_http_acs_notify_hub_registry(cf, amcf, conf) != NGX_OK)
+        {
             return NGX_CONF_ERROR;
         }
 
@@ -747,7 +763,7 @@ ngx_http_acs_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->hmac_keys, prev->hmac_keys, NULL);
 
     if (conf->registrations == 1) {
-        if (amcf->registry == NULL) {
+        if (amcf->registry == NULL && amcf->installs == NULL) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "acs_notify_registrations needs "
                                "acs_notify_registry in the http block");
@@ -856,27 +872,58 @@ ngx_http_acs_notify_hub(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * With a hub registry, pushes go where the installations are: the
+ * location's hub is the registry's, and VoIP pushes go to the registry's
+ * VoIP hub.
+ */
+
+static ngx_int_t
+ngx_http_acs_notify_hub_registry(ngx_conf_t *cf,
+    ngx_http_acs_notify_main_conf_t *amcf,
+    ngx_http_acs_notify_loc_conf_t *conf)
+{
+    ngx_acs_install_conf_t  *ic = amcf->installs;
+
+    if (conf->hub != ic->hub) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_eventgrid: with acs_notify_registry "
+                           "hub=%V, pushes go through hub=%V, not \"%V\"",
+                           &ic->hub->name, &ic->hub->name, &conf->hub->name);
+        return NGX_ERROR;
+    }
+
+    if (conf->voip_hub == NULL) {
+        conf->voip_hub = ic->voip_hub;
+
+    } else if (conf->voip_hub != ic->voip_hub) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_eventgrid: with acs_notify_registry "
+                           "hub=%V, VoIP pushes go through the registry's "
+                           "voip_hub, not \"%V\"", &ic->hub->name,
+                           &conf->voip_hub->name);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_acs_hub_t *
 ngx_http_acs_notify_find_hub(ngx_conf_t *cf,
     ngx_http_acs_notify_main_conf_t *amcf, ngx_str_t *name)
 {
-    ngx_uint_t      i;
     ngx_acs_hub_t  *hub;
 
-    hub = amcf->hubs.elts;
+    hub = ngx_acs_hub_find(&amcf->hubs, name);
 
-    for (i = 0; i < amcf->hubs.nelts; i++) {
-        if (hub[i].name.len == name->len
-            && ngx_strncmp(hub[i].name.data, name->data, name->len) == 0)
-        {
-            return &hub[i];
-        }
+    if (hub == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_eventgrid: no acs_notify_hub \"%V\"",
+                           name);
     }
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "acs_notify_eventgrid: no acs_notify_hub \"%V\"", name);
-
-    return NULL;
+    return hub;
 }
 
 
@@ -986,11 +1033,25 @@ ngx_http_acs_notify_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_str_t  *value;
 
-    if (amcf->registry != NULL) {
+    if (amcf->registry != NULL || amcf->installs != NULL) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
+
+    if (value[1].len > 4 && ngx_strncmp(value[1].data, "hub=", 4) == 0) {
+        return ngx_acs_install_create(cf, &value[1], cf->args->nelts - 1,
+                                      &amcf->installs);
+    }
+
+    if (ngx_strlchr(value[1].data, value[1].data + value[1].len, '=')) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_registry: \"%V\" is taken for a "
+                           "parameter, not a directory; the directory comes "
+                           "first, or hub=NAME for a hub registry",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
 
     return ngx_acs_registry_create(cf, &value[1], cf->args->nelts - 1,
                                    &amcf->registry);

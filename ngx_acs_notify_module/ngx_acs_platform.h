@@ -41,6 +41,7 @@ typedef struct {
     ngx_acs_platform_e          id;
     ngx_str_t                   name;          /* "apns-voip" */
     ngx_str_t                   format;        /* NH's: "apple" */
+    ngx_str_t                   installation;  /* NH's platform: "apns" */
     ngx_str_t                   content_type;
     size_t                      limit;         /* payload bytes */
     ngx_acs_build_pt            build;

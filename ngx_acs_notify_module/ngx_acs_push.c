@@ -91,7 +91,7 @@ ngx_acs_push_headers(ngx_acs_job_t *job, ngx_acs_push_headers_t *ph,
 {
     u_char              *p;
     size_t               size;
-    ngx_uint_t           i, n;
+    ngx_uint_t           n;
     ngx_acs_platform_t  *pf;
     ngx_acs_header_t     h[NGX_ACS_PUSH_LINES];
 
@@ -103,7 +103,14 @@ ngx_acs_push_headers(ngx_acs_job_t *job, ngx_acs_push_headers_t *ph,
     h[1].value = pf->content_type;
     ngx_str_set(&h[2].name, "ServiceBusNotification-Format");
     h[2].value = pf->format;
-    ngx_str_set(&h[3].name, "ServiceBusNotification-DeviceHandle");
+    if (job->dev->tag) {
+        /* the installations of the user's tag, of this platform */
+        ngx_str_set(&h[3].name, "ServiceBusNotification-Tags");
+
+    } else {
+        ngx_str_set(&h[3].name, "ServiceBusNotification-DeviceHandle");
+    }
+
     h[3].value = job->dev->handle;
     ngx_str_set(&h[4].name, "x-ms-version");
     h[4].value = job->hub->api_version;
@@ -115,11 +122,7 @@ ngx_acs_push_headers(ngx_acs_job_t *job, ngx_acs_push_headers_t *ph,
     ngx_str_null(&h[n].value);
     n++;
 
-    size = 0;
-
-    for (i = 0; i < n; i++) {
-        size += h[i].name.len + sizeof(": ") - 1 + h[i].value.len + 1;
-    }
+    size = ngx_acs_curl_headers_size(h, n);
 
     if (size > ph->size) {
         size = ngx_max(size, 1024);
@@ -137,24 +140,7 @@ ngx_acs_push_headers(ngx_acs_job_t *job, ngx_acs_push_headers_t *ph,
         ph->size = size;
     }
 
-    p = ph->buf;
-
-    for (i = 0; i < n; i++) {
-        ph->lines[i].data = (char *) p;
-        ph->lines[i].next = (i + 1 < n) ? &ph->lines[i + 1] : NULL;
-
-        p = ngx_cpymem(p, h[i].name.data, h[i].name.len);
-        *p++ = ':';
-
-        if (h[i].value.len) {
-            *p++ = ' ';
-            p = ngx_cpymem(p, h[i].value.data, h[i].value.len);
-        }
-
-        *p++ = '\0';
-    }
-
-    return ph->lines;
+    return ngx_acs_curl_headers(h, n, ph->lines, ph->buf);
 }
 
 

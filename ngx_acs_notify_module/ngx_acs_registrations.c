@@ -49,12 +49,18 @@ static ngx_int_t ngx_acs_reg_authenticate(ngx_http_request_t *r,
 static void ngx_acs_reg_body(ngx_http_request_t *r);
 static ngx_int_t ngx_acs_reg_body_bytes(ngx_http_request_t *r,
     ngx_str_t *body);
+static ngx_int_t ngx_acs_reg_device(ngx_http_request_t *r,
+    ngx_acs_reg_request_t *rq, ngx_str_t *body, ngx_acs_device_t *dev,
+    long long *ttl);
 static ngx_int_t ngx_acs_reg_put(ngx_http_request_t *r,
     ngx_acs_registry_t *reg, ngx_acs_reg_request_t *rq, ngx_str_t *body);
 static ngx_int_t ngx_acs_reg_get(ngx_http_request_t *r,
     ngx_acs_registry_t *reg, ngx_acs_reg_request_t *rq);
 static ngx_int_t ngx_acs_reg_delete(ngx_http_request_t *r,
     ngx_acs_registry_t *reg, ngx_acs_reg_request_t *rq);
+static ngx_int_t ngx_acs_reg_hub(ngx_http_request_t *r,
+    ngx_acs_install_conf_t *ic, ngx_acs_reg_request_t *rq, ngx_str_t *body);
+static void ngx_acs_reg_hub_done(ngx_acs_install_op_t *op);
 static ngx_int_t ngx_acs_reg_check_b64url(ngx_str_t *s, size_t max);
 static void ngx_acs_reg_gen_device(ngx_acs_gen_t *gen, ngx_str_t *raw_id,
     ngx_acs_device_t *dev);
@@ -362,6 +368,17 @@ ngx_acs_reg_body(ngx_http_request_t *r)
         goto done;
     }
 
+    if (amcf->installs) {
+        rc = ngx_acs_reg_hub(r, amcf->installs, rq, &body);
+
+        if (rc == NGX_DONE) {
+            /* answered when Notification Hubs has */
+            return;
+        }
+
+        goto done;
+    }
+
     switch (r->method) {
 
     case NGX_HTTP_PUT:
@@ -440,18 +457,20 @@ ngx_acs_reg_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
+/*
+ * The device of a PUT body, checked: NGX_OK, or the status of the
+ * refusal.  *ttl is ttlSeconds, or -1 when the body has none.
+ */
+
 static ngx_int_t
-ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
-    ngx_acs_reg_request_t *rq, ngx_str_t *body)
+ngx_acs_reg_device(ngx_http_request_t *r, ngx_acs_reg_request_t *rq,
+    ngx_str_t *body, ngx_acs_device_t *dev, long long *ttl)
 {
     yajl_val             tree, v;
-    ngx_acs_gen_t        gen;
-    ngx_int_t            rc;
     ngx_str_t            name;
-    long long            ttl;
-    ngx_uint_t           created;
-    ngx_acs_device_t     dev;
     ngx_acs_platform_t  *platform;
+
+    *ttl = -1;
 
     /* a field read up to a NUL would be another field: refused whole */
 
@@ -467,8 +486,8 @@ ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
                                  "body is not a JSON object");
     }
 
-    ngx_memzero(&dev, sizeof(ngx_acs_device_t));
-    dev.device_id = rq->path.device_id;
+    ngx_memzero(dev, sizeof(ngx_acs_device_t));
+    dev->device_id = rq->path.device_id;
 
     if (ngx_acs_json_tree_string(tree, "platform", &name) != NGX_OK) {
         return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidPlatform",
@@ -483,10 +502,10 @@ ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
                                  "apns-voip, fcmv1, wns, browser");
     }
 
-    dev.platform = platform->id;
+    dev->platform = platform->id;
 
-    if (ngx_acs_json_tree_string(tree, "handle", &dev.handle) != NGX_OK
-        || platform->check(&dev.handle) != NGX_OK)
+    if (ngx_acs_json_tree_string(tree, "handle", &dev->handle) != NGX_OK
+        || platform->check(&dev->handle) != NGX_OK)
     {
         return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidHandle",
                                  "\"handle\" is not a valid %V handle",
@@ -494,10 +513,10 @@ ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
     }
 
     if (platform->keys) {
-        if (ngx_acs_json_tree_string(tree, "p256dh", &dev.p256dh) != NGX_OK
-            || ngx_acs_reg_check_b64url(&dev.p256dh, 128) != NGX_OK
-            || ngx_acs_json_tree_string(tree, "auth", &dev.auth) != NGX_OK
-            || ngx_acs_reg_check_b64url(&dev.auth, 64) != NGX_OK)
+        if (ngx_acs_json_tree_string(tree, "p256dh", &dev->p256dh) != NGX_OK
+            || ngx_acs_reg_check_b64url(&dev->p256dh, 128) != NGX_OK
+            || ngx_acs_json_tree_string(tree, "auth", &dev->auth) != NGX_OK
+            || ngx_acs_reg_check_b64url(&dev->auth, 64) != NGX_OK)
         {
             return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidHandle",
                                      "browser registrations need base64url "
@@ -508,19 +527,42 @@ ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
     v = ngx_acs_json_tree_get(tree, "ttlSeconds");
 
     if (v == NULL || YAJL_IS_NULL(v)) {
-        ttl = ngx_acs_registry_ttl(reg);
+        *ttl = -1;
 
     } else if (YAJL_IS_INTEGER(v)
                && YAJL_GET_INTEGER(v) >= NGX_ACS_TTL_MIN
                && YAJL_GET_INTEGER(v) <= NGX_ACS_TTL_MAX)
     {
-        ttl = YAJL_GET_INTEGER(v);
+        *ttl = YAJL_GET_INTEGER(v);
 
     } else {
         return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidTtl",
                                  "\"ttlSeconds\" must be an integer from "
                                  "%d to %d", NGX_ACS_TTL_MIN,
                                  NGX_ACS_TTL_MAX);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
+    ngx_acs_reg_request_t *rq, ngx_str_t *body)
+{
+    ngx_acs_gen_t        gen;
+    ngx_int_t            rc;
+    long long            ttl;
+    ngx_uint_t           created;
+    ngx_acs_device_t     dev;
+
+    rc = ngx_acs_reg_device(r, rq, body, &dev, &ttl);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ttl == -1) {
+        ttl = ngx_acs_registry_ttl(reg);
     }
 
     dev.expires = ngx_time() + (time_t) ttl;
@@ -649,6 +691,145 @@ ngx_acs_reg_delete(ngx_http_request_t *r, ngx_acs_registry_t *reg,
 }
 
 
+/*
+ * A hub registry (docs/registrations.md, section 5): a device is an
+ * installation in Notification Hubs, written, read or deleted there
+ * before the answer.
+ */
+
+static ngx_int_t
+ngx_acs_reg_hub(ngx_http_request_t *r, ngx_acs_install_conf_t *ic,
+    ngx_acs_reg_request_t *rq, ngx_str_t *body)
+{
+    long long              ttl;
+    ngx_int_t              rc;
+    ngx_str_t              tag;
+    ngx_acs_platform_t    *p;
+    ngx_acs_install_op_t  *op;
+
+    if (rq->path.device_id.len == 0) {
+        return ngx_acs_reg_refuse(r, NGX_HTTP_NOT_IMPLEMENTED,
+                                 "NotImplemented", "a hub registry cannot "
+                                 "%s a user's devices: Notification Hubs "
+                                 "finds no installation by user "
+                                 "(docs/registrations.md, section 5)",
+                                 r->method == NGX_HTTP_GET ? "list"
+                                                           : "delete all");
+    }
+
+    rc = ngx_acs_install_tag(r->pool, &rq->path.raw_id, 0, &tag);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidRawId",
+                                 "the raw id, as a Notification Hubs tag, "
+                                 "is %uz characters, more than %d",
+                                 tag.len, NGX_ACS_TAG_MAX);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    op = ngx_pcalloc(r->pool, sizeof(ngx_acs_install_op_t));
+    if (op == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    switch (r->method) {
+
+    case NGX_HTTP_PUT:
+        rc = ngx_acs_reg_device(r, rq, body, &op->dev, &ttl);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (ttl != -1) {
+            return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidTtl",
+                                     "\"ttlSeconds\" is not supported by a "
+                                     "hub registry: an installation lives "
+                                     "until it is deleted, or until "
+                                     "Notification Hubs finds its handle "
+                                     "dead");
+        }
+
+        p = ngx_acs_platform(op->dev.platform);
+
+        if (!(ic->platforms & (1 << p->id))) {
+            return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                     "InvalidPlatform", "platform %V is not "
+                                     "one of the registry's platforms=",
+                                     &p->name);
+        }
+
+        op->kind = NGX_ACS_INSTALL_PUT;
+        break;
+
+    case NGX_HTTP_GET:
+        op->kind = NGX_ACS_INSTALL_GET;
+        break;
+
+    default: /* NGX_HTTP_DELETE */
+        op->kind = NGX_ACS_INSTALL_DELETE;
+    }
+
+    op->conf = ic;
+    op->raw_id = rq->path.raw_id;
+    op->dev.device_id = rq->path.device_id;
+    op->pool = r->pool;
+    op->log = r->connection->log;
+    op->done = ngx_acs_reg_hub_done;
+    op->data = r;
+
+    if (ngx_acs_install_start(op) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_acs_reg_hub_done(ngx_acs_install_op_t *op)
+{
+    ngx_int_t                   rc;
+    ngx_acs_gen_t               gen;
+    ngx_http_request_t         *r;
+    ngx_http_acs_notify_ctx_t  *ctx;
+
+    r = op->data;
+
+    switch (op->status) {
+
+    case NGX_HTTP_NO_CONTENT:
+        rc = ngx_acs_send(r, NGX_HTTP_NO_CONTENT, NULL);
+        break;
+
+    case NGX_HTTP_OK:
+        if (ngx_acs_gen_init(&gen, r->pool) != NGX_OK) {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            break;
+        }
+
+        ngx_acs_reg_gen_device(&gen, &op->raw_id, &op->dev);
+        rc = ngx_acs_reg_send_gen(r, NGX_HTTP_OK, &gen);
+        break;
+
+    default:
+        if (op->code == NULL) {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            break;
+        }
+
+        ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
+        ctx->retry_after = op->retry_after;
+
+        rc = ngx_acs_reg_refuse(r, op->status, op->code, "%V", &op->reason);
+    }
+
+    ngx_http_finalize_request(r, ngx_acs_reg_failed(r, rc));
+}
+
+
 static ngx_int_t
 ngx_acs_reg_check_b64url(ngx_str_t *s, size_t max)
 {
@@ -694,13 +875,17 @@ ngx_acs_reg_gen_device(ngx_acs_gen_t *gen, ngx_str_t *raw_id,
         ngx_acs_gen_pair(gen, "auth", &dev->auth);
     }
 
-    ngx_gmtime(dev->expires, &tm);
-    s.data = buf;
-    s.len = ngx_sprintf(buf, "%4d-%02d-%02dT%02d:%02d:%02dZ",
-                        tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                        tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec)
-            - buf;
-    ngx_acs_gen_pair(gen, "expiresAt", &s);
+    /* a hub registry's installations do not expire */
+
+    if (dev->expires) {
+        ngx_gmtime(dev->expires, &tm);
+        s.data = buf;
+        s.len = ngx_sprintf(buf, "%4d-%02d-%02dT%02d:%02d:%02dZ",
+                            tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                            tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec)
+                - buf;
+        ngx_acs_gen_pair(gen, "expiresAt", &s);
+    }
 
     ngx_acs_gen_map_close(gen);
 }

@@ -1047,6 +1047,9 @@ ngx_acs_registry_decode(MDB_val *key, MDB_val *val, size_t prefix,
         return NGX_DECLINED;
     }
 
+    /* a device of its own, not a tag */
+    dev->tag = 0;
+
     /* the data of a read transaction lives only as long as it: copy */
 
     copy = ngx_pnalloc(pool, key->mv_size - prefix + hl + pl + al);

@@ -31,6 +31,8 @@ typedef struct {
     ngx_str_t                   handle;
     ngx_str_t                   p256dh;     /* browser only */
     ngx_str_t                   auth;       /* browser only */
+    ngx_uint_t                  tag;        /* unsigned:1, the handle is a
+                                               tag: a hub registry's user */
 } ngx_acs_device_t;
 
 

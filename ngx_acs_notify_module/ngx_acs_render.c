@@ -141,7 +141,7 @@ ngx_acs_render_headers(ngx_acs_platform_t *p, ngx_acs_msg_t *msg,
         ngx_acs_header(wns_type, toast);
     }
 
-    if (p->keys) {
+    if (p->keys && !dev->tag) {
         ngx_acs_header(auth, dev->auth);
         ngx_acs_header(p256dh, dev->p256dh);
     }

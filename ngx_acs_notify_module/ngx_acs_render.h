@@ -18,17 +18,10 @@
 #include "ngx_acs_platform.h"
 #include "ngx_acs_route.h"
 #include "ngx_acs_registry.h"
+#include "ngx_acs_curl.h"
 
 
 #define NGX_ACS_PUSH_HEADERS  4
-
-
-/* one extra request header of a push, e.g. apns-push-type: voip */
-
-typedef struct {
-    ngx_str_t                   name;
-    ngx_str_t                   value;
-} ngx_acs_header_t;
 
 
 typedef struct {

@@ -253,7 +253,7 @@ unlike($list, qr/"deviceId":"gone"/, 'accepted: the gone device is no longer lis
 $n0 = () = $nh->requests;
 ($st) = deliver('/eg-listen', $chat =~ s/02272459-badb/52272459-badb/r);
 is($st, 200, 'a rule without the Send right: the push is rejected, final');
-like($srv->new_log, qr/\[error\].*Notification Hubs "listen" rejected the push .*: 403/, 'one clear [error] for the missing Send right');
+like($srv->new_log, qr/\[error\].*Notification Hubs "listen" rejected the push .*: 403.*\(pushes need a rule with the Send right\)/, 'one clear [error] for the missing Send right');
 
 $n0 = () = $nh->requests;
 ($st) = deliver('/eg-badca', $chat =~ s/02272459-badb/62272459-badb/r);

@@ -3,9 +3,10 @@
 #
 #   dispatch-helper.pl ports N                    N free loopback ports
 #   dispatch-helper.pl ca DIR                     throwaway CA + *.servicebus.windows.net cert
-#   dispatch-helper.pl register PORT KEY FIRST LAST
-#                                                 recipients bench-rFIRST..bench-rLAST, one
-#                                                 fcmv1 device each, through the signed API
+#   dispatch-helper.pl register PORT KEY FIRST LAST [NDEV]
+#                                                 recipients bench-rFIRST..bench-rLAST, NDEV
+#                                                 devices each (1: fcmv1; 2: and apns; 3: and
+#                                                 another fcmv1), through the signed API
 #   dispatch-helper.pl lua OUT PATH PER FIRST NRECIP TAG
 #                                                 a wrk script POSTing PER chat events per
 #                                                 request, spread over NRECIP recipients from
@@ -76,17 +77,22 @@ if ($cmd eq 'ports') {
 
 } elsif ($cmd eq 'register') {
     require AcsTest::Hmac;
-    my ($port, $key, $first, $last) = @ARGV;
+    my ($port, $key, $first, $last, $ndev) = @ARGV;
     for my $k ($first .. $last) {
+      for my $d (1 .. ($ndev // 1)) {
         (my $raw = recipient($k)) =~ s/([^A-Za-z0-9._~-])/sprintf('%%%02X', ord $1)/ge;
-        my $path = "/acs/users/$raw/devices/d1";
-        my $body = '{"platform":"fcmv1","handle":"' . handle($k) . '"}';
+        my $path = "/acs/users/$raw/devices/d$d";
+        # d1 and d3 Android phones, d2 an iPhone
+        my $body = $d == 2
+            ? '{"platform":"apns","handle":"' . sprintf('%064x', $k) . '"}'
+            : '{"platform":"fcmv1","handle":"' . handle($k) . ($d > 1 ? "-$d" : '') . '"}';
         my $h = AcsTest::Hmac::sign(method => 'PUT', path => $path, body => $body,
                                     key => $key, host => "127.0.0.1:$port");
         my ($st, $resp) = http($port, PUT => $path, $body,
             'Content-Type' => 'application/json',
             map { $_ => $h->{$_} } qw(x-ms-date x-ms-content-sha256 Authorization));
         die "registration of " . recipient($k) . ": $st\n$resp\n" unless $st == 201 || $st == 200;
+      }
     }
 
 } elsif ($cmd eq 'lua') {

@@ -31,10 +31,13 @@ sub new {
         key_name  => 'DefaultFullSharedAccessSignature',
         key       => 'c2FtcGxlLXNoYXJlZC1hY2Nlc3Mta2V5LW5vdC1yZWFsPQ==',
         keys      => { ListenOnly => ['bGlzdGVuLW9ubHkta2V5LW5vdC1yZWFsLTAxMjM0NQ==',
-                                      'listen'] },
+                                      'listen'],
+                       SendOnly   => ['c2VuZC1vbmx5LWtleS1ub3QtcmVhbC0wMTIzNDU2Nzg=',
+                                      'send'] },
         rights    => 'manage',
     );
-    for my $f (['nh.conn', undef], ['nh-listen.conn', 'ListenOnly']) {
+    for my $f (['nh.conn', undef], ['nh-listen.conn', 'ListenOnly'],
+               ['nh-send.conn', 'SendOnly']) {
         open my $fh, '>', "$dir/$f->[0]" or die $!;
         print $fh $nh->connection_string($f->[1] ? ($f->[1]) : ()), "\n";
         close $fh;

@@ -1,0 +1,908 @@
+
+/*
+ * Copyright (C) ngx_acs_notify_module authors
+ *
+ * Installations, as Notification Hubs' REST API has them (docs/
+ * registrations.md, section 5):
+ *
+ *   PUT    /{hub}/installations/{id}   200, writes the whole installation
+ *   GET    /{hub}/installations/{id}   200 with it, or 404
+ *   DELETE /{hub}/installations/{id}   204, also when there was none
+ *
+ * with the hub's SAS token, a rule with the Listen right.  A device's
+ * installation id is "acs-" and the first 20 bytes of SHA-256(raw id, "\n",
+ * device id) in hex, so every node writes the same one for a device.  An
+ * installation carries the user's tag ("u:", or "v:" for a VoIP device),
+ * the device id as the tag "d:ID", and the user as userId.
+ *
+ * apns-voip devices live on the VoIP hub when the registry has one; so
+ * that a device never has an installation on both hubs, a PUT deletes the
+ * device's installation on the other hub after writing it.  A DELETE reads
+ * first, as NH answers 204 whether the installation existed or not.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_acs_conf.h"
+#include "ngx_acs_crypto.h"
+#include "ngx_acs_json.h"
+#include "ngx_acs_platform.h"
+#include "ngx_acs_install.h"
+
+
+#define NGX_ACS_INSTALL_RESPONSE   16384   /* an installation read */
+#define NGX_ACS_INSTALL_RETRY      5       /* s, when NH gave no Retry-After */
+
+
+static ngx_int_t ngx_acs_install_step(ngx_acs_install_op_t *op);
+static ngx_int_t ngx_acs_install_request(ngx_acs_install_op_t *op,
+    ngx_acs_hub_t *hub, const char *method);
+static void ngx_acs_install_answered(ngx_acs_http_t *h);
+static ngx_int_t ngx_acs_install_body(ngx_acs_install_op_t *op);
+static ngx_int_t ngx_acs_install_read(ngx_acs_install_op_t *op);
+static void ngx_acs_install_fail(ngx_acs_install_op_t *op);
+static void ngx_acs_install_finish(ngx_acs_install_op_t *op,
+    ngx_uint_t status, const char *code, const char *fmt, ...);
+static ngx_acs_hub_t *ngx_acs_install_other(ngx_acs_install_op_t *op,
+    ngx_acs_hub_t *hub);
+static void ngx_acs_install_rights(ngx_conf_t *cf, ngx_acs_hub_t *hub);
+
+
+char *
+ngx_acs_install_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
+    ngx_acs_install_conf_t **ic)
+{
+    u_char                  *p, *last, *start;
+    ngx_str_t                v, name;
+    ngx_uint_t               i;
+    ngx_acs_platform_t      *pf;
+    ngx_acs_install_conf_t  *c;
+
+    c = ngx_pcalloc(cf->pool, sizeof(ngx_acs_install_conf_t));
+    if (c == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < nargs; i++) {
+
+        if (ngx_acs_conf_param(&args[i], "hub=", &c->hub_name)) {
+            continue;
+        }
+
+        if (ngx_acs_conf_param(&args[i], "voip_hub=", &c->voip_hub_name)) {
+            continue;
+        }
+
+        if (ngx_acs_conf_param(&args[i], "platforms=", &v)) {
+
+            p = v.data;
+            last = v.data + v.len;
+
+            while (p < last) {
+                start = p;
+                p = ngx_strlchr(p, last, ',');
+                if (p == NULL) {
+                    p = last;
+                }
+
+                name.data = start;
+                name.len = p - start;
+
+                pf = ngx_acs_platform_find(&name);
+                if (pf == NULL) {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "acs_notify_registry: unknown "
+                                       "platform \"%V\" in platforms=, "
+                                       "expected apns, apns-voip, fcmv1, "
+                                       "wns or browser", &name);
+                    return NGX_CONF_ERROR;
+                }
+
+                c->platforms |= (1 << pf->id);
+
+                if (p < last) {
+                    p++;
+                }
+            }
+
+            if (c->platforms == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "acs_notify_registry: empty platforms=");
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_registry: invalid parameter \"%V\" "
+                           "for a hub registry (ttl=, max_size= and "
+                           "max_devices= are those of a registry on disk)",
+                           &args[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (c->hub_name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_registry: hub= needs a name");
+        return NGX_CONF_ERROR;
+    }
+
+    *ic = c;
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_acs_install_init_conf(ngx_conf_t *cf, ngx_acs_install_conf_t *ic,
+    ngx_array_t *hubs)
+{
+    ic->hub = ngx_acs_hub_find(hubs, &ic->hub_name);
+
+    if (ic->hub == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_registry: no acs_notify_hub \"%V\"",
+                           &ic->hub_name);
+        return NGX_ERROR;
+    }
+
+    if (ic->voip_hub_name.len) {
+        ic->voip_hub = ngx_acs_hub_find(hubs, &ic->voip_hub_name);
+
+        if (ic->voip_hub == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "acs_notify_registry: no acs_notify_hub "
+                               "\"%V\"", &ic->voip_hub_name);
+            return NGX_ERROR;
+        }
+    }
+
+    if (ic->platforms == 0) {
+        ic->platforms = (1 << NGX_ACS_PLATFORM_APNS)
+                        | (1 << NGX_ACS_PLATFORM_FCMV1);
+
+        if (ic->voip_hub) {
+            ic->platforms |= (1 << NGX_ACS_PLATFORM_APNS_VOIP);
+        }
+    }
+
+    ngx_acs_install_rights(cf, ic->hub);
+
+    if (ic->voip_hub && ic->voip_hub != ic->hub) {
+        ngx_acs_install_rights(cf, ic->voip_hub);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A connection string does not say what its rule may do, but Azure's
+ * default rules are named after their rights: say so when the name shows
+ * that a right is missing (installations need Listen, pushes Send).
+ */
+
+static void
+ngx_acs_install_rights(ngx_conf_t *cf, ngx_acs_hub_t *hub)
+{
+    u_char      name[256];
+    size_t      len;
+    ngx_uint_t  listen, send;
+
+    len = ngx_min(hub->key_name.len, sizeof(name) - 1);
+    ngx_strlow(name, hub->key_name.data, len);
+    name[len] = '\0';
+
+    if (ngx_strstr(name, "full") || ngx_strstr(name, "manage")) {
+        return;
+    }
+
+    listen = (ngx_strstr(name, "listen") != NULL);
+    send = (ngx_strstr(name, "send") != NULL);
+
+    if (send && !listen) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "acs_notify_registry: the rule \"%V\" of "
+                           "acs_notify_hub \"%V\" looks like a Send-only "
+                           "rule; a hub registry needs Listen too "
+                           "(installations) and Send (pushes)",
+                           &hub->key_name, &hub->name);
+
+    } else if (listen && !send) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "acs_notify_registry: the rule \"%V\" of "
+                           "acs_notify_hub \"%V\" looks like a Listen-only "
+                           "rule; a hub registry needs Send too (pushes)",
+                           &hub->key_name, &hub->name);
+    }
+}
+
+
+ngx_int_t
+ngx_acs_install_tag(ngx_pool_t *pool, ngx_str_t *raw_id, ngx_uint_t voip,
+    ngx_str_t *out)
+{
+    u_char  *p, *s, *last;
+    size_t   len;
+
+    static u_char  hex[] = "0123456789abcdef";
+
+    len = 2;
+    last = raw_id->data + raw_id->len;
+
+    for (s = raw_id->data; s < last; s++) {
+        len += ((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')
+                || *s == '_' || *s == '@' || *s == '.' || *s == ':'
+                || *s == '-') ? 1 : 3;
+    }
+
+    if (raw_id->len == 0 || len > NGX_ACS_TAG_MAX) {
+        out->data = NULL;
+        out->len = len;
+        return NGX_DECLINED;
+    }
+
+    out->data = ngx_pnalloc(pool, len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = out->data;
+    *p++ = voip ? 'v' : 'u';
+    *p++ = ':';
+
+    for (s = raw_id->data; s < last; s++) {
+
+        if ((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')
+            || *s == '_' || *s == '@' || *s == '.' || *s == ':' || *s == '-')
+        {
+            *p++ = *s;
+            continue;
+        }
+
+        *p++ = '#';
+        *p++ = hex[*s >> 4];
+        *p++ = hex[*s & 0xf];
+    }
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_acs_install_devices(ngx_acs_install_conf_t *ic, ngx_pool_t *pool,
+    ngx_str_t *raw_id, ngx_array_t *devices)
+{
+    ngx_int_t            rc;
+    ngx_str_t            tag, voip;
+    ngx_uint_t           id;
+    ngx_acs_device_t    *dev;
+    ngx_acs_platform_t  *p;
+
+    rc = ngx_acs_install_tag(pool, raw_id, 0, &tag);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_acs_install_tag(pool, raw_id, 1, &voip);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    for (id = NGX_ACS_PLATFORM_APNS; id < NGX_ACS_PLATFORMS; id++) {
+
+        if (!(ic->platforms & (1 << id))) {
+            continue;
+        }
+
+        p = ngx_acs_platform(id);
+
+        dev = ngx_array_push(devices);
+        if (dev == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(dev, sizeof(ngx_acs_device_t));
+
+        /* the platform's name stands for the device in logs */
+        dev->device_id = p->name;
+        dev->platform = p->id;
+        dev->handle = p->calls_only ? voip : tag;
+        dev->tag = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_acs_install_start(ngx_acs_install_op_t *op)
+{
+    u_char     *p, digest[32];
+    ngx_str_t   in;
+
+    if (ngx_acs_install_tag(op->pool, &op->raw_id, 0, &op->user) == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    /* the user without "u:": userId */
+    op->user.data += 2;
+    op->user.len -= 2;
+
+    in.len = op->raw_id.len + 1 + op->dev.device_id.len;
+    in.data = ngx_pnalloc(op->pool, in.len);
+    if (in.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(in.data, op->raw_id.data, op->raw_id.len);
+    *p++ = '\n';
+    ngx_memcpy(p, op->dev.device_id.data, op->dev.device_id.len);
+
+    if (EVP_Digest(in.data, in.len, digest, NULL, ngx_acs_sha256(), NULL)
+        != 1)
+    {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(op->id, "acs-", 4);
+    ngx_hex_dump(p, digest, 20);
+
+    op->step = 0;
+
+    if (op->kind == NGX_ACS_INSTALL_PUT && ngx_acs_install_body(op) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_acs_install_step(op);
+}
+
+
+/*
+ * The requests of each kind, step by step:
+ *   PUT     0 PUT at its hub; 1 DELETE at the other hub, if there is one
+ *   GET     0 GET at the hub; 1 GET at the VoIP hub, if there is one
+ *   DELETE  0 GET at the hub; 1 GET at the VoIP hub; 2 DELETE where found
+ */
+
+static ngx_int_t
+ngx_acs_install_step(ngx_acs_install_op_t *op)
+{
+    ngx_acs_hub_t       *hub;
+    ngx_acs_platform_t  *pf;
+
+    switch (op->kind) {
+
+    case NGX_ACS_INSTALL_PUT:
+        pf = ngx_acs_platform(op->dev.platform);
+        hub = (pf->calls_only && op->conf->voip_hub) ? op->conf->voip_hub
+                                                       : op->conf->hub;
+
+        if (op->step == 0) {
+            return ngx_acs_install_request(op, hub, "PUT");
+        }
+
+        return ngx_acs_install_request(op, ngx_acs_install_other(op, hub),
+                                       "DELETE");
+
+    case NGX_ACS_INSTALL_GET:
+        return ngx_acs_install_request(op, op->step == 0 ? op->conf->hub
+                                                         : op->conf->voip_hub,
+                                       NULL);
+
+    default: /* NGX_ACS_INSTALL_DELETE */
+
+        if (op->step == 2) {
+            return ngx_acs_install_request(op, op->at, "DELETE");
+        }
+
+        return ngx_acs_install_request(op, op->step == 0 ? op->conf->hub
+                                                         : op->conf->voip_hub,
+                                       NULL);
+    }
+}
+
+
+/* the hub of the registry that is not hub, or NULL */
+
+static ngx_acs_hub_t *
+ngx_acs_install_other(ngx_acs_install_op_t *op, ngx_acs_hub_t *hub)
+{
+    ngx_acs_hub_t  *voip;
+
+    voip = op->conf->voip_hub;
+
+    if (voip == NULL || voip == op->conf->hub) {
+        return NULL;
+    }
+
+    return (hub == voip) ? op->conf->hub : voip;
+}
+
+
+static ngx_int_t
+ngx_acs_install_request(ngx_acs_install_op_t *op, ngx_acs_hub_t *hub,
+    const char *method)
+{
+    u_char            *p;
+    size_t             size;
+    ngx_str_t          token;
+    ngx_uint_t         n;
+    ngx_acs_http_t    *h;
+    ngx_acs_header_t   lines[5];
+
+    op->at = hub;
+    token = ngx_acs_hub_token(hub, ngx_time());
+
+    ngx_str_set(&lines[0].name, "Authorization");
+    lines[0].value = token;
+    ngx_str_set(&lines[1].name, "x-ms-version");
+    lines[1].value = hub->api_version;
+    ngx_str_set(&lines[2].name, "Expect");
+    ngx_str_null(&lines[2].value);
+    n = 3;
+
+    if (op->body.len && method && method[0] == 'P') {
+        ngx_str_set(&lines[3].name, "Content-Type");
+        ngx_str_set(&lines[3].value, "application/json");
+        n = 4;
+    }
+
+    size = hub->resource.len + sizeof("/installations/?api-version=") - 1
+           + NGX_ACS_INSTALL_ID_LEN + hub->api_version.len + 1;
+
+    op->buf = ngx_pnalloc(op->pool, size + ngx_acs_curl_headers_size(lines, n));
+    if (op->buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    h = &op->http;
+    ngx_memzero(h, sizeof(ngx_acs_http_t));
+
+    h->url = (const char *) op->buf;
+    p = ngx_sprintf(op->buf, "%V/installations/%*s?api-version=%V%Z",
+                    &hub->resource, (size_t) NGX_ACS_INSTALL_ID_LEN, op->id,
+                    &hub->api_version);
+
+    h->headers = ngx_acs_curl_headers(lines, n, op->lines, p);
+    h->ca_file = hub->ca_file.len ? (const char *) hub->ca_file.data : NULL;
+    h->connect_to = hub->connect_to_list;
+    h->http2 = hub->http2;
+    h->timeout = hub->timeout;
+    h->handler = ngx_acs_install_answered;
+    h->data = op;
+
+    if (method == NULL || method[0] == 'D') {
+        /* no body */
+        h->get = 1;
+        h->method = method;
+
+    } else {
+        h->method = method;
+        h->body = op->body.data;
+        h->body_len = op->body.len;
+    }
+
+    if (method == NULL) {
+        h->response = ngx_pnalloc(op->pool, NGX_ACS_INSTALL_RESPONSE);
+        if (h->response == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->response_size = NGX_ACS_INSTALL_RESPONSE;
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, op->log, 0,
+                   "acs_notify install: %s %*s at hub \"%V\"",
+                   method ? method : "GET", (size_t) NGX_ACS_INSTALL_ID_LEN,
+                   op->id, &hub->name);
+
+    return ngx_acs_curl_submit(h, op->log);
+}
+
+
+/* the installation of the device, as NH takes it */
+
+static ngx_int_t
+ngx_acs_install_body(ngx_acs_install_op_t *op)
+{
+    u_char              *p;
+    ngx_str_t            id, tag, dtag;
+    ngx_acs_gen_t        gen;
+    ngx_acs_platform_t  *pf;
+
+    pf = ngx_acs_platform(op->dev.platform);
+
+    if (ngx_acs_install_tag(op->pool, &op->raw_id, pf->calls_only, &tag)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    dtag.len = 2 + op->dev.device_id.len;
+    dtag.data = ngx_pnalloc(op->pool, dtag.len);
+    if (dtag.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(dtag.data, "d:", 2);
+    ngx_memcpy(p, op->dev.device_id.data, op->dev.device_id.len);
+
+    id.data = op->id;
+    id.len = NGX_ACS_INSTALL_ID_LEN;
+
+    if (ngx_acs_gen_init(&gen, op->pool) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_acs_gen_map_open(&gen);
+    ngx_acs_gen_pair(&gen, "installationId", &id);
+    ngx_acs_gen_pair(&gen, "platform", &pf->installation);
+
+    if (pf->keys) {
+        ngx_acs_gen_key(&gen, "pushChannel");
+        ngx_acs_gen_map_open(&gen);
+        ngx_acs_gen_pair(&gen, "endpoint", &op->dev.handle);
+        ngx_acs_gen_pair(&gen, "p256dh", &op->dev.p256dh);
+        ngx_acs_gen_pair(&gen, "auth", &op->dev.auth);
+        ngx_acs_gen_map_close(&gen);
+
+    } else {
+        ngx_acs_gen_pair(&gen, "pushChannel", &op->dev.handle);
+    }
+
+    ngx_acs_gen_pair(&gen, "userId", &op->user);
+
+    ngx_acs_gen_key(&gen, "tags");
+    ngx_acs_gen_array_open(&gen);
+    ngx_acs_gen_str(&gen, &tag);
+    ngx_acs_gen_str(&gen, &dtag);
+    ngx_acs_gen_array_close(&gen);
+
+    ngx_acs_gen_map_close(&gen);
+
+    return ngx_acs_gen_done(&gen, &op->body);
+}
+
+
+static void
+ngx_acs_install_answered(ngx_acs_http_t *h)
+{
+    ngx_acs_install_op_t  *op = h->data;
+
+    long  status;
+
+    status = h->status;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, op->log, 0,
+                   "acs_notify install: step %ui answered %l, curl %d",
+                   op->step, status, (int) h->result);
+
+    if (h->result != CURLE_OK || status < 200 || status == 404) {
+
+        if (h->result == CURLE_OK && status == 404
+            && op->kind != NGX_ACS_INSTALL_PUT)
+        {
+            /* none at this hub: the VoIP hub next, or there is none */
+
+            if (op->step == 0 && ngx_acs_install_other(op, op->conf->hub)) {
+                op->step = 1;
+                goto next;
+            }
+
+            if (op->kind == NGX_ACS_INSTALL_DELETE && op->step == 2) {
+                /* gone since it was read */
+                ngx_acs_install_finish(op, NGX_HTTP_NO_CONTENT, NULL, NULL);
+                return;
+            }
+
+            ngx_acs_install_finish(op, NGX_HTTP_NOT_FOUND, "NotFound",
+                                   "no such device");
+            return;
+        }
+
+        if (h->result == CURLE_OK && status == 404 && op->step == 1) {
+            /* the other hub's installation of a PUT: none, as it should */
+            ngx_acs_install_finish(op, NGX_HTTP_OK, NULL, NULL);
+            return;
+        }
+
+        ngx_acs_install_fail(op);
+        return;
+    }
+
+    if (status >= 300) {
+        ngx_acs_install_fail(op);
+        return;
+    }
+
+    switch (op->kind) {
+
+    case NGX_ACS_INSTALL_PUT:
+        if (op->step == 0 && ngx_acs_install_other(op, op->at)) {
+            op->step = 1;
+            goto next;
+        }
+
+        ngx_acs_install_finish(op, NGX_HTTP_OK, NULL, NULL);
+        return;
+
+    case NGX_ACS_INSTALL_GET:
+        if (ngx_acs_install_read(op) != NGX_OK) {
+            ngx_acs_install_finish(op, NGX_HTTP_BAD_GATEWAY,
+                                   "BadHubAnswer", "Notification Hubs "
+                                   "answered with an installation that "
+                                   "cannot be read");
+            return;
+        }
+
+        ngx_acs_install_finish(op, NGX_HTTP_OK, NULL, NULL);
+        return;
+
+    default: /* NGX_ACS_INSTALL_DELETE */
+        if (op->step < 2) {
+            op->step = 2;
+            goto next;
+        }
+
+        ngx_acs_install_finish(op, NGX_HTTP_NO_CONTENT, NULL, NULL);
+        return;
+    }
+
+next:
+
+    if (ngx_acs_install_step(op) != NGX_OK) {
+        ngx_acs_install_finish(op, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL,
+                               NULL);
+    }
+}
+
+
+/*
+ * An answer that is not the one hoped for: 400 when NH refused the
+ * installation itself, 503 when it may work later, 502 otherwise (this
+ * nginx is not let in: rights, hub name), logged.
+ */
+
+static void
+ngx_acs_install_fail(ngx_acs_install_op_t *op)
+{
+    u_char          *p, *q, *last;
+    ngx_str_t        detail;
+    ngx_acs_http_t  *h;
+
+    h = &op->http;
+
+    if (h->response) {
+        detail.data = h->response;
+        detail.len = h->response_len;
+
+    } else {
+        detail.data = h->detail;
+        detail.len = h->detail_len;
+    }
+
+    /* NH's <Error><Code>..</Code><Detail>..</Detail></Error> */
+
+    last = detail.data + detail.len;
+    p = ngx_strlcasestrn(detail.data, last, (u_char *) "<detail>", 8 - 1);
+
+    if (p) {
+        p += 8;
+        q = ngx_strlcasestrn(p, last, (u_char *) "</detail>", 9 - 1);
+        detail.data = p;
+        detail.len = (q ? q : last) - p;
+    }
+
+    detail.len = ngx_min(detail.len, 200);
+
+    if (h->result != CURLE_OK) {
+        op->retry_after = NGX_ACS_INSTALL_RETRY;
+
+        ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                      "acs_notify_registry: no answer from Notification "
+                      "Hubs \"%V\": %s", &op->at->name, h->error);
+
+        ngx_acs_install_finish(op, NGX_HTTP_SERVICE_UNAVAILABLE,
+                               "HubUnavailable", "Notification Hubs did not "
+                               "answer, try again later");
+        return;
+    }
+
+    switch (h->status) {
+
+    case 400:
+    case 409:
+    case 413:
+        if (op->kind == NGX_ACS_INSTALL_PUT && op->step == 0) {
+            ngx_log_error(NGX_LOG_INFO, op->log, 0,
+                          "acs_notify_registry: Notification Hubs \"%V\" "
+                          "refused the installation with %l: %V",
+                          &op->at->name, h->status,
+                          ngx_acs_log_str(op->pool, &detail));
+
+            ngx_acs_install_finish(op, NGX_HTTP_BAD_REQUEST,
+                                   "InvalidRegistration", "Notification "
+                                   "Hubs refused the installation: %V",
+                                   &detail);
+            return;
+        }
+
+        break;
+
+    case 401:
+    case 403:
+        ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                      "acs_notify_registry: Notification Hubs \"%V\" "
+                      "answered %l to an installation request: the rule "
+                      "\"%V\" of its connection string needs the Listen "
+                      "right (and Send, for the pushes)", &op->at->name,
+                      h->status, &op->at->key_name);
+
+        ngx_acs_install_finish(op, NGX_HTTP_BAD_GATEWAY, "HubAccessDenied",
+                               "Notification Hubs refused this server's "
+                               "rule: it needs the Listen right");
+        return;
+
+    case 429:
+    case 500:
+    case 502:
+    case 503:
+    case 504:
+        op->retry_after = h->retry_after ? h->retry_after
+                                         : NGX_ACS_INSTALL_RETRY;
+
+        ngx_log_error(NGX_LOG_WARN, op->log, 0,
+                      "acs_notify_registry: Notification Hubs \"%V\" "
+                      "answered %l to an installation request",
+                      &op->at->name, h->status);
+
+        ngx_acs_install_finish(op, NGX_HTTP_SERVICE_UNAVAILABLE,
+                               "HubUnavailable", "Notification Hubs is busy "
+                               "or unavailable, try again later");
+        return;
+
+    default:
+        break;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                  "acs_notify_registry: Notification Hubs \"%V\" answered "
+                  "%l to an installation request: %V", &op->at->name,
+                  h->status, ngx_acs_log_str(op->pool, &detail));
+
+    ngx_acs_install_finish(op, NGX_HTTP_BAD_GATEWAY, "BadHubAnswer",
+                           "Notification Hubs answered %l", h->status);
+}
+
+
+static void
+ngx_acs_install_finish(ngx_acs_install_op_t *op, ngx_uint_t status,
+    const char *code, const char *fmt, ...)
+{
+    u_char   *last, buf[512];
+    va_list   args;
+
+    op->status = status;
+    op->code = code;
+    ngx_str_null(&op->reason);
+
+    if (fmt) {
+        va_start(args, fmt);
+        last = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
+        va_end(args);
+
+        op->reason.len = last - buf;
+        op->reason.data = ngx_pnalloc(op->pool, op->reason.len);
+
+        if (op->reason.data) {
+            ngx_memcpy(op->reason.data, buf, op->reason.len);
+
+        } else {
+            op->reason.len = 0;
+        }
+    }
+
+    op->done(op);
+}
+
+
+/* the device of an installation read: platform, handle, keys */
+
+static ngx_int_t
+ngx_acs_install_read(ngx_acs_install_op_t *op)
+{
+    size_t               i;
+    ngx_str_t            json, name, s;
+    yajl_val             tree, v, tags;
+    ngx_uint_t           id;
+    ngx_acs_platform_t  *pf;
+
+    json.data = op->http.response;
+    json.len = op->http.response_len;
+
+    tree = ngx_acs_json_tree(op->pool, &json);
+    if (tree == NULL || !YAJL_IS_OBJECT(tree)) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_acs_json_tree_string(tree, "platform", &name) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_strlow(name.data, name.data, name.len);
+
+    /* "v:" among its tags: an apns-voip device */
+
+    id = 0;
+    tags = ngx_acs_json_tree_get(tree, "tags");
+
+    for (i = NGX_ACS_PLATFORM_APNS; i < NGX_ACS_PLATFORMS; i++) {
+        pf = ngx_acs_platform(i);
+
+        if (pf->installation.len == name.len
+            && ngx_strncmp(pf->installation.data, name.data, name.len) == 0
+            && !pf->calls_only)
+        {
+            id = i;
+            break;
+        }
+    }
+
+    if (id == 0) {
+        return NGX_ERROR;
+    }
+
+    if (id == NGX_ACS_PLATFORM_APNS && tags && YAJL_IS_ARRAY(tags)) {
+        for (i = 0; i < tags->u.array.len; i++) {
+            v = tags->u.array.values[i];
+
+            if (YAJL_IS_STRING(v) && ngx_strncmp(v->u.string, "v:", 2) == 0)
+            {
+                id = NGX_ACS_PLATFORM_APNS_VOIP;
+                break;
+            }
+        }
+    }
+
+    pf = ngx_acs_platform(id);
+    op->dev.platform = id;
+    op->dev.expires = 0;
+
+    v = ngx_acs_json_tree_get(tree, "pushChannel");
+    if (v == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (pf->keys) {
+        if (!YAJL_IS_OBJECT(v)
+            || ngx_acs_json_tree_string(v, "endpoint", &op->dev.handle)
+               != NGX_OK
+            || ngx_acs_json_tree_string(v, "p256dh", &op->dev.p256dh)
+               != NGX_OK
+            || ngx_acs_json_tree_string(v, "auth", &op->dev.auth) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    if (!YAJL_IS_STRING(v)) {
+        return NGX_ERROR;
+    }
+
+    s.data = (u_char *) v->u.string;
+    s.len = ngx_strlen(v->u.string);
+    op->dev.handle = s;
+
+    return NGX_OK;
+}
