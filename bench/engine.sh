@@ -120,14 +120,7 @@ start_nginx() {  # prefix
 mkdir -p "$RUN/sink/empty"
 SINK_201="
         root $RUN/sink/empty;
-        log_not_found off;
-        location / {
-            mirror /_body;
-            mirror_request_body on;
-            error_page 404 =201 @created;
-        }
-        location @created { add_header TrackingId sink always; return 201; }
-        location = /_body { internal; return 204; }"
+        include $ROOT/bench/lib/sink-201.conf;"
 cat >"$RUN/sink/conf/nginx.conf" <<CONF
 worker_processes 1;
 $SINK_AFF

@@ -103,14 +103,7 @@ http {
         ssl_certificate_key $RUN/ca/server.key;
         keepalive_requests 1000000;
         root $RUN/sink/empty;
-        log_not_found off;
-        location / {
-            mirror /_body;
-            mirror_request_body on;
-            error_page 404 =201 @created;
-        }
-        location @created { add_header TrackingId sink always; return 201; }
-        location = /_body { internal; access_log off; return 204; }
+        include $ROOT/bench/lib/sink-201.conf;
     }
 }
 CONF

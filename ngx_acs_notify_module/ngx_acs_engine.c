@@ -620,10 +620,7 @@ ngx_acs_job_start(ngx_acs_job_t *job)
                                            : hub->url.data);
     h->body = body.data;
     h->body_len = body.len;
-    h->ca_file = hub->ca_file.len ? (const char *) hub->ca_file.data : NULL;
-    h->connect_to = hub->connect_to_list;
-    h->http2 = hub->http2;
-    h->timeout = hub->timeout;
+    ngx_acs_hub_transport(hub, h);
     h->handler = ngx_acs_job_done;
     h->data = slot;
 

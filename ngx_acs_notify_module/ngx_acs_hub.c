@@ -313,6 +313,16 @@ ngx_acs_hub_token_reset(ngx_acs_hub_t *hub)
 }
 
 
+void
+ngx_acs_hub_transport(ngx_acs_hub_t *hub, ngx_acs_http_t *h)
+{
+    h->ca_file = hub->ca_file.len ? (const char *) hub->ca_file.data : NULL;
+    h->connect_to = hub->connect_to_list;
+    h->http2 = hub->http2;
+    h->timeout = hub->timeout;
+}
+
+
 ngx_acs_hub_t *
 ngx_acs_hub_find(ngx_array_t *hubs, ngx_str_t *name)
 {

@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 
 #include "ngx_acs_sas.h"
+#include "ngx_acs_curl.h"
 
 
 /* HTTP/1.1 unless http2=on: cheaper per push (docs/dispatch.md) */
@@ -54,6 +55,9 @@ char *ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
 /* the hub's token, signed anew within NGX_ACS_SAS_RENEW of its expiry */
 ngx_str_t ngx_acs_hub_token(ngx_acs_hub_t *hub, time_t now);
 void ngx_acs_hub_token_reset(ngx_acs_hub_t *hub);
+
+/* how a request to the hub goes: CA, connect_to, HTTP/2, timeout */
+void ngx_acs_hub_transport(ngx_acs_hub_t *hub, ngx_acs_http_t *h);
 
 /* the hub called name among hubs, or NULL */
 ngx_acs_hub_t *ngx_acs_hub_find(ngx_array_t *hubs, ngx_str_t *name);

@@ -473,10 +473,7 @@ ngx_acs_install_request(ngx_acs_install_op_t *op, ngx_acs_hub_t *hub,
                     &hub->api_version);
 
     h->headers = ngx_acs_curl_headers(lines, n, op->lines, p);
-    h->ca_file = hub->ca_file.len ? (const char *) hub->ca_file.data : NULL;
-    h->connect_to = hub->connect_to_list;
-    h->http2 = hub->http2;
-    h->timeout = hub->timeout;
+    ngx_acs_hub_transport(hub, h);
     h->handler = ngx_acs_install_answered;
     h->data = op;
 
