@@ -105,6 +105,9 @@ is($s->{in_flight}, 0, 'nothing in flight');
 is($s->{delivery_latency_ms}{count}, 2, 'delivery latency observed twice');
 is($s->{hub_response_ms}{count}, 2, 'hub response time observed twice');
 is($s->{delivery_latency_ms}{buckets}{'+Inf'}, 2, '+Inf bucket equals the count');
+# from the request's arrival on the worker's clock: seconds at most here
+is($s->{delivery_latency_ms}{buckets}{'5000'}, 2, 'delivery latency within 5 s');
+cmp_ok($s->{delivery_latency_ms}{sum}, '<', 10000, 'delivery latency sum within 10 s');
 
 my $m = prom_status();
 is($m->{'acs_notify_requests_total{result="dispatched"}'}, 3, 'prometheus: dispatched');
