@@ -459,7 +459,9 @@ ngx_acs_install_request(ngx_acs_install_op_t *op, ngx_acs_hub_t *hub,
     size = hub->resource.len + sizeof("/installations/?api-version=") - 1
            + NGX_ACS_INSTALL_ID_LEN + hub->api_version.len + 1;
 
-    op->buf = ngx_pnalloc(op->pool, size + ngx_acs_curl_headers_size(lines, n));
+    size += ngx_acs_curl_headers_size(lines, n);
+
+    op->buf = ngx_pnalloc(op->pool, size);
     if (op->buf == NULL) {
         return NGX_ERROR;
     }

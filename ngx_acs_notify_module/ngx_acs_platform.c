@@ -28,23 +28,28 @@ static ngx_int_t ngx_acs_check_url(ngx_str_t *handle);
 static ngx_acs_platform_t  ngx_acs_platforms[] = {
 
     { NGX_ACS_PLATFORM_APNS, ngx_string("apns"), ngx_string("apple"),
-      ngx_string("apns"), NGX_ACS_JSON_TYPE, 4096, ngx_acs_build_apns, ngx_acs_check_apns,
+      ngx_string("apns"), NGX_ACS_JSON_TYPE, 4096,
+      ngx_acs_build_apns, ngx_acs_check_apns,
       0, 0, 1, 0, 0, 1 },
 
     { NGX_ACS_PLATFORM_APNS_VOIP, ngx_string("apns-voip"),
-      ngx_string("apple"), ngx_string("apns"), NGX_ACS_JSON_TYPE, 4096, ngx_acs_build_voip,
-      ngx_acs_check_apns, 1, 1, 0, 0, 0, 1 },
+      ngx_string("apple"), ngx_string("apns"), NGX_ACS_JSON_TYPE, 4096,
+      ngx_acs_build_voip, ngx_acs_check_apns,
+      1, 1, 0, 0, 0, 1 },
 
     { NGX_ACS_PLATFORM_FCMV1, ngx_string("fcmv1"), ngx_string("fcmv1"),
-      ngx_string("fcmv1"), NGX_ACS_JSON_TYPE, 4096, ngx_acs_build_fcmv1, ngx_acs_check_fcm,
+      ngx_string("fcmv1"), NGX_ACS_JSON_TYPE, 4096,
+      ngx_acs_build_fcmv1, ngx_acs_check_fcm,
       0, 0, 0, 0, 0, 0 },
 
     { NGX_ACS_PLATFORM_WNS, ngx_string("wns"), ngx_string("windows"),
-      ngx_string("wns"), ngx_string("application/xml"), 5120, ngx_acs_build_wns,
-      ngx_acs_check_url, 0, 0, 0, 0, 1, 0 },
+      ngx_string("wns"), ngx_string("application/xml"), 5120,
+      ngx_acs_build_wns, ngx_acs_check_url,
+      0, 0, 0, 0, 1, 0 },
 
     { NGX_ACS_PLATFORM_BROWSER, ngx_string("browser"), ngx_string("browser"),
-      ngx_string("browser"), NGX_ACS_JSON_TYPE, 4096, ngx_acs_build_browser, ngx_acs_check_url,
+      ngx_string("browser"), NGX_ACS_JSON_TYPE, 4096,
+      ngx_acs_build_browser, ngx_acs_check_url,
       0, 0, 0, 1, 0, 0 }
 };
 
