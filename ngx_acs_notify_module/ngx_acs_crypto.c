@@ -25,6 +25,8 @@
 static EVP_MD  *ngx_acs_sha256_md;
 #endif
 
+static EVP_MD_CTX  *ngx_acs_sha256_reused;
+
 
 void
 ngx_acs_sha256_init_process(void)
@@ -34,12 +36,19 @@ ngx_acs_sha256_init_process(void)
         ngx_acs_sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
     }
 #endif
+
+    if (ngx_acs_sha256_reused == NULL) {
+        ngx_acs_sha256_reused = EVP_MD_CTX_new();
+    }
 }
 
 
 void
 ngx_acs_sha256_exit_process(void)
 {
+    EVP_MD_CTX_free(ngx_acs_sha256_reused);
+    ngx_acs_sha256_reused = NULL;
+
 #if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
     EVP_MD_free(ngx_acs_sha256_md);
     ngx_acs_sha256_md = NULL;
@@ -57,4 +66,11 @@ ngx_acs_sha256(void)
 #endif
 
     return EVP_sha256();
+}
+
+
+EVP_MD_CTX *
+ngx_acs_sha256_ctx(void)
+{
+    return ngx_acs_sha256_reused;
 }

@@ -135,9 +135,11 @@ ngx_acs_dedup_key(u_char *key, ngx_str_t *event_id, ngx_str_t *type,
 {
     u_char        digest[EVP_MAX_MD_SIZE];
     ngx_uint_t    i;
-    EVP_MD_CTX   *md;
+    EVP_MD_CTX   *md, *own;
     unsigned int  len;
     ngx_str_t    *parts[5];
+
+    /* a key per push: the worker's context, no allocation */
 
     parts[0] = event_id;
     parts[1] = type;
@@ -147,7 +149,12 @@ ngx_acs_dedup_key(u_char *key, ngx_str_t *event_id, ngx_str_t *type,
 
     ngx_memzero(digest, sizeof(digest));
 
-    md = EVP_MD_CTX_new();
+    own = NULL;
+    md = ngx_acs_sha256_ctx();
+
+    if (md == NULL) {
+        md = own = EVP_MD_CTX_new();
+    }
 
     if (md && EVP_DigestInit_ex(md, ngx_acs_sha256(), NULL) == 1) {
         for (i = 0; i < 5; i++) {
@@ -158,7 +165,7 @@ ngx_acs_dedup_key(u_char *key, ngx_str_t *event_id, ngx_str_t *type,
         EVP_DigestFinal_ex(md, digest, &len);
     }
 
-    EVP_MD_CTX_free(md);
+    EVP_MD_CTX_free(own);
 
     ngx_memcpy(key, digest, NGX_ACS_DEDUP_KEY_LEN);
 }
