@@ -47,7 +47,6 @@
 #include "ngx_acs_stats.h"
 
 
-#define NGX_ACS_RETRY_AFTER_503  "10"
 #define NGX_ACS_CALL_RESERVE     16       /* extra room for call pushes,
                                              at least */
 #define NGX_ACS_PASS_EVENTS      256      /* events prepared per pass */
@@ -1113,13 +1112,11 @@ ngx_acs_dispatch_answer(ngx_http_request_t *r, ngx_uint_t status,
 {
     ngx_http_acs_notify_ctx_t  *ctx;
 
-    static ngx_str_t  retry_after = ngx_string(NGX_ACS_RETRY_AFTER_503);
-
     ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
     ctx->pushes = pushes;
 
     if (status == NGX_HTTP_SERVICE_UNAVAILABLE
-        && ngx_acs_add_header(r, "Retry-After", &retry_after) != NGX_OK)
+        && ngx_acs_retry_after(r, 0) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

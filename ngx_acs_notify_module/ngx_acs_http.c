@@ -236,10 +236,34 @@ ngx_acs_refuse(ngx_http_request_t *r, ngx_uint_t status, const char *code,
 
 
 ngx_int_t
+ngx_acs_retry_after(ngx_http_request_t *r, time_t seconds)
+{
+    u_char     *p;
+    ngx_str_t   value;
+
+    if (seconds == 0) {
+        ngx_str_set(&value, NGX_ACS_RETRY_AFTER);
+        return ngx_acs_add_header(r, "Retry-After", &value);
+    }
+
+    /* the header keeps the value: in the request's pool */
+
+    p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    value.data = p;
+    value.len = ngx_sprintf(p, "%T", seconds) - p;
+
+    return ngx_acs_add_header(r, "Retry-After", &value);
+}
+
+
+ngx_int_t
 ngx_acs_refusal(ngx_http_request_t *r, ngx_int_t rc)
 {
-    u_char                     *p;
-    ngx_str_t                   body, code, retry;
+    ngx_str_t                   body, code;
     ngx_acs_gen_t               gen;
     ngx_http_acs_notify_ctx_t  *ctx;
 
@@ -260,25 +284,10 @@ ngx_acs_refusal(ngx_http_request_t *r, ngx_int_t rc)
         }
     }
 
-    if (ctx->status == NGX_HTTP_SERVICE_UNAVAILABLE) {
-
-        if (ctx->retry_after) {
-            /* the header keeps the value: in the request's pool */
-            p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-            if (p == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            retry.data = p;
-            retry.len = ngx_sprintf(p, "%T", ctx->retry_after) - p;
-
-        } else {
-            ngx_str_set(&retry, NGX_ACS_RETRY_AFTER);
-        }
-
-        if (ngx_acs_add_header(r, "Retry-After", &retry) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    if (ctx->status == NGX_HTTP_SERVICE_UNAVAILABLE
+        && ngx_acs_retry_after(r, ctx->retry_after) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     code.data = (u_char *) ctx->code;

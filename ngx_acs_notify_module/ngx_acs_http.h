@@ -95,6 +95,9 @@ ngx_table_elt_t *ngx_acs_header(ngx_http_request_t *r, const char *name);
 ngx_int_t ngx_acs_add_header(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
 
+/* Retry-After: seconds, or 0 for the module's default (10) */
+ngx_int_t ngx_acs_retry_after(ngx_http_request_t *r, time_t seconds);
+
 /* the answer: status, and a JSON body or none */
 ngx_int_t ngx_acs_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *body);
