@@ -112,7 +112,6 @@ typedef struct {
     ngx_acs_lane_t             *lanes;
     ngx_uint_t                  nlanes;
     ngx_log_t                  *log;
-    ngx_acs_registry_t         *registry;
     ngx_acs_dedup_t            *dedup;
     ngx_acs_engine_work_pt      work;
     ngx_acs_engine_final_pt     final;
@@ -174,7 +173,6 @@ ngx_acs_engine_init(ngx_cycle_t *cycle, ngx_array_t *hubs,
     ngx_memzero(e, sizeof(ngx_acs_engine_t));
 
     e->log = cycle->log;
-    e->registry = registry;
     e->dedup = dedup;
     e->work = work;
     e->final = final;
@@ -1143,8 +1141,7 @@ ngx_acs_job_final(ngx_acs_job_t *job, ngx_acs_final_e final)
     /* the delivery may be gone after this */
     e->final(job, final);
 
-    job->u.queue.next = (ngx_queue_t *) e->free_jobs;
-    e->free_jobs = job;
+    ngx_acs_engine_free(job);
 
     /* room for more */
     ngx_acs_engine_post();

@@ -1047,8 +1047,8 @@ ngx_acs_registry_decode(MDB_val *key, MDB_val *val, size_t prefix,
         return NGX_DECLINED;
     }
 
-    /* a device of its own, not a tag */
-    dev->tag = 0;
+    /* every field, those a record does not hold included (dev->tag) */
+    ngx_memzero(dev, sizeof(ngx_acs_device_t));
 
     /* the data of a read transaction lives only as long as it: copy */
 
