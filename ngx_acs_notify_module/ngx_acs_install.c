@@ -49,6 +49,8 @@ static void ngx_acs_install_finish(ngx_acs_install_op_t *op,
 static ngx_acs_hub_t *ngx_acs_install_other(ngx_acs_install_op_t *op,
     ngx_acs_hub_t *hub);
 static void ngx_acs_install_rights(ngx_conf_t *cf, ngx_acs_hub_t *hub);
+static ngx_int_t ngx_acs_install_voip(ngx_pool_t *pool, ngx_str_t *tag,
+    ngx_str_t *voip);
 
 
 char *
@@ -222,9 +224,18 @@ ngx_acs_install_rights(ngx_conf_t *cf, ngx_acs_hub_t *hub)
 }
 
 
+/* a byte that stands for itself in a tag: a-z 0-9 _ @ . : - */
+
+static ngx_inline ngx_uint_t
+ngx_acs_install_plain(u_char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'
+           || c == '@' || c == '.' || c == ':' || c == '-';
+}
+
+
 ngx_int_t
-ngx_acs_install_tag(ngx_pool_t *pool, ngx_str_t *raw_id, ngx_uint_t voip,
-    ngx_str_t *out)
+ngx_acs_install_tag(ngx_pool_t *pool, ngx_str_t *raw_id, ngx_str_t *out)
 {
     u_char  *p, *s, *last;
     size_t   len;
@@ -235,9 +246,7 @@ ngx_acs_install_tag(ngx_pool_t *pool, ngx_str_t *raw_id, ngx_uint_t voip,
     last = raw_id->data + raw_id->len;
 
     for (s = raw_id->data; s < last; s++) {
-        len += ((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')
-                || *s == '_' || *s == '@' || *s == '.' || *s == ':'
-                || *s == '-') ? 1 : 3;
+        len += ngx_acs_install_plain(*s) ? 1 : 3;
     }
 
     if (raw_id->len == 0 || len > NGX_ACS_TAG_MAX) {
@@ -252,14 +261,12 @@ ngx_acs_install_tag(ngx_pool_t *pool, ngx_str_t *raw_id, ngx_uint_t voip,
     }
 
     p = out->data;
-    *p++ = voip ? 'v' : 'u';
+    *p++ = 'u';
     *p++ = ':';
 
     for (s = raw_id->data; s < last; s++) {
 
-        if ((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')
-            || *s == '_' || *s == '@' || *s == '.' || *s == ':' || *s == '-')
-        {
+        if (ngx_acs_install_plain(*s)) {
             *p++ = *s;
             continue;
         }
@@ -275,6 +282,24 @@ ngx_acs_install_tag(ngx_pool_t *pool, ngx_str_t *raw_id, ngx_uint_t voip,
 }
 
 
+/* the VoIP tag of a user: "v:" where the user's tag has "u:" */
+
+static ngx_int_t
+ngx_acs_install_voip(ngx_pool_t *pool, ngx_str_t *tag, ngx_str_t *voip)
+{
+    voip->data = ngx_pnalloc(pool, tag->len);
+    if (voip->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(voip->data, tag->data, tag->len);
+    voip->data[0] = 'v';
+    voip->len = tag->len;
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_acs_install_devices(ngx_acs_install_conf_t *ic, ngx_pool_t *pool,
     ngx_str_t *raw_id, ngx_array_t *devices)
@@ -285,14 +310,17 @@ ngx_acs_install_devices(ngx_acs_install_conf_t *ic, ngx_pool_t *pool,
     ngx_acs_device_t    *dev;
     ngx_acs_platform_t  *p;
 
-    rc = ngx_acs_install_tag(pool, raw_id, 0, &tag);
+    rc = ngx_acs_install_tag(pool, raw_id, &tag);
     if (rc != NGX_OK) {
         return rc;
     }
 
-    rc = ngx_acs_install_tag(pool, raw_id, 1, &voip);
-    if (rc != NGX_OK) {
-        return rc;
+    ngx_str_null(&voip);
+
+    if ((ic->platforms & (1 << NGX_ACS_PLATFORM_APNS_VOIP))
+        && ngx_acs_install_voip(pool, &tag, &voip) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     for (id = NGX_ACS_PLATFORM_APNS; id < NGX_ACS_PLATFORMS; id++) {
@@ -326,15 +354,6 @@ ngx_acs_install_start(ngx_acs_install_op_t *op)
 {
     u_char     *p, digest[32];
     ngx_str_t   in;
-
-    if (ngx_acs_install_tag(op->pool, &op->raw_id, 0, &op->user) == NGX_ERROR)
-    {
-        return NGX_ERROR;
-    }
-
-    /* the user without "u:": userId */
-    op->user.data += 2;
-    op->user.len -= 2;
 
     in.len = op->raw_id.len + 1 + op->dev.device_id.len;
     in.data = ngx_pnalloc(op->pool, in.len);
@@ -514,17 +533,23 @@ static ngx_int_t
 ngx_acs_install_body(ngx_acs_install_op_t *op)
 {
     u_char              *p;
-    ngx_str_t            id, tag, dtag;
+    ngx_str_t            id, tag, dtag, user;
     ngx_acs_gen_t        gen;
     ngx_acs_platform_t  *pf;
 
     pf = ngx_acs_platform(op->dev.platform);
 
-    if (ngx_acs_install_tag(op->pool, &op->raw_id, pf->calls_only, &tag)
-        != NGX_OK)
+    tag = op->tag;
+
+    if (pf->calls_only && ngx_acs_install_voip(op->pool, &op->tag, &tag)
+                          != NGX_OK)
     {
         return NGX_ERROR;
     }
+
+    /* userId: the user's tag without its "u:" */
+    user.data = op->tag.data + 2;
+    user.len = op->tag.len - 2;
 
     dtag.len = 2 + op->dev.device_id.len;
     dtag.data = ngx_pnalloc(op->pool, dtag.len);
@@ -558,7 +583,7 @@ ngx_acs_install_body(ngx_acs_install_op_t *op)
         ngx_acs_gen_pair(&gen, "pushChannel", &op->dev.handle);
     }
 
-    ngx_acs_gen_pair(&gen, "userId", &op->user);
+    ngx_acs_gen_pair(&gen, "userId", &user);
 
     ngx_acs_gen_key(&gen, "tags");
     ngx_acs_gen_array_open(&gen);

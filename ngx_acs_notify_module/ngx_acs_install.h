@@ -43,14 +43,15 @@ ngx_int_t ngx_acs_install_init_conf(ngx_conf_t *cf,
     ngx_acs_install_conf_t *ic, ngx_array_t *hubs);
 
 /*
- * The tag of a user: "u:" ("v:" for VoIP installations) and the raw id,
- * each byte outside a-z 0-9 _ @ . : - written as "#" and two lower-case
- * hex digits, so that the mapping is lossless and the same whether NH
- * compares tags with case or without.  NGX_DECLINED when the tag would be
- * longer than NGX_ACS_TAG_MAX; out->data is then NULL.
+ * The tag of a user: "u:" and the raw id, each byte outside
+ * a-z 0-9 _ @ . : - written as "#" and two lower-case hex digits, so that
+ * the mapping is lossless and the same whether NH compares tags with case
+ * or without (VoIP installations carry it with "v:" instead of "u:").
+ * NGX_DECLINED when the tag would be longer than NGX_ACS_TAG_MAX: out->len
+ * is then its length, out->data NULL.
  */
 ngx_int_t ngx_acs_install_tag(ngx_pool_t *pool, ngx_str_t *raw_id,
-    ngx_uint_t voip, ngx_str_t *out);
+    ngx_str_t *out);
 
 /*
  * What a delivery pushes to a user in hub mode: one device per platform
@@ -80,6 +81,7 @@ struct ngx_acs_install_op_s {
     ngx_acs_install_conf_t     *conf;
     ngx_acs_install_kind_e      kind;
     ngx_str_t                   raw_id;
+    ngx_str_t                   tag;           /* ngx_acs_install_tag() */
     ngx_acs_device_t            dev;           /* PUT: in; GET: out */
     ngx_pool_t                 *pool;          /* lives until done ran */
     ngx_log_t                  *log;
@@ -100,7 +102,6 @@ struct ngx_acs_install_op_s {
     /* private */
     ngx_uint_t                  step;
     ngx_acs_hub_t              *at;            /* the hub asked now */
-    ngx_str_t                   user;          /* the mapped raw id */
     u_char                      id[NGX_ACS_INSTALL_ID_LEN];
     ngx_str_t                   body;
     ngx_acs_http_t              http;

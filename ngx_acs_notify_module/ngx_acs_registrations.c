@@ -717,7 +717,7 @@ ngx_acs_reg_hub(ngx_http_request_t *r, ngx_acs_install_conf_t *ic,
                                                            : "delete all");
     }
 
-    rc = ngx_acs_install_tag(r->pool, &rq->path.raw_id, 0, &tag);
+    rc = ngx_acs_install_tag(r->pool, &rq->path.raw_id, &tag);
 
     if (rc == NGX_DECLINED) {
         return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidRawId",
@@ -774,6 +774,7 @@ ngx_acs_reg_hub(ngx_http_request_t *r, ngx_acs_install_conf_t *ic,
 
     op->conf = ic;
     op->raw_id = rq->path.raw_id;
+    op->tag = tag;
     op->dev.device_id = rq->path.device_id;
     op->pool = r->pool;
     op->log = r->connection->log;
