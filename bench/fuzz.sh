@@ -54,6 +54,17 @@ seed() {
             { cat "$f"; printf '\0\0\3<toast><visual><binding template="ToastGeneric"><text>${title}</text></binding></visual></toast>'; } \
                 >"$dir/tpl-wns-$(basename "$f")"
         done
+        # an incoming call whose context nests past the limit
+        perl -pe 's/"incomingCallContext": "[^"]*"/"incomingCallContext": "eyJhbGciOiJub25lIn0.W1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW11dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXQ."/' \
+            t/data/events/eg-incoming-call.json >"$dir/call-deep-context.json"
+        ;;
+    parsers)
+        cp t/data/events/*.json "$dir/"
+        # nesting at the limit and past it, and many values
+        perl -e 'print "{\"keys\":[", "[" x 31, "]" x 31, "]}"' >"$dir/deep-32"
+        perl -e 'print "[" x 33, "]" x 33' >"$dir/deep-33"
+        perl -e 'print "[" x 30000, "]" x 30000' >"$dir/deep-30000"
+        perl -e 'print "[", join(",", ("{}") x 16000), "]"' >"$dir/wide-16000"
         ;;
     *)
         cp t/data/events/*.json "$dir/"

@@ -203,7 +203,7 @@ ngx_acs_json_tree(ngx_pool_t *pool, ngx_str_t *json)
     yajl_val             tree;
     ngx_pool_cleanup_t  *cln;
 
-    if (json->len > NGX_ACS_JSON_TREE_MAX || ngx_acs_json_nul(json)) {
+    if (json->len > NGX_ACS_JSON_TREE_MAX || ngx_acs_json_check(json)) {
         return NULL;
     }
 
@@ -233,38 +233,93 @@ ngx_acs_json_tree(ngx_pool_t *pool, ngx_str_t *json)
 
 
 /*
- * yajl_tree keeps its strings as C strings: a NUL byte in the text, or a
- * \u0000 escape in a string, would cut a value short where it is read.
- * Any backslash of valid JSON starts an escape inside a string, so the
- * scan needs no notion of where strings are.
+ * What a JSON text must be before yajl_tree builds it:
+ *
+ * - no NUL byte, and no \u0000 escape: yajl_tree keeps its strings as C
+ *   strings, so either would cut a value short where it is read;
+ * - at most NGX_ACS_JSON_DEPTH_MAX nested arrays and objects:
+ *   yajl_tree_free() recurses once per level, and a few hundred thousand
+ *   levels (a valid text well under 1 MB) overflow a worker's stack;
+ * - at most NGX_ACS_JSON_TOKENS_MAX containers, commas and colons, a bound
+ *   on the values of the tree and so on the work and memory building it.
+ *
+ * Outside strings these are plain bytes; inside strings a backslash
+ * always starts an escape, so one pass that tracks quotes suffices.
+ * Returns NULL, or why the text is refused.
  */
 
-ngx_uint_t
-ngx_acs_json_nul(ngx_str_t *json)
+char *
+ngx_acs_json_check(ngx_str_t *json)
 {
-    u_char  *p, *last;
+    u_char      *p, *last;
+    ngx_uint_t   depth, tokens, in_string;
 
+    depth = 0;
+    tokens = 0;
+    in_string = 0;
     last = json->data + json->len;
 
     for (p = json->data; p < last; p++) {
 
         if (*p == '\0') {
-            return 1;
+            return "holds a NUL byte";
         }
 
-        if (*p != '\\' || p + 1 == last) {
+        if (in_string) {
+
+            if (*p == '"') {
+                in_string = 0;
+
+            } else if (*p == '\\' && p + 1 < last) {
+
+                if (p[1] == 'u' && last - p >= 6
+                    && ngx_strncmp(p + 2, "0000", 4) == 0)
+                {
+                    return "holds U+0000 in a string";
+                }
+
+                p++;
+            }
+
             continue;
         }
 
-        if (p[1] == 'u' && last - p >= 6 && ngx_strncmp(p + 2, "0000", 4) == 0)
-        {
-            return 1;
+        switch (*p) {
+
+        case '"':
+            in_string = 1;
+            continue;
+
+        case '[':
+        case '{':
+            if (++depth > NGX_ACS_JSON_DEPTH_MAX) {
+                return "nests arrays and objects too deep";
+            }
+
+            break;
+
+        case ']':
+        case '}':
+            if (depth) {
+                depth--;
+            }
+
+            break;
+
+        case ',':
+        case ':':
+            break;
+
+        default:
+            continue;
         }
 
-        p++;
+        if (++tokens > NGX_ACS_JSON_TOKENS_MAX) {
+            return "holds too many values";
+        }
     }
 
-    return 0;
+    return NULL;
 }
 
 

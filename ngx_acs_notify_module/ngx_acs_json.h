@@ -41,12 +41,20 @@ ngx_str_t *ngx_acs_log_str(ngx_pool_t *pool, ngx_str_t *s);
 ngx_int_t ngx_acs_base64url_decode(ngx_pool_t *pool, ngx_str_t *src,
     ngx_str_t *dst);
 
-/* 1 when a string of the JSON text holds U+0000 (or the text a NUL byte) */
-ngx_uint_t ngx_acs_json_nul(ngx_str_t *json);
+/*
+ * Limits of every JSON tree the module builds (ngx_acs_json_check() says
+ * why): the deepest real input, a key set, nests 4 levels, and Microsoft
+ * Entra's key set holds about 150 values.
+ */
+#define NGX_ACS_JSON_DEPTH_MAX   32
+#define NGX_ACS_JSON_TOKENS_MAX  16384
+
+/* NULL when yajl_tree may build the text, else why not */
+char *ngx_acs_json_check(ngx_str_t *json);
 
 /*
  * yajl_tree over a copy of the input; the tree is freed with the pool.
- * NULL for invalid JSON, and for text that ngx_acs_json_nul() refuses.
+ * NULL for invalid JSON, and for text that ngx_acs_json_check() refuses.
  */
 yajl_val ngx_acs_json_tree(ngx_pool_t *pool, ngx_str_t *json);
 ngx_int_t ngx_acs_json_tree_string(yajl_val obj, const char *key,

@@ -53,6 +53,9 @@
 #define NGX_ACS_JWKS_RETRY_MAX    300000       /* ms */
 #define NGX_ACS_JWKS_TIMEOUT      10000        /* ms, one fetch */
 #define NGX_ACS_RSA_MIN_BITS      2048
+#define NGX_ACS_RSA_MAX_BITS      8192
+#define NGX_ACS_RSA_E_MAX         8            /* bytes of the exponent */
+#define NGX_ACS_JWKS_KEYS_MAX     64
 
 
 /* a key set, in a pool of its own, so that a new one replaces it whole */
@@ -692,8 +695,10 @@ ngx_acs_jwks_read(ngx_str_t *path, ngx_log_t *log, ngx_acs_keyset_t **set,
 
 
 /*
- * Only RSA signing keys of at least 2048 bits are kept; others are
- * skipped.  The JSON tree lives in a pool of its own, freed at once.
+ * Only RSA signing keys of 2048 to 8192 bits are kept; others are
+ * skipped.  A set of more than 64 keys, or JSON that ngx_acs_json_check()
+ * refuses, is refused whole.  The JSON tree lives in a pool of its own,
+ * freed at once.
  */
 
 static ngx_int_t
@@ -734,11 +739,21 @@ ngx_acs_jwks_parse(ngx_str_t *text, ngx_str_t *name, ngx_log_t *log,
     cln->handler = ngx_acs_jwks_free;
     cln->data = ks;
 
+    *err = ngx_acs_json_check(text);
+    if (*err) {
+        goto failed;
+    }
+
     tree = ngx_acs_json_tree(tmp, text);
     keys = ngx_acs_json_tree_get(tree, "keys");
 
     if (keys == NULL || !YAJL_IS_ARRAY(keys)) {
         *err = "is not a JSON Web Key Set (no \"keys\" array)";
+        goto failed;
+    }
+
+    if (keys->u.array.len > NGX_ACS_JWKS_KEYS_MAX) {
+        *err = "holds more keys than the 64 a set may have";
         goto failed;
     }
 
@@ -778,9 +793,9 @@ ngx_acs_jwks_parse(ngx_str_t *text, ngx_str_t *name, ngx_log_t *log,
             ks->keys.nelts--;
             ngx_log_error(NGX_LOG_WARN, log, 0,
                           "acs_notify: jwks \"%V\": key \"%V\" skipped: "
-                          "not a valid RSA key of %d bits or more",
+                          "not a valid RSA key of %d to %d bits",
                           name, ngx_acs_log_str(tmp, &kid),
-                          NGX_ACS_RSA_MIN_BITS);
+                          NGX_ACS_RSA_MIN_BITS, NGX_ACS_RSA_MAX_BITS);
             continue;
         }
 
@@ -892,7 +907,9 @@ ngx_acs_jwk_rsa(ngx_pool_t *pool, ngx_str_t *n, ngx_str_t *e)
     pkey = NULL;
 
     if (bn == NULL || be == NULL
-        || BN_num_bits(bn) < NGX_ACS_RSA_MIN_BITS)
+        || BN_num_bits(bn) < NGX_ACS_RSA_MIN_BITS
+        || BN_num_bits(bn) > NGX_ACS_RSA_MAX_BITS
+        || de.len > NGX_ACS_RSA_E_MAX)
     {
         goto done;
     }

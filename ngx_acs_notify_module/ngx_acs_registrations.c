@@ -467,6 +467,7 @@ ngx_acs_reg_device(ngx_http_request_t *r, ngx_acs_reg_request_t *rq,
     ngx_str_t *body, ngx_acs_device_t *dev, long long *ttl)
 {
     yajl_val             tree, v;
+    char                *why;
     ngx_str_t            name;
     ngx_acs_platform_t  *platform;
 
@@ -474,9 +475,11 @@ ngx_acs_reg_device(ngx_http_request_t *r, ngx_acs_reg_request_t *rq,
 
     /* a field read up to a NUL would be another field: refused whole */
 
-    if (ngx_acs_json_nul(body)) {
+    why = ngx_acs_json_check(body);
+
+    if (why) {
         return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidJson",
-                                 "a string of the body holds U+0000");
+                                 "the body %s", why);
     }
 
     tree = ngx_acs_json_tree(r->pool, body);

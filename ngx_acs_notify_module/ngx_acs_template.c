@@ -498,8 +498,9 @@ static char *
 ngx_acs_template_check(ngx_conf_t *cf, ngx_acs_template_t *tpl,
     ngx_str_t *event_type, ngx_str_t *platform)
 {
-    char                *rv;
+    char                *rv, *why;
     size_t               len, limit;
+    ngx_str_t            s;
     u_char              *p, *q, *text;
     yajl_val             root;
     ngx_uint_t           i;
@@ -572,6 +573,17 @@ ngx_acs_template_check(ngx_conf_t *cf, ngx_acs_template_t *tpl,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "acs_notify_template %V %V: the payload contains "
                            "a NUL byte", event_type, platform);
+        return NGX_CONF_ERROR;
+    }
+
+    s.data = text;
+    s.len = len;
+
+    why = ngx_acs_json_check(&s);
+    if (why) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_template %V %V: the payload %s",
+                           event_type, platform, why);
         return NGX_CONF_ERROR;
     }
 

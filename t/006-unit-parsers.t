@@ -10,6 +10,7 @@ use warnings;
 
 use Test::More;
 use File::Temp qw(tempdir);
+use MIME::Base64 ();
 
 my $tree = $ENV{ACS_NGINX_TREE} || 'build/nginx-src';
 -f "$tree/objs/ngx_auto_config.h"
@@ -60,6 +61,21 @@ push @inputs, input("\x00\x01\x02garbage\x{ff}");
 push @inputs, input('Endpoint=sb://a/;SharedAccessKeyName=;SharedAccessKey==;;;');
 push @inputs, input('eyJhbGciOiJub25lIn0');
 push @inputs, input('{"keys":[{"kty":"RSA","n":' . ('[' x 3000) . ']}]}');
+# valid JSON nesting 400,000 levels (a tree of it once overflowed the stack
+# when freed), in a key set, base64url-encoded, and as a call's context
+push @inputs, input('[' x 400_000 . ']' x 400_000);
+push @inputs, input('{"keys":[' . '[' x 400_000 . ']' x 400_000 . ']}');
+push @inputs, input(MIME::Base64::encode_base64url('{"cc":"x","z":' . '[' x 300_000 . ']' x 300_000 . '}'));
+push @inputs, input('[' . join(',', ('{}') x 300_000) . ']');
+{
+    open my $fh, '<', 't/data/events/eg-incoming-call.json' or die;
+    my $call = do { local $/; <$fh> };
+    my $icc = 'eyJhbGciOiJub25lIn0.' . MIME::Base64::encode_base64url(
+        '{"cc":"x","z":' . '[' x 300_000 . ']' x 300_000 . '}') . '.';
+    $call =~ s/"incomingCallContext": "[^"]*"/"incomingCallContext": "$icc"/ or die;
+    push @inputs, input($call);
+    push @inputs, input($call . "\0\4\2" . '{"message":{"data":{"a":"${cp}"}}}');
+}
 # registration paths, signed requests, templates after a NUL
 push @inputs, input('users/8%3Aacs%3Ares_user-1/devices/phone-1');
 push @inputs, input('users/4%3A%2B14255550123');

@@ -6,10 +6,29 @@ use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 use AcsTest::Util;
 use AcsTest::Entra;
+use JSON::PP ();
 
 my $keys = AcsTest::Entra::setup(($ENV{TEST_NGINX_SERVROOT} // 't/servroot')
                                  . '/entra-keys');
 $ENV{TEST_NGINX_ENTRA} = $keys->{dir};
+
+# hostile key sets (docs/directives.md, acs_notify_entra): 400,000 levels of
+# arrays in a valid set, 100,000 empty objects, 65 copies of a good key
+{
+    my $good = do { local (@ARGV, $/) = "$keys->{dir}/jwks.json"; <> };
+    my $key = JSON::PP->new->canonical->encode(JSON::PP::decode_json($good)->{keys}[0]);
+    my %f = (
+        'jwks-deep.json'  => '{"keys":[' . ('[' x 400_000) . (']' x 400_000) . ']}',
+        'jwks-wide.json'  => '{"keys":[' . join(',', ('{}') x 100_000) . ']}',
+        'jwks-65.json'    => '{"keys":[' . join(',', ($key) x 65) . ']}',
+        'jwks-64.json'    => '{"keys":[' . join(',', ($key) x 64) . ']}',
+    );
+    for my $name (keys %f) {
+        open my $fh, '>', "$keys->{dir}/$name" or die "$name: $!";
+        print $fh $f{$name};
+        close $fh;
+    }
+}
 
 our $T = $AcsTest::Entra::TENANT;
 
@@ -644,3 +663,66 @@ qr/rejected 401 token: token (exp|nbf) is not a time/
 rejected 401 token: token exp is not a time
 rejected 401 token: token exp is not a time
 rejected 401 token: token nbf is not a time
+
+
+
+=== TEST 50: a key set nesting 400,000 levels is a configuration error, not a crash
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_entra jwks=$TEST_NGINX_ENTRA/jwks-deep.json audience=a tenant=t;
+    }
+--- must_die
+--- error_log
+entra-keys/jwks-deep.json": nests arrays and objects too deep
+
+
+
+=== TEST 51: a key set of 100,000 values is refused before a tree is built
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_entra jwks=$TEST_NGINX_ENTRA/jwks-wide.json audience=a tenant=t;
+    }
+--- must_die
+--- error_log
+jwks-wide.json": holds too many values
+
+
+
+=== TEST 52: a key set of 65 keys is refused, one of 64 is taken
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_entra jwks=$TEST_NGINX_ENTRA/jwks-65.json audience=a tenant=t;
+    }
+--- must_die
+--- error_log
+jwks-65.json": holds more keys than the 64 a set may have
+
+
+
+=== TEST 53: 64 keys are a set
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_entra jwks=$TEST_NGINX_ENTRA/jwks-64.json
+                         audience=api://acs-notify-test
+                         tenant=72f988bf-86f1-41af-91ab-2d7cd011db47;
+    }
+--- more_headers eval
+main::bearer()
+--- error_code: 200
+
+
+
+=== TEST 54: a token header nesting deeper than 32 levels is refused, 32 are read
+--- more_headers eval
+[main::bearer(raw_header => '{"alg":"RS256","kid":"test-kid-1","x":' . ('[' x 32) . (']' x 32) . '}'),
+ main::bearer(raw_header => '{"alg":"RS256","kid":"test-kid-1","x":' . ('[' x 31) . (']' x 31) . '}')]
+--- request eval
+[("POST /eg\n" . fixture('eg-chat-message-received.json')) x 2]
+--- error_code eval
+[401, 200]
+--- error_log
+acs_notify: rejected 401 token: token header is not a JSON object

@@ -234,6 +234,48 @@ publish('key1', 'key2');
 sleep 10.5;    # a worker looks again at most every 10 s
 is(until_all($tok{key2}, 200, 5), '200=20', 'a new kid is fetched on demand by every worker');
 
+# --- hostile key sets fetched every second: refused before a tree is
+# built, the last good set stays, no worker dies
+
+sub serve {
+    my ($text) = @_;
+    open my $fh, '>', "$www/keys.json.new" or die $!;
+    print $fh $text;
+    close $fh;
+    rename "$www/keys.json.new", "$www/keys.json" or die $!;
+}
+
+$srv->stop;
+publish('key1');
+conf();
+$srv->start;
+is(until_all($tok{key1}, 200), '200=20', 'hostile sets: a good set first');
+my @workers = sort $srv->workers;
+$srv->new_log;
+
+my $one = decode_json(do { local (@ARGV, $/) = $keys->{jwks}; <> })->{keys}[0];
+for my $case (['{"keys":[' . ('[' x 400_000) . (']' x 400_000) . ']}',
+               'nests arrays and objects too deep', '400,000 levels of arrays'],
+              ['{"keys":[' . join(',', ('{}') x 300_000) . ']}',
+               'holds too many values', '300,000 empty objects'],
+              ['{"keys":[' . ('[' x 60 . ']' x 60 . ',') x 6000 . '[]]}',
+               'nests arrays and objects too deep', '6,000 arrays 60 deep'],
+              [encode_json({ keys => [ ($one) x 65 ] }),
+               'holds more keys than the 64 a set may have', '65 keys'])
+{
+    my ($text, $why, $name) = @$case;
+    serve($text);
+    my $log = until_log(qr/not fetched: \Q$why\E/);
+    like($log, qr/\[error\].*jwks "\Q$URL\E" not fetched: \Q$why\E; the 1 keys of the last good set stay in use/,
+         "$name: refused, saying why");
+    sleep 2.2;    # two more fetches in each worker
+    is(statuses($tok{key1}), '200=20', "$name: the last good set verifies");
+    is(join(',', sort $srv->workers), join(',', @workers), "$name: no worker died");
+    unlike($srv->new_log, qr/exited on signal/, "$name: no crash in the log");
+    publish('key1');
+    until_log(qr/jwks "\Q$URL\E" fetched, 1 keys/);
+}
+
 $srv->stop;
 $ks->stop;
 

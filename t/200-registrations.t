@@ -337,7 +337,7 @@ acs_notify_registry: invalid ttl "200d", expected 1s to 180d
 --- error_code eval
 [400, 400, 200, 201]
 --- response_body_like eval
-[qr/^\{"error":\{"code":"InvalidJson","message":"a string of the body holds U\+0000"\}\}$/,
+[qr/^\{"error":\{"code":"InvalidJson","message":"the body holds U\+0000 in a string"\}\}$/,
  qr/"code":"InvalidJson"/, qr/^\{"value":\[\]\}$/, qr/"handle":"https:\/\/a\/b"/]
 --- error_log
-acs_notify: registration rejected 400 InvalidJson: a string of the body holds U+0000
+acs_notify: registration rejected 400 InvalidJson: the body holds U+0000 in a string
