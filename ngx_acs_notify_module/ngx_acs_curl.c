@@ -72,6 +72,7 @@ struct ngx_acs_curl_sock_s {
     ino_t                       ino;       /* from a reused number */
     int                         want;      /* CURL_POLL_*, as curl asked */
     unsigned                    foreign:1; /* opened by curl itself */
+    ngx_acs_curl_conns_t       *conns;     /* counted in, or NULL */
     ngx_acs_curl_sock_t        *next;      /* in the free list */
 };
 
@@ -93,6 +94,8 @@ typedef struct {
 
     ngx_uint_t                  running;   /* easy handles in the multi */
     ngx_msec_t                  swept;
+    ngx_event_t                 sweep;     /* a sweep put off */
+    ngx_connection_t            sweep_conn;
 } ngx_acs_curl_t;
 
 
@@ -119,6 +122,7 @@ static void ngx_acs_curl_watch(ngx_acs_curl_sock_t *sk);
 static ngx_uint_t ngx_acs_curl_same(ngx_acs_curl_sock_t *sk);
 static void ngx_acs_curl_drop(ngx_acs_curl_sock_t *sk);
 static void ngx_acs_curl_sweep(void);
+static void ngx_acs_curl_sweep_handler(ngx_event_t *ev);
 
 
 static ngx_acs_curl_t  ngx_acs_curl;
@@ -164,9 +168,19 @@ ngx_acs_curl_init_process(ngx_cycle_t *cycle, ngx_uint_t per_host,
     curl_multi_setopt(ac->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                       (long) per_host);
 
+#if (LIBCURL_VERSION_NUM >= 0x074300)
+    /* a ceiling: a peer that allows fewer streams gets fewer */
+    curl_multi_setopt(ac->multi, CURLMOPT_MAX_CONCURRENT_STREAMS,
+                      (long) NGX_ACS_CURL_STREAMS);
+#endif
+
     ngx_acs_worker_event(&ac->timer, ngx_acs_curl_timer_handler,
                          &ac->timer_conn, cycle->log);
     ac->timer.cancelable = 1;
+
+    ngx_acs_worker_event(&ac->sweep, ngx_acs_curl_sweep_handler,
+                         &ac->sweep_conn, cycle->log);
+    ac->sweep.cancelable = 1;
 
     return NGX_OK;
 }
@@ -185,6 +199,10 @@ ngx_acs_curl_exit_process(ngx_cycle_t *cycle)
 
     if (ac->timer.timer_set) {
         ngx_del_timer(&ac->timer);
+    }
+
+    if (ac->sweep.timer_set) {
+        ngx_del_timer(&ac->sweep);
     }
 
     if (ac->running) {
@@ -262,6 +280,8 @@ ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
     h->status = 0;
     h->result = CURLE_OK;
     h->connected = 0;
+    h->version = 0;
+    h->rtt = 0;
     h->retry_after = 0;
     h->tracking_id_len = 0;
     h->detail_len = 0;
@@ -294,7 +314,7 @@ ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
     curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
                      h->http2 ? CURL_HTTP_VERSION_2TLS
                               : CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(easy, CURLOPT_PIPEWAIT, h->http2 ? 1L : 0L);
+    curl_easy_setopt(easy, CURLOPT_PIPEWAIT, h->pipewait ? 1L : 0L);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->error);
 
     /*
@@ -310,7 +330,7 @@ ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, h);
     curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION,
                      ngx_acs_curl_open_socket);
-    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, ac);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, h);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
                      ngx_acs_curl_close_socket);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, ac);
@@ -429,9 +449,11 @@ static curl_socket_t
 ngx_acs_curl_open_socket(void *clientp, curlsocktype purpose,
     struct curl_sockaddr *addr)
 {
-    ngx_acs_curl_t  *ac = clientp;
+    ngx_acs_http_t  *h = clientp;
 
-    ngx_socket_t   s;
+    ngx_socket_t          s;
+    ngx_acs_curl_t       *ac = &ngx_acs_curl;
+    ngx_acs_curl_sock_t  *sk;
 
     if (purpose != CURLSOCKTYPE_IPCXN) {
         return CURL_SOCKET_BAD;
@@ -444,9 +466,19 @@ ngx_acs_curl_open_socket(void *clientp, curlsocktype purpose,
         return CURL_SOCKET_BAD;
     }
 
-    if (ngx_acs_curl_adopt(s, 0) == NULL) {
+    sk = ngx_acs_curl_adopt(s, 0);
+    if (sk == NULL) {
         ngx_close_socket(s);
         return CURL_SOCKET_BAD;
+    }
+
+    /* the connection is the lane's of the transfer that opens it */
+
+    sk->conns = h->conns;
+
+    if (sk->conns) {
+        sk->conns->open++;
+        sk->conns->opened++;
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ac->log, 0,
@@ -589,6 +621,7 @@ ngx_acs_curl_adopt(ngx_socket_t s, ngx_uint_t foreign)
     sk->ino = fi.st_ino;
     sk->want = want;
     sk->foreign = foreign;
+    sk->conns = NULL;
     sk->next = NULL;
 
     ac->fds[s] = sk;
@@ -690,6 +723,11 @@ ngx_acs_curl_drop(ngx_acs_curl_sock_t *sk)
     ac->fds[sk->fd] = NULL;
     ac->nsocks--;
 
+    if (sk->conns) {
+        sk->conns->open--;
+        sk->conns = NULL;
+    }
+
     sk->c = NULL;
     sk->next = ac->free_socks;
     ac->free_socks = sk;
@@ -717,6 +755,18 @@ ngx_acs_curl_sweep(void)
                            "acs_notify curl: socket %d gone unsaid", sk->fd);
             ngx_acs_curl_drop(sk);
         }
+    }
+}
+
+
+static void
+ngx_acs_curl_sweep_handler(ngx_event_t *ev)
+{
+    ngx_acs_curl_t  *ac = &ngx_acs_curl;
+
+    if (ac->running == 0) {
+        ac->swept = ngx_current_msec;
+        ngx_acs_curl_sweep();
     }
 }
 
@@ -864,7 +914,8 @@ static void
 ngx_acs_curl_collect(void)
 {
     int              left;
-    curl_off_t       connected;
+    long             version;
+    curl_off_t       connected, total;
     CURL            *easy;
     CURLMsg         *msg;
     ngx_acs_http_t  *h;
@@ -892,6 +943,18 @@ ngx_acs_curl_collect(void)
         connected = 0;
         curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &connected);
         h->connected = (connected > 0);
+
+        /* the hub's round trip: no queueing, connecting or TLS in it */
+
+        total = 0;
+        curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total);
+        h->rtt = (h->connected && total > connected)
+                 ? (uint64_t) (total - connected) : 0;
+
+        version = 0;
+        curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version);
+        h->version = (version == CURL_HTTP_VERSION_2_0) ? 2
+                     : (version ? 1 : 0);
 
         curl_multi_remove_handle(ac->multi, easy);
         ac->running--;
@@ -930,6 +993,10 @@ ngx_acs_curl_collect(void)
         if (ngx_current_msec - ac->swept >= 1000) {
             ac->swept = ngx_current_msec;
             ngx_acs_curl_sweep();
+
+        } else if (!ac->sweep.timer_set) {
+            /* at most a sweep a second, but one after the last transfer */
+            ngx_add_timer(&ac->sweep, 1000 - (ngx_current_msec - ac->swept));
         }
     }
 }

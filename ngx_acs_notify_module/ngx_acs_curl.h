@@ -18,6 +18,17 @@
 
 #define NGX_ACS_CURL_DETAIL_MAX  512
 #define NGX_ACS_CURL_RETRY_MAX   86400     /* s, of a Retry-After */
+#define NGX_ACS_CURL_STREAMS     100       /* HTTP/2 streams a connection
+                                              carries at most, fewer when
+                                              the peer's SETTINGS say so */
+
+
+/* the connections of one owner (a lane), counted as curl opens them */
+
+typedef struct {
+    ngx_uint_t                  open;
+    ngx_uint_t                  opened;        /* ever */
+} ngx_acs_curl_conns_t;
 
 
 /* a request header, e.g. apns-push-type: voip */
@@ -42,6 +53,11 @@ struct ngx_acs_http_s {
     const char                 *ca_file;     /* NULL: the system store */
     struct curl_slist          *connect_to;  /* owned by the caller */
     ngx_uint_t                  http2;       /* unsigned:1 */
+    ngx_uint_t                  pipewait;    /* unsigned:1, wait for a
+                                                connection that may carry
+                                                it as a stream rather than
+                                                open one */
+    ngx_acs_curl_conns_t       *conns;       /* NULL: not counted */
     ngx_msec_t                  timeout;     /* from the start */
     ngx_acs_http_done_pt        handler;
     void                       *data;
@@ -54,6 +70,9 @@ struct ngx_acs_http_s {
     long                        status;      /* 0: no HTTP answer */
     CURLcode                    result;
     ngx_uint_t                  connected;   /* unsigned:1, was up */
+    ngx_uint_t                  version;     /* HTTP 1 or 2, 0: none */
+    uint64_t                    rtt;         /* us, from the request
+                                                going out to the answer */
     time_t                      retry_after; /* seconds, 0 if none, at
                                                 most NGX_ACS_CURL_RETRY_MAX */
     u_char                      tracking_id[64];

@@ -43,6 +43,7 @@
 #include "ngx_acs_template.h"
 #include "ngx_acs_dedup.h"
 #include "ngx_acs_engine.h"
+#include "ngx_acs_lane.h"
 #include "ngx_acs_dispatch.h"
 #include "ngx_acs_stats.h"
 
@@ -145,6 +146,7 @@ static ngx_acs_recipient_t *ngx_acs_batch_recipient(ngx_acs_batch_t *batch,
 static ngx_uint_t ngx_acs_item_wants(ngx_acs_batch_t *batch,
     ngx_acs_item_t *item, ngx_acs_device_t *dev, ngx_uint_t log);
 static void ngx_acs_batch_admit(ngx_acs_batch_t *batch);
+static ngx_int_t ngx_acs_batch_distance(ngx_acs_batch_t *batch);
 static void ngx_acs_batch_make(ngx_acs_batch_t *batch, ngx_uint_t *budget);
 static void ngx_acs_batch_deadline(ngx_event_t *ev);
 static void ngx_acs_batch_expire(ngx_acs_batch_t *batch);
@@ -619,6 +621,10 @@ ngx_acs_batch_admit(ngx_acs_batch_t *batch)
         return;
     }
 
+    if (ngx_acs_batch_distance(batch) != NGX_OK) {
+        return;
+    }
+
     limit = e->queue_size;
     queued = ngx_acs_engine_queued();
 
@@ -673,6 +679,73 @@ ngx_acs_batch_admit(ngx_acs_batch_t *batch)
     }
 
     ngx_acs_engine_post();
+}
+
+
+/*
+ * A hub that fails, or a lane whose measured rate cannot send the
+ * delivery before its deadline: 503 at once (docs/dispatch.md, 5),
+ * Event Grid tries later instead of waiting for the deadline
+ */
+
+static ngx_int_t
+ngx_acs_batch_distance(ngx_acs_batch_t *batch)
+{
+    time_t                      retry;
+    ngx_int_t                   rc;
+    ngx_msec_int_t              ms;
+    ngx_acs_hub_t              *hub;
+    ngx_acs_lane_t             *lane;
+    ngx_acs_result_e            result;
+    ngx_http_acs_notify_ctx_t  *ctx;
+
+    ms = (ngx_msec_int_t) (batch->delivery.deadline - ngx_current_msec);
+    hub = batch->conf->hub;
+    lane = hub->lane;
+    retry = 0;
+
+    rc = ngx_acs_lane_admit(lane, batch->pushes,
+                            batch->calls == batch->pushes,
+                            (ngx_msec_t) ngx_max(ms, 0), &retry);
+
+    if (rc == NGX_OK && batch->calls && batch->conf->voip_hub
+        && batch->conf->voip_hub->lane != lane)
+    {
+        hub = batch->conf->voip_hub;
+        lane = hub->lane;
+        rc = ngx_acs_lane_admit(lane, batch->calls, 1,
+                                (ngx_msec_t) ngx_max(ms, 0), &retry);
+    }
+
+    if (rc == NGX_OK) {
+        return NGX_OK;
+    }
+
+    if (rc == NGX_BUSY) {
+        ngx_log_error(NGX_LOG_WARN, batch->request->connection->log, 0,
+                      "acs_notify: Notification Hubs \"%V\" fails, delivery "
+                      "of %ui pushes refused with 503", &hub->name,
+                      batch->pushes);
+        result = NGX_ACS_RESULT_UNAVAILABLE_HUB;
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, batch->request->connection->log, 0,
+                      "acs_notify: Notification Hubs \"%V\" answers %ui "
+                      "pushes a second, %ui wait: %ui more cannot be sent "
+                      "in the %Mms left, delivery refused with 503",
+                      &hub->name, lane->rate, lane->queued, batch->pushes,
+                      (ngx_msec_t) ngx_max(ms, 0));
+        result = NGX_ACS_RESULT_UNAVAILABLE_BACKLOG;
+    }
+
+    ctx = ngx_http_get_module_ctx(batch->request, ngx_http_acs_notify_module);
+    ctx->retry_after = retry;
+
+    batch->state = NGX_ACS_BATCH_EXPIRED;
+    ngx_acs_batch_answer(batch, NGX_HTTP_SERVICE_UNAVAILABLE, result);
+    ngx_acs_batch_release(batch);
+
+    return NGX_DECLINED;
 }
 
 
@@ -1116,7 +1189,7 @@ ngx_acs_dispatch_answer(ngx_http_request_t *r, ngx_uint_t status,
     ctx->pushes = pushes;
 
     if (status == NGX_HTTP_SERVICE_UNAVAILABLE
-        && ngx_acs_retry_after(r, 0) != NGX_OK)
+        && ngx_acs_retry_after(r, ctx->retry_after) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -4,20 +4,23 @@
  *
  * The push engine of a worker (docs/dispatch.md, "How pushes flow").
  * Jobs wait in lanes, one per hub host (the hubs of a host share its
- * connections), calls before chat, and at most "slots" of a lane are
- * transfers in libcurl's multi handle at once (max_connections, times 32
- * streams for HTTP/2), so that every libcurl call costs the same at any
- * depth; a device handle has at most "cap" (a quarter) of them.
+ * connections, ngx_acs_lane.c), calls before chat, and at most the lane's
+ * limit of them are transfers in libcurl's multi handle at once (a limit
+ * that follows the hub's round trip and answers, under max_connections),
+ * so that every libcurl call costs the same at any depth; a device handle
+ * has at most a quarter of them.
  *
  *   start     the payload is rendered the first time a job of the event
  *             and platform starts, and kept; the headers and the SAS token
  *             are made then (ngx_acs_push.c), and the hub's timeout counts
  *             from then
- *   outcome   sent, gone (410: the handle is removed from the registry at
- *             a later turn, ngx_acs_gone.c), rejected, or again: after a
- *             backoff or Retry-After (the job waits in a timer tree, found
- *             from its node), or at the head of its lane when the lane
- *             pauses because its host refused a connection
+ *   outcome   the hub's verdict (ngx_acs_hub_verdict): sent, gone (410:
+ *             the handle is removed from the registry at a later turn,
+ *             ngx_acs_gone.c), rejected, or again: after a backoff or
+ *             Retry-After (the job waits in a timer tree, found from its
+ *             node), or at the head of its lane when the lane brakes
+ *             because its host refused a connection; the lane learns
+ *             from each answer (ngx_acs_lane_answer)
  *
  * Work is done by the pump, a posted event with a budget per pass (the
  * dispatcher's part first: ngx_acs_dispatch.c); a pass that runs out of
@@ -33,6 +36,7 @@
 #include <ngx_event.h>
 
 #include "ngx_acs_conf.h"
+#include "ngx_acs_lane.h"
 #include "ngx_acs_gone.h"
 #include "ngx_acs_push.h"
 #include "ngx_acs_curl.h"
@@ -42,8 +46,6 @@
 
 #define NGX_ACS_BACKOFF_BASE     250      /* ms */
 #define NGX_ACS_BACKOFF_MAX      5000     /* ms */
-#define NGX_ACS_H2_STREAMS       32       /* transfers per HTTP/2 conn */
-#define NGX_ACS_HANDLE_SHARE     4        /* a handle takes 1/4 of slots */
 #define NGX_ACS_JOB_CHUNK        256      /* records allocated at once */
 #define NGX_ACS_PASS_STARTS      32       /* transfers started per pass */
 #define NGX_ACS_PASS_WAKES       1024     /* retries due, per pass */
@@ -59,31 +61,6 @@ typedef enum {
 
 typedef struct ngx_acs_slot_s    ngx_acs_slot_t;
 typedef struct ngx_acs_handle_s  ngx_acs_handle_t;
-
-
-/* the transfers to one host: the hubs that share its connections */
-
-typedef struct {
-    ngx_str_t                   host;          /* and connect_to */
-    ngx_uint_t                  http2;
-    ngx_acs_hub_t              *hub;           /* the first, for logs */
-
-    ngx_queue_t                 calls;         /* of jobs, QUEUED */
-    ngx_queue_t                 chat;
-    ngx_uint_t                  active;        /* transfers running */
-    ngx_uint_t                  slots;
-    ngx_uint_t                  cap;           /* per device handle */
-
-    ngx_uint_t                  failures;      /* connects failed in a row */
-    ngx_uint_t                  paused;        /* unsigned:1 */
-    ngx_event_t                 wake;
-    ngx_connection_t            dummy;         /* timer's data, see curl */
-
-    ngx_rbtree_t                handles;       /* of ngx_acs_handle_t */
-    ngx_rbtree_node_t           sentinel;
-
-    u_char                      error[CURL_ERROR_SIZE];
-} ngx_acs_lane_t;
 
 
 /* a device handle with transfers running */
@@ -136,8 +113,8 @@ typedef struct {
 } ngx_acs_engine_t;
 
 
-static ngx_int_t ngx_acs_lanes_init(ngx_cycle_t *cycle, ngx_array_t *hubs);
 static void *ngx_acs_engine_alloc(size_t size);
+static void ngx_acs_engine_wake(ngx_event_t *ev);
 
 static ngx_acs_lane_t *ngx_acs_job_lane(ngx_acs_job_t *job);
 static void ngx_acs_job_enqueue(ngx_acs_job_t *job, ngx_uint_t head);
@@ -151,9 +128,6 @@ static void ngx_acs_job_unlink(ngx_acs_job_t *job);
 static ngx_acs_handle_t *ngx_acs_handle_get(ngx_acs_lane_t *lane,
     ngx_str_t *handle);
 static void ngx_acs_handle_put(ngx_acs_lane_t *lane, ngx_acs_handle_t *h);
-static ngx_uint_t ngx_acs_lane_failure(CURLcode rc, ngx_acs_http_t *h);
-static void ngx_acs_lane_pause(ngx_acs_lane_t *lane, ngx_acs_http_t *h);
-static void ngx_acs_lane_wake(ngx_event_t *ev);
 
 static void ngx_acs_pump(ngx_event_t *ev);
 static void ngx_acs_wait_arm(void);
@@ -193,7 +167,10 @@ ngx_acs_engine_init(ngx_cycle_t *cycle, ngx_array_t *hubs,
         return NGX_ERROR;
     }
 
-    return ngx_acs_lanes_init(cycle, hubs);
+    e->lanes = ngx_acs_lanes_init(cycle, hubs, ngx_acs_hub_conns_cap(cycle),
+                                  ngx_acs_engine_wake, &e->nlanes);
+
+    return e->lanes ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -322,87 +299,6 @@ ngx_acs_engine_alloc(size_t size)
 }
 
 
-static ngx_int_t
-ngx_acs_lanes_init(ngx_cycle_t *cycle, ngx_array_t *hubs)
-{
-    u_char            *p;
-    ngx_str_t          key;
-    ngx_uint_t         i, j;
-    ngx_acs_hub_t     *hub;
-    ngx_acs_lane_t    *lane;
-    ngx_acs_engine_t  *e = &ngx_acs_engine;
-
-    hub = hubs->elts;
-
-    e->lanes = ngx_pcalloc(cycle->pool,
-                           hubs->nelts * sizeof(ngx_acs_lane_t));
-    if (e->lanes == NULL) {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < hubs->nelts; i++) {
-
-        key.len = hub[i].host.len + 1 + hub[i].connect_to.len;
-        key.data = ngx_pnalloc(cycle->pool, key.len);
-        if (key.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        p = ngx_cpymem(key.data, hub[i].host.data, hub[i].host.len);
-        *p++ = ' ';
-        ngx_memcpy(p, hub[i].connect_to.data, hub[i].connect_to.len);
-
-        for (j = 0; j < e->nlanes; j++) {
-            lane = &e->lanes[j];
-
-            if (lane->http2 == (ngx_uint_t) hub[i].http2
-                && lane->host.len == key.len
-                && ngx_strncmp(lane->host.data, key.data, key.len) == 0)
-            {
-                break;
-            }
-        }
-
-        if (j == e->nlanes) {
-            lane = &e->lanes[e->nlanes++];
-
-            lane->host = key;
-            lane->http2 = hub[i].http2;
-            lane->hub = &hub[i];
-
-            ngx_queue_init(&lane->calls);
-            ngx_queue_init(&lane->chat);
-            ngx_rbtree_init(&lane->handles, &lane->sentinel,
-                            ngx_rbtree_insert_value);
-            ngx_acs_worker_event(&lane->wake, ngx_acs_lane_wake,
-                                 &lane->dummy, e->log);
-        }
-
-        hub[i].lane = lane;
-
-        /*
-         * HTTP/1.1: a transfer per connection; HTTP/2: streams share them.
-         * Hubs of one host share its connections: the largest number.
-         */
-
-        lane->slots = ngx_max(lane->slots, hub[i].max_connections
-                                           * (lane->http2
-                                              ? NGX_ACS_H2_STREAMS : 1));
-        lane->cap = ngx_max(lane->slots / NGX_ACS_HANDLE_SHARE, 1);
-    }
-
-    for (j = 0; j < e->nlanes; j++) {
-        ngx_log_debug4(NGX_LOG_DEBUG_HTTP, cycle->log, 0,
-                       "acs_notify: lane \"%V\" (%s): %ui slots, %ui per "
-                       "device handle", &e->lanes[j].host,
-                       e->lanes[j].http2 ? "HTTP/2" : "HTTP/1.1",
-                       e->lanes[j].slots, e->lanes[j].cap);
-    }
-
-    return NGX_OK;
-}
-
-
 ngx_acs_job_t *
 ngx_acs_engine_job(void)
 {
@@ -452,6 +348,7 @@ ngx_acs_job_enqueue(ngx_acs_job_t *job, ngx_uint_t head)
     q = job->call ? &lane->calls : &lane->chat;
 
     job->state = NGX_ACS_JOB_QUEUED;
+    lane->queued++;
 
     if (head) {
         ngx_queue_insert_head(q, &job->u.queue);
@@ -500,7 +397,7 @@ ngx_acs_pump(ngx_event_t *ev)
     for (i = 0; i < e->nlanes; i++) {
         lane = &e->lanes[i];
 
-        while (lane->active < lane->slots && !lane->paused) {
+        while (ngx_acs_lane_room(lane)) {
 
             if (!ngx_queue_empty(&lane->calls)) {
                 q = ngx_queue_head(&lane->calls);
@@ -520,10 +417,13 @@ ngx_acs_pump(ngx_event_t *ev)
             starts--;
 
             ngx_queue_remove(q);
+            lane->queued--;
             job = ngx_queue_data(q, ngx_acs_job_t, u.queue);
 
             (void) ngx_acs_job_start(job);
         }
+
+        ngx_acs_lane_gauges(lane);
     }
 
     if (more) {
@@ -577,7 +477,8 @@ ngx_acs_job_start(ngx_acs_job_t *job)
         return NGX_DECLINED;
     }
 
-    if (((ngx_acs_handle_t *) job->handle)->active >= lane->cap) {
+    if (((ngx_acs_handle_t *) job->handle)->active >= ngx_acs_lane_cap(lane))
+    {
         /* one slow device does not hold every connection */
         job->state = NGX_ACS_JOB_PARKED;
         ngx_queue_insert_tail(&((ngx_acs_handle_t *) job->handle)->parked,
@@ -619,6 +520,8 @@ ngx_acs_job_start(ngx_acs_job_t *job)
     h->body = body.data;
     h->body_len = body.len;
     ngx_acs_hub_transport(hub, h);
+    h->pipewait = ngx_acs_lane_pipewait(lane);
+    h->conns = &lane->conns;
     h->handler = ngx_acs_job_done;
     h->data = slot;
 
@@ -638,7 +541,7 @@ ngx_acs_job_start(ngx_acs_job_t *job)
     job->state = NGX_ACS_JOB_RUNNING;
     job->attempt++;
     ((ngx_acs_handle_t *) job->handle)->active++;
-    lane->active++;
+    ngx_acs_lane_started(lane);
 
     ngx_acs_stats_in_flight(1);
 
@@ -707,7 +610,8 @@ ngx_acs_handle_put(ngx_acs_lane_t *lane, ngx_acs_handle_t *h)
     ngx_acs_job_t     *job;
     ngx_acs_engine_t  *e = &ngx_acs_engine;
 
-    if (!ngx_queue_empty(&h->parked) && h->active < lane->cap) {
+    if (!ngx_queue_empty(&h->parked) && h->active < ngx_acs_lane_cap(lane))
+    {
         q = ngx_queue_head(&h->parked);
         ngx_queue_remove(q);
 
@@ -731,18 +635,19 @@ ngx_acs_job_done(ngx_acs_http_t *h)
 {
     ngx_acs_slot_t  *slot = h->data;
 
-    long               status;
-    ngx_str_t          tracking, detail;
-    ngx_msec_t         delay;
-    ngx_acs_job_t     *job;
-    ngx_acs_lane_t    *lane;
-    ngx_acs_engine_t  *e = &ngx_acs_engine;
+    long                status;
+    ngx_str_t           tracking, detail;
+    ngx_msec_t          delay;
+    ngx_acs_job_t      *job;
+    ngx_acs_lane_t     *lane;
+    ngx_acs_engine_t   *e = &ngx_acs_engine;
+    ngx_acs_verdict_e   verdict;
 
     job = slot->job;
     lane = ngx_acs_job_lane(job);
     status = h->status;
+    verdict = ngx_acs_hub_verdict(h);
 
-    lane->active--;
     ((ngx_acs_handle_t *) job->handle)->active--;
     ngx_acs_handle_put(lane, (ngx_acs_handle_t *) job->handle);
     job->handle = NULL;
@@ -750,6 +655,22 @@ ngx_acs_job_done(ngx_acs_http_t *h)
     ngx_acs_stats_in_flight(-1);
     ngx_acs_stats_hub_answer(job->hub->index, (status >= 200) ? status : 0,
                              ngx_current_msec - slot->start);
+
+    if (h->result != CURLE_OK && status < 200) {
+        ngx_cpystrn(lane->error, (u_char *) (h->error[0]
+                                  ? h->error
+                                  : curl_easy_strerror(h->result)),
+                    CURL_ERROR_SIZE);
+
+    } else if (verdict == NGX_ACS_VERDICT_THROTTLED
+               || verdict == NGX_ACS_VERDICT_FAILED)
+    {
+        ngx_snprintf(lane->error, CURL_ERROR_SIZE - 1, "HTTP %l%s%Z", status,
+                     (status == 429) ? " throttled"
+                     : (status == 403) ? " quota" : "");
+    }
+
+    ngx_acs_lane_answer(lane, h, verdict, slot->start);
 
     ngx_acs_engine_post();
 
@@ -765,41 +686,11 @@ ngx_acs_job_done(ngx_acs_http_t *h)
     slot->next = e->free_slots;
     e->free_slots = slot;
 
-    /*
-     * A transfer error after a final status (an HTTP/2 peer may answer
-     * before it read the body, then reset the stream with NO_ERROR, and
-     * libcurl reports CURLE_HTTP2_STREAM): the hub decided, the status
-     * says what; retrying would push twice.
-     */
+    delay = (ngx_msec_t) h->retry_after * 1000;
 
-    if (h->result != CURLE_OK && status < 200) {
+    switch (verdict) {
 
-        ngx_cpystrn(lane->error, (u_char *) (h->error[0]
-                                  ? h->error
-                                  : curl_easy_strerror(h->result)),
-                    CURL_ERROR_SIZE);
-
-        if (ngx_acs_lane_failure(h->result, h)) {
-            /* the host refused: the lane pauses, the job waits in it */
-            ngx_acs_lane_pause(lane, h);
-
-            if (!job->delivery->expired
-                && (ngx_msec_int_t) (job->delivery->deadline
-                                     - ngx_current_msec)
-                   > 0)
-            {
-                ngx_acs_job_enqueue(job, 1);
-                return;
-            }
-        }
-
-        ngx_acs_job_retry(job, 0, (char *) lane->error);
-        return;
-    }
-
-    lane->failures = 0;
-
-    if (status >= 200 && status < 300) {
+    case NGX_ACS_VERDICT_SENT:
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, e->log, 0,
                        "acs_notify: push of \"%V\" to %*s... sent",
                        &job->event->log_id, ngx_min(job->dev->handle.len, 8),
@@ -807,13 +698,8 @@ ngx_acs_job_done(ngx_acs_http_t *h)
 
         ngx_acs_job_final(job, NGX_ACS_FINAL_SENT);
         return;
-    }
 
-    delay = (ngx_msec_t) h->retry_after * 1000;
-
-    switch (status) {
-
-    case 410:
+    case NGX_ACS_VERDICT_GONE:
         ngx_log_error(NGX_LOG_INFO, e->log, 0,
                       "acs_notify: Notification Hubs reports device handle "
                       "%*s... of \"%V\" gone, removed",
@@ -824,7 +710,7 @@ ngx_acs_job_done(ngx_acs_http_t *h)
         ngx_acs_job_final(job, NGX_ACS_FINAL_GONE);
         return;
 
-    case 401:
+    case NGX_ACS_VERDICT_RENEW:
         if (!job->renewed) {
             /* a token the hub no longer takes: sign a new one, once */
             job->renewed = 1;
@@ -835,33 +721,34 @@ ngx_acs_job_done(ngx_acs_http_t *h)
 
         break;
 
-    case 403:
-        if (h->retry_after) {
-            /* the quota answer of older API versions */
-            ngx_acs_job_retry(job, delay, "HTTP 403 quota");
+    case NGX_ACS_VERDICT_THROTTLED:
+        ngx_acs_job_retry(job, delay, (char *) lane->error);
+        return;
+
+    case NGX_ACS_VERDICT_FAILED:
+        ngx_acs_job_retry(job, 0, (char *) lane->error);
+        return;
+
+    case NGX_ACS_VERDICT_UNREACHABLE:
+
+        /* the host's failure: the lane brakes, the job waits in it */
+
+        if (!job->delivery->expired
+            && (ngx_msec_int_t) (job->delivery->deadline - ngx_current_msec)
+               > 0)
+        {
+            ngx_acs_job_enqueue(job, 1);
             return;
         }
 
+        ngx_acs_job_retry(job, 0, (char *) lane->error);
+        return;
+
+    case NGX_ACS_VERDICT_REFUSED:
         break;
-
-    case 429:
-        ngx_acs_job_retry(job, delay, "HTTP 429 throttled");
-        return;
-
-    case 408:
-        ngx_acs_job_retry(job, 0, "HTTP 408");
-        return;
-
-    default:
-        if (status >= 500) {
-            ngx_snprintf(lane->error, CURL_ERROR_SIZE - 1, "HTTP %l%Z",
-                         status);
-            ngx_acs_job_retry(job, 0, (char *) lane->error);
-            return;
-        }
     }
 
-    /* 400, 401, 403, 404, 413 and other answers: never better on retry */
+    /* 400, 401 twice, 403, 404, 413 and others: never better on retry */
 
     while (detail.len && (detail.data[detail.len - 1] == '\n'
                           || detail.data[detail.len - 1] == '\r'))
@@ -882,71 +769,16 @@ ngx_acs_job_done(ngx_acs_http_t *h)
 }
 
 
-/*
- * A failure of the host rather than of the push: no connection (refused,
- * unresolved, TLS failed or not verified, or not made in time).
- */
-
-static ngx_uint_t
-ngx_acs_lane_failure(CURLcode rc, ngx_acs_http_t *h)
-{
-    switch (rc) {
-
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-        return 1;
-
-    case CURLE_OPERATION_TIMEDOUT:
-        return !h->connected;
-
-    default:
-        return 0;
-    }
-}
-
-
-/*
- * The lane stops starting transfers for a while: 250 ms after the first
- * failure in a row, doubling up to 5 s.  Its queued jobs wait; a retry of
- * each job would only multiply the refused connections.
- */
+/* a lane's brake ends: one push is tried */
 
 static void
-ngx_acs_lane_pause(ngx_acs_lane_t *lane, ngx_acs_http_t *h)
-{
-    ngx_msec_t  pause;
-
-    /* the other transfers of a round fail too: one failure a round */
-
-    if (lane->paused) {
-        return;
-    }
-
-    lane->failures++;
-
-    pause = NGX_ACS_BACKOFF_BASE << ngx_min(lane->failures - 1, 5);
-    pause = ngx_min(pause, NGX_ACS_BACKOFF_MAX);
-
-    ngx_log_error(NGX_LOG_WARN, ngx_acs_engine.log, 0,
-                  "acs_notify: no connection to Notification Hubs \"%V\" "
-                  "(%ui in a row), its pushes wait %Mms: %s",
-                  &lane->hub->name, lane->failures, pause, lane->error);
-
-    lane->paused = 1;
-    ngx_add_timer(&lane->wake, pause);
-}
-
-
-static void
-ngx_acs_lane_wake(ngx_event_t *ev)
+ngx_acs_engine_wake(ngx_event_t *ev)
 {
     ngx_acs_lane_t  *lane;
 
     lane = (ngx_acs_lane_t *) ((u_char *) ev - offsetof(ngx_acs_lane_t,
                                                          wake));
-    lane->paused = 0;
+    ngx_acs_lane_wake(lane);
 
     ngx_acs_engine_post();
 }
@@ -1088,6 +920,10 @@ ngx_acs_job_unlink(ngx_acs_job_t *job)
     switch (job->state) {
 
     case NGX_ACS_JOB_QUEUED:
+        ngx_acs_job_lane(job)->queued--;
+        ngx_queue_remove(&job->u.queue);
+        break;
+
     case NGX_ACS_JOB_PARKED:
         ngx_queue_remove(&job->u.queue);
         break;

@@ -30,6 +30,8 @@ static ngx_str_t  ngx_acs_results[] = {
     ngx_string("unavailable:shutdown"),
     ngx_string("unavailable:registry"),
     ngx_string("unavailable:jwks"),
+    ngx_string("unavailable:hub"),
+    ngx_string("unavailable:backlog"),
     ngx_string("rejected:method"),
     ngx_string("rejected:secret"),
     ngx_string("rejected:token"),

@@ -26,7 +26,7 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
 
     ngx_str_null(&cs);
     ngx_str_set(&hub->api_version, "2020-06");
-    hub->max_connections = 16;
+    hub->max_connections = NGX_ACS_HUB_CONNECTIONS;
     hub->http2 = NGX_ACS_HUB_HTTP2_DEFAULT;
     hub->timeout = 10000;
 
@@ -319,7 +319,87 @@ ngx_acs_hub_transport(ngx_acs_hub_t *hub, ngx_acs_http_t *h)
     h->ca_file = hub->ca_file.len ? (const char *) hub->ca_file.data : NULL;
     h->connect_to = hub->connect_to_list;
     h->http2 = hub->http2;
+    h->pipewait = hub->http2;
     h->timeout = hub->timeout;
+}
+
+
+ngx_acs_verdict_e
+ngx_acs_hub_verdict(ngx_acs_http_t *h)
+{
+    /*
+     * An error after a final status (an HTTP/2 peer may answer before it
+     * read the body, then reset the stream, and libcurl reports
+     * CURLE_HTTP2_STREAM): the hub decided, the status says what
+     */
+
+    if (h->result != CURLE_OK && h->status < 200) {
+
+        switch (h->result) {
+
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_PEER_FAILED_VERIFICATION:
+            return NGX_ACS_VERDICT_UNREACHABLE;
+
+        case CURLE_OPERATION_TIMEDOUT:
+            return h->connected ? NGX_ACS_VERDICT_FAILED
+                                : NGX_ACS_VERDICT_UNREACHABLE;
+
+        default:
+            return NGX_ACS_VERDICT_FAILED;
+        }
+    }
+
+    if (h->status >= 200 && h->status < 300) {
+        return NGX_ACS_VERDICT_SENT;
+    }
+
+    switch (h->status) {
+
+    case 410:
+        return NGX_ACS_VERDICT_GONE;
+
+    case 401:
+        return NGX_ACS_VERDICT_RENEW;
+
+    case 403:
+        /* the quota answer of older API versions has a Retry-After */
+        return h->retry_after ? NGX_ACS_VERDICT_THROTTLED
+                              : NGX_ACS_VERDICT_REFUSED;
+
+    case 429:
+    case 503:
+        return NGX_ACS_VERDICT_THROTTLED;
+
+    case 408:
+        return NGX_ACS_VERDICT_FAILED;
+
+    default:
+        return (h->status >= 500) ? NGX_ACS_VERDICT_FAILED
+                                  : NGX_ACS_VERDICT_REFUSED;
+    }
+}
+
+
+ngx_uint_t
+ngx_acs_hub_conns_cap(ngx_cycle_t *cycle)
+{
+    ngx_uint_t     cap;
+    struct rlimit  rlmt;
+
+    /* half of the worker's connections, a quarter of its descriptors */
+
+    cap = cycle->connection_n / 2;
+
+    if (getrlimit(RLIMIT_NOFILE, &rlmt) == 0
+        && rlmt.rlim_cur != RLIM_INFINITY)
+    {
+        cap = ngx_min(cap, (ngx_uint_t) rlmt.rlim_cur / 4);
+    }
+
+    return ngx_max(cap, 1);
 }
 
 

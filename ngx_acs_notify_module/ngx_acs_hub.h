@@ -18,8 +18,28 @@
 #include "ngx_acs_curl.h"
 
 
-/* HTTP/1.1 unless http2=on: cheaper per push (docs/dispatch.md) */
-#define NGX_ACS_HUB_HTTP2_DEFAULT  0
+/* HTTP/2 asked for, HTTP/1.1 when the hub does not offer it */
+#define NGX_ACS_HUB_HTTP2_DEFAULT  1
+
+/* connections a worker may open to a hub's host, at most */
+#define NGX_ACS_HUB_CONNECTIONS    512
+
+
+/* what an answer of Notification Hubs means (docs/dispatch.md, 5) */
+
+typedef enum {
+    NGX_ACS_VERDICT_SENT = 0,       /* 2xx */
+    NGX_ACS_VERDICT_GONE,           /* 410: the device handle is gone */
+    NGX_ACS_VERDICT_RENEW,          /* 401: a new SAS token, once */
+    NGX_ACS_VERDICT_REFUSED,        /* 400, 403, 404, 413, ...: never
+                                       better on retry */
+    NGX_ACS_VERDICT_THROTTLED,      /* 429, 503, 403 with Retry-After:
+                                       the hub asks for less */
+    NGX_ACS_VERDICT_FAILED,         /* 408, other 5xx, a timeout or an
+                                       error after the request went out */
+    NGX_ACS_VERDICT_UNREACHABLE     /* no connection: refused, not
+                                       resolved, TLS failed, not in time */
+} ngx_acs_verdict_e;
 
 
 typedef struct {
@@ -58,6 +78,15 @@ void ngx_acs_hub_token_reset(ngx_acs_hub_t *hub);
 
 /* how a request to the hub goes: CA, connect_to, HTTP/2, timeout */
 void ngx_acs_hub_transport(ngx_acs_hub_t *hub, ngx_acs_http_t *h);
+
+/* the verdict of a finished request */
+ngx_acs_verdict_e ngx_acs_hub_verdict(ngx_acs_http_t *h);
+
+/*
+ * Connections a worker may open to one hub host whatever max_connections
+ * says: each takes one of worker_connections and two descriptors
+ */
+ngx_uint_t ngx_acs_hub_conns_cap(ngx_cycle_t *cycle);
 
 /* the hub called name among hubs, or NULL */
 ngx_acs_hub_t *ngx_acs_hub_find(ngx_array_t *hubs, ngx_str_t *name);

@@ -427,7 +427,7 @@ ngx_http_acs_notify_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                        i, per_host, connections;
+    ngx_uint_t                        i, n, cap, per_host, connections;
     ngx_acs_hub_t                    *hub;
     ngx_acs_entra_t                 **entra;
     ngx_http_acs_notify_main_conf_t  *amcf;
@@ -464,14 +464,25 @@ ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
     entra = amcf->entras.elts;
     per_host = 0;
     connections = 0;
+    cap = ngx_acs_hub_conns_cap(cycle);
 
     for (i = 0; i < amcf->hubs.nelts; i++) {
         if (ngx_acs_hub_init_process(&hub[i], cycle->log) != NGX_OK) {
             return NGX_ERROR;
         }
 
-        per_host = ngx_max(per_host, hub[i].max_connections);
-        connections += hub[i].max_connections;
+        n = ngx_min(hub[i].max_connections, cap);
+
+        if (n < hub[i].max_connections && ngx_worker == 0) {
+            ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
+                          "acs_notify_hub \"%V\": %ui connections a worker "
+                          "at most, not %ui: each takes one of "
+                          "worker_connections and two open files",
+                          &hub[i].name, n, hub[i].max_connections);
+        }
+
+        per_host = ngx_max(per_host, n);
+        connections += n;
     }
 
     for (i = 0; i < amcf->entras.nelts; i++) {
@@ -600,6 +611,8 @@ ngx_http_acs_notify_exit_process(ngx_cycle_t *cycle)
     if (amcf->registry) {
         ngx_acs_registry_exit_process(amcf->registry);
     }
+
+    ngx_acs_stats_exit_process();
 }
 
 

@@ -6,6 +6,12 @@
  * ngx_atomic_fetch_add(), the status handler reads it.  The zone keeps its
  * counters across reloads while the number of hubs stays the same (its
  * size depends on it).
+ *
+ * Counters are summed over workers as they count.  Gauges (queued, in
+ * flight, connections, the lanes' figures) are a worker's own, in a slot
+ * that names its pid: the status page sums the slots of processes alive,
+ * so the share of a worker that died (kill -9, a crash) leaves the page at
+ * once, and its replacement takes the slot over, zeroed.
  */
 
 
@@ -15,11 +21,14 @@
 
 #include "ngx_acs_notify.h"
 #include "ngx_acs_json.h"
+#include "ngx_acs_sas.h"
 #include "ngx_acs_platform.h"
 #include "ngx_acs_stats.h"
 
 
 #define NGX_ACS_HIST_BUCKETS   12
+#define NGX_ACS_STATS_SLOTS    128      /* workers alive at once, reloads
+                                           included; more share slot 0 */
 
 
 typedef enum {
@@ -79,6 +88,36 @@ static char  *ngx_acs_hub_classes[] = {
 };
 
 
+/* the metrics of a host of hubs, in the order ngx_acs_prom_host() knows */
+
+typedef struct {
+    char                       *name;
+    char                       *type;
+    char                       *label;
+    char                       *help;
+} ngx_acs_host_metric_t;
+
+
+static ngx_acs_host_metric_t  ngx_acs_host_metrics[] = {
+    { "limit", "gauge", "",
+      "Pushes the workers may have in flight to the host now." },
+    { "in_flight", "gauge", "", "Pushes in flight to the host." },
+    { "queued", "gauge", "", "Pushes waiting for the host's limit." },
+    { "rtt_seconds", "gauge", ",stat=\"smoothed\"",
+      "The host's round trip: smoothed (mean of workers), least (min)." },
+    { "rtt_seconds", "gauge", ",stat=\"min\"", NULL },
+    { "http_version", "gauge", "",
+      "HTTP version the host answers with (2, 1; 0 not known yet)." },
+    { "connections", "gauge", "", "Connections open to the host." },
+    { "connections_opened_total", "counter", "",
+      "Connections opened to the host." },
+    { "throttled_total", "counter", "", "Answers 429 of the host's hubs." }
+};
+
+#define NGX_ACS_HOST_METRICS                                                 \
+    (sizeof(ngx_acs_host_metrics) / sizeof(ngx_acs_host_metric_t))
+
+
 static char  *ngx_acs_methods[] = { "PUT", "GET", "DELETE", "other" };
 static char  *ngx_acs_classes[] = { "2xx", "4xx", "5xx" };
 
@@ -89,18 +128,48 @@ static ngx_msec_t  ngx_acs_bounds[NGX_ACS_HIST_BUCKETS] = {
 };
 
 
+/* a hub's counters */
+
+typedef struct {
+    ngx_atomic_t                answers[NGX_ACS_HUB_MAX];
+    ngx_atomic_t                opened;        /* connections, lane's */
+} ngx_acs_stats_hub_t;
+
+
+/* a lane's gauges in one worker, in the row of its first hub */
+
+typedef struct {
+    ngx_atomic_t                limit;
+    ngx_atomic_t                in_flight;
+    ngx_atomic_t                queued;
+    ngx_atomic_t                srtt;          /* us */
+    ngx_atomic_t                rtt_min;       /* us */
+    ngx_atomic_t                version;       /* HTTP 1, 2; 0: not known */
+    ngx_atomic_t                open;          /* connections */
+} ngx_acs_stats_lane_t;
+
+
+/* a worker's gauges */
+
+typedef struct {
+    ngx_atomic_t                pid;           /* 0: free */
+    ngx_atomic_t                queue;
+    ngx_atomic_t                in_flight;
+    ngx_atomic_t                connections;
+    ngx_acs_stats_lane_t        lanes[1];      /* nhubs rows */
+} ngx_acs_stats_slot_t;
+
+
 typedef struct {
     ngx_atomic_t                requests[NGX_ACS_RESULTS];
     ngx_atomic_t                events[NGX_ACS_EVENT_TYPES];
     ngx_atomic_t                pushes[NGX_ACS_PLATFORMS][NGX_ACS_OUT_MAX];
     ngx_atomic_t                registrations[4][3];
     ngx_atomic_t                retries;
-    ngx_atomic_t                queue;
-    ngx_atomic_t                in_flight;
-    ngx_atomic_t                connections;
     ngx_acs_hist_t              delivery;
     ngx_acs_hist_t              hub_time;
-    ngx_atomic_t                hubs[1][NGX_ACS_HUB_MAX];   /* nhubs rows */
+    ngx_acs_stats_hub_t         hubs[1];       /* nhubs rows, then the
+                                                  slots */
 } ngx_acs_stats_t;
 
 
@@ -110,6 +179,35 @@ typedef struct {
 } ngx_acs_stats_zone_t;
 
 
+/* what the status page shows of the gauges: the live slots summed */
+
+typedef struct {
+    ngx_uint_t                  queue;
+    ngx_uint_t                  in_flight;
+    ngx_uint_t                  connections;
+} ngx_acs_stats_sum_t;
+
+
+typedef struct {
+    ngx_uint_t                  limit;
+    ngx_uint_t                  in_flight;
+    ngx_uint_t                  queued;
+    uint64_t                    srtt;          /* us, mean of workers */
+    uint64_t                    rtt_min;       /* us, least */
+    ngx_uint_t                  version;
+    ngx_uint_t                  open;
+    ngx_uint_t                  opened;
+    ngx_uint_t                  throttled;     /* 429s */
+    ngx_str_t                   hubs;          /* "main,voip" */
+} ngx_acs_stats_host_t;
+
+
+static size_t ngx_acs_stats_size(ngx_uint_t nhubs);
+static ngx_acs_stats_slot_t *ngx_acs_stats_slot(ngx_uint_t i);
+static ngx_uint_t ngx_acs_stats_alive(ngx_atomic_uint_t pid);
+static void ngx_acs_stats_gauges(ngx_acs_stats_sum_t *sum);
+static ngx_uint_t ngx_acs_stats_host(ngx_http_request_t *r, ngx_uint_t i,
+    ngx_acs_stats_host_t *host);
 static ngx_int_t ngx_acs_stats_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static void ngx_acs_hist_add(ngx_acs_hist_t *h, ngx_msec_t ms);
@@ -120,11 +218,14 @@ static void ngx_acs_json_hist(ngx_acs_gen_t *gen, char *name,
     ngx_acs_hist_t *h);
 static u_char *ngx_acs_prom_hist(u_char *p, const char *name,
     const char *help, ngx_acs_hist_t *h);
+static u_char *ngx_acs_prom_host(u_char *p, ngx_uint_t metric,
+    ngx_acs_stats_host_t *host);
 static size_t ngx_acs_registry_size(ngx_http_request_t *r);
 
 
-static ngx_acs_stats_t  *ngx_acs_stats;
-static ngx_uint_t        ngx_acs_stats_nhubs;
+static ngx_acs_stats_t       *ngx_acs_stats;
+static ngx_uint_t             ngx_acs_stats_nhubs;
+static ngx_acs_stats_slot_t  *ngx_acs_stats_own;
 static ngx_str_t         ngx_acs_stats_zone_name =
     ngx_string("acs_notify_stats");
 
@@ -151,9 +252,8 @@ ngx_acs_stats_init_conf(ngx_conf_t *cf, ngx_uint_t nhubs, void **zone)
     z->nhubs = nhubs;
     *zone = z;
 
-    size = sizeof(ngx_acs_stats_t)
-           + ngx_max(nhubs, 1) * sizeof(ngx_atomic_t) * NGX_ACS_HUB_MAX;
-    size = ngx_align(size, ngx_pagesize) + (8 + nhubs) * ngx_pagesize;
+    size = ngx_align(ngx_acs_stats_size(nhubs), ngx_pagesize)
+           + (8 + nhubs) * ngx_pagesize;
 
     shm_zone = ngx_shared_memory_add(cf, &ngx_acs_stats_zone_name, size,
                                      &ngx_acs_stats_zone_name);
@@ -187,8 +287,7 @@ ngx_acs_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
-    size = sizeof(ngx_acs_stats_t)
-           + ngx_max(z->nhubs, 1) * sizeof(ngx_atomic_t) * NGX_ACS_HUB_MAX;
+    size = ngx_acs_stats_size(z->nhubs);
 
     z->stats = ngx_slab_calloc(shpool, size);
     if (z->stats == NULL) {
@@ -212,8 +311,222 @@ ngx_acs_stats_init_process(void *zone)
 {
     ngx_acs_stats_zone_t  *z = zone;
 
+    size_t                 size;
+    ngx_uint_t             i;
+    ngx_atomic_uint_t      pid;
+    ngx_acs_stats_slot_t  *slot;
+
     ngx_acs_stats = z->stats;
     ngx_acs_stats_nhubs = z->nhubs;
+
+    size = sizeof(ngx_acs_stats_slot_t)
+           + (ngx_max(z->nhubs, 1) - 1) * sizeof(ngx_acs_stats_lane_t);
+
+    /* slot 0 is shared by those that find no other */
+
+    ngx_acs_stats_own = ngx_acs_stats_slot(0);
+
+    for (i = 1; i < NGX_ACS_STATS_SLOTS; i++) {
+        slot = ngx_acs_stats_slot(i);
+        pid = slot->pid;
+
+        if ((pid == 0 || !ngx_acs_stats_alive(pid))
+            && ngx_atomic_cmp_set(&slot->pid, pid, (ngx_atomic_uint_t) ngx_pid))
+        {
+            /* a dead worker's gauges go with it */
+            ngx_memzero((u_char *) slot + sizeof(ngx_atomic_t),
+                        size - sizeof(ngx_atomic_t));
+
+            ngx_acs_stats_own = slot;
+            break;
+        }
+    }
+}
+
+
+void
+ngx_acs_stats_exit_process(void)
+{
+    size_t  size;
+
+    if (ngx_acs_stats_own == NULL
+        || ngx_acs_stats_own == ngx_acs_stats_slot(0))
+    {
+        return;
+    }
+
+    size = sizeof(ngx_acs_stats_slot_t)
+           + (ngx_max(ngx_acs_stats_nhubs, 1) - 1)
+             * sizeof(ngx_acs_stats_lane_t);
+
+    ngx_memzero((u_char *) ngx_acs_stats_own + sizeof(ngx_atomic_t),
+                size - sizeof(ngx_atomic_t));
+
+    ngx_acs_stats_own->pid = 0;
+    ngx_acs_stats_own = NULL;
+}
+
+
+static size_t
+ngx_acs_stats_size(ngx_uint_t nhubs)
+{
+    nhubs = ngx_max(nhubs, 1);
+
+    return sizeof(ngx_acs_stats_t) + (nhubs - 1) * sizeof(ngx_acs_stats_hub_t)
+           + NGX_ACS_STATS_SLOTS
+             * (sizeof(ngx_acs_stats_slot_t)
+                + (nhubs - 1) * sizeof(ngx_acs_stats_lane_t));
+}
+
+
+static ngx_acs_stats_slot_t *
+ngx_acs_stats_slot(ngx_uint_t i)
+{
+    size_t      size;
+    ngx_uint_t  nhubs;
+
+    nhubs = ngx_max(ngx_acs_stats_nhubs, 1);
+    size = sizeof(ngx_acs_stats_slot_t)
+           + (nhubs - 1) * sizeof(ngx_acs_stats_lane_t);
+
+    return (ngx_acs_stats_slot_t *) ((u_char *) &ngx_acs_stats->hubs[nhubs]
+                                     + i * size);
+}
+
+
+/* a process that may still hold gauges (another user's: alive too) */
+
+static ngx_uint_t
+ngx_acs_stats_alive(ngx_atomic_uint_t pid)
+{
+    return kill((ngx_pid_t) pid, 0) == 0 || ngx_errno != NGX_ESRCH;
+}
+
+
+/* the gauges of the slots of processes alive, summed */
+
+static void
+ngx_acs_stats_gauges(ngx_acs_stats_sum_t *sum)
+{
+    ngx_uint_t             i;
+    ngx_acs_stats_slot_t  *slot;
+
+    ngx_memzero(sum, sizeof(ngx_acs_stats_sum_t));
+
+    for (i = 0; i < NGX_ACS_STATS_SLOTS; i++) {
+        slot = ngx_acs_stats_slot(i);
+
+        if (i && (slot->pid == 0 || !ngx_acs_stats_alive(slot->pid))) {
+            continue;
+        }
+
+        sum->queue += (ngx_atomic_int_t) slot->queue;
+        sum->in_flight += (ngx_atomic_int_t) slot->in_flight;
+        sum->connections += (ngx_atomic_int_t) slot->connections;
+    }
+}
+
+
+/*
+ * The figures of the lane whose first hub is hub i, summed over live
+ * workers: 0 when hub i shares the lane of a hub before it
+ */
+
+static ngx_uint_t
+ngx_acs_stats_host(ngx_http_request_t *r, ngx_uint_t i,
+    ngx_acs_stats_host_t *host)
+{
+    u_char                           *p;
+    ngx_uint_t                        j, n, workers;
+    ngx_acs_hub_t                    *hub;
+    ngx_acs_stats_lane_t             *lane;
+    ngx_acs_stats_slot_t             *slot;
+    ngx_http_acs_notify_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_acs_notify_module);
+    hub = amcf->hubs.elts;
+
+    /* the lanes' rule: same host, connect_to and http2 (ngx_acs_lane.c) */
+
+#define ngx_acs_same_lane(a, b)                                              \
+    ((a)->http2 == (b)->http2                                                \
+     && (a)->host.len == (b)->host.len                                       \
+     && (a)->connect_to.len == (b)->connect_to.len                           \
+     && ngx_strncmp((a)->host.data, (b)->host.data, (a)->host.len) == 0      \
+     && ngx_strncmp((a)->connect_to.data, (b)->connect_to.data,              \
+                    (a)->connect_to.len) == 0)
+
+    for (j = 0; j < i; j++) {
+        if (ngx_acs_same_lane(&hub[j], &hub[i])) {
+            return 0;
+        }
+    }
+
+    ngx_memzero(host, sizeof(ngx_acs_stats_host_t));
+
+    n = 0;
+    for (j = i; j < amcf->hubs.nelts && j < ngx_acs_stats_nhubs; j++) {
+        if (ngx_acs_same_lane(&hub[j], &hub[i])) {
+            n += hub[j].name.len + 1;
+            host->throttled += ngx_acs_stats->hubs[j].answers[NGX_ACS_HUB_429];
+        }
+    }
+
+    host->hubs.data = ngx_pnalloc(r->pool, n);
+    if (host->hubs.data == NULL) {
+        return 0;
+    }
+
+    p = host->hubs.data;
+    for (j = i; j < amcf->hubs.nelts && j < ngx_acs_stats_nhubs; j++) {
+        if (ngx_acs_same_lane(&hub[j], &hub[i])) {
+            if (p != host->hubs.data) {
+                *p++ = ',';
+            }
+
+            p = ngx_cpymem(p, hub[j].name.data, hub[j].name.len);
+        }
+    }
+
+#undef ngx_acs_same_lane
+
+    host->hubs.len = p - host->hubs.data;
+    host->opened = ngx_acs_stats->hubs[i].opened;
+
+    workers = 0;
+
+    for (j = 0; j < NGX_ACS_STATS_SLOTS; j++) {
+        slot = ngx_acs_stats_slot(j);
+
+        if (j && (slot->pid == 0 || !ngx_acs_stats_alive(slot->pid))) {
+            continue;
+        }
+
+        lane = &slot->lanes[i];
+
+        host->limit += lane->limit;
+        host->in_flight += lane->in_flight;
+        host->queued += lane->queued;
+        host->open += lane->open;
+        host->version = ngx_max(host->version, (ngx_uint_t) lane->version);
+
+        if (lane->srtt) {
+            host->srtt += lane->srtt;
+            workers++;
+        }
+
+        if (lane->rtt_min
+            && (host->rtt_min == 0 || lane->rtt_min < host->rtt_min))
+        {
+            host->rtt_min = lane->rtt_min;
+        }
+    }
+
+    if (workers) {
+        host->srtt /= workers;
+    }
+
+    return 1;
 }
 
 
@@ -334,7 +647,7 @@ ngx_acs_stats_hub_answer(ngx_uint_t hub, long status, ngx_msec_t ms)
             : (status >= 500) ? NGX_ACS_HUB_5XX : NGX_ACS_HUB_4XX;
     }
 
-    (void) ngx_atomic_fetch_add(&ngx_acs_stats->hubs[hub][c], 1);
+    (void) ngx_atomic_fetch_add(&ngx_acs_stats->hubs[hub].answers[c], 1);
 
     if (status) {
         ngx_acs_hist_add(&ngx_acs_stats->hub_time, ms);
@@ -354,8 +667,8 @@ ngx_acs_stats_retry(void)
 void
 ngx_acs_stats_queue(ngx_int_t delta)
 {
-    if (ngx_acs_stats) {
-        (void) ngx_atomic_fetch_add(&ngx_acs_stats->queue, delta);
+    if (ngx_acs_stats_own) {
+        (void) ngx_atomic_fetch_add(&ngx_acs_stats_own->queue, delta);
     }
 }
 
@@ -363,8 +676,8 @@ ngx_acs_stats_queue(ngx_int_t delta)
 void
 ngx_acs_stats_connections(ngx_int_t delta)
 {
-    if (ngx_acs_stats) {
-        (void) ngx_atomic_fetch_add(&ngx_acs_stats->connections, delta);
+    if (ngx_acs_stats_own) {
+        (void) ngx_atomic_fetch_add(&ngx_acs_stats_own->connections, delta);
     }
 }
 
@@ -372,8 +685,37 @@ ngx_acs_stats_connections(ngx_int_t delta)
 void
 ngx_acs_stats_in_flight(ngx_int_t delta)
 {
-    if (ngx_acs_stats) {
-        (void) ngx_atomic_fetch_add(&ngx_acs_stats->in_flight, delta);
+    if (ngx_acs_stats_own) {
+        (void) ngx_atomic_fetch_add(&ngx_acs_stats_own->in_flight, delta);
+    }
+}
+
+
+void
+ngx_acs_stats_lane(ngx_uint_t hub, ngx_uint_t limit, ngx_uint_t in_flight,
+    ngx_uint_t queued, uint64_t srtt, uint64_t rtt_min, ngx_uint_t version,
+    ngx_uint_t open, ngx_uint_t opened)
+{
+    ngx_acs_stats_lane_t  *lane;
+
+    if (ngx_acs_stats_own == NULL || hub >= ngx_acs_stats_nhubs) {
+        return;
+    }
+
+    /* one writer: plain stores (slot 0 is approximate when shared) */
+
+    lane = &ngx_acs_stats_own->lanes[hub];
+
+    lane->limit = limit;
+    lane->in_flight = in_flight;
+    lane->queued = queued;
+    lane->srtt = (ngx_atomic_uint_t) srtt;
+    lane->rtt_min = (ngx_atomic_uint_t) rtt_min;
+    lane->version = version;
+    lane->open = open;
+
+    if (opened) {
+        (void) ngx_atomic_fetch_add(&ngx_acs_stats->hubs[hub].opened, opened);
     }
 }
 
@@ -469,10 +811,14 @@ ngx_acs_stats_json(ngx_http_request_t *r, ngx_str_t *out)
     ngx_acs_gen_t                     gen;
     ngx_acs_hub_t                    *hub;
     ngx_acs_stats_t                  *s;
+    ngx_acs_stats_sum_t               sum;
+    ngx_acs_stats_host_t              host;
     ngx_http_acs_notify_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_acs_notify_module);
     s = ngx_acs_stats;
+
+    ngx_acs_stats_gauges(&sum);
 
     if (ngx_acs_gen_init(&gen, r->pool) != NGX_OK) {
         return NGX_ERROR;
@@ -514,11 +860,44 @@ ngx_acs_stats_json(ngx_http_request_t *r, ngx_str_t *out)
         ngx_acs_gen_str(&gen, &hub[i].name);
         ngx_acs_gen_map_open(&gen);
         for (j = 0; j < NGX_ACS_HUB_MAX; j++) {
-            ngx_acs_gen_num(&gen, ngx_acs_hub_classes[j], s->hubs[i][j]);
+            ngx_acs_gen_num(&gen, ngx_acs_hub_classes[j],
+                            s->hubs[i].answers[j]);
         }
         ngx_acs_gen_map_close(&gen);
     }
     ngx_acs_gen_map_close(&gen);
+
+    /* per host of hubs (a lane): what concurrency the hub gets */
+
+    ngx_acs_gen_key(&gen, "hub_hosts");
+    ngx_acs_gen_array_open(&gen);
+    for (i = 0; i < amcf->hubs.nelts && i < ngx_acs_stats_nhubs; i++) {
+        if (!ngx_acs_stats_host(r, i, &host)) {
+            continue;
+        }
+
+        ngx_acs_gen_map_open(&gen);
+        ngx_acs_gen_pair(&gen, "host", &hub[i].host);
+        if (hub[i].connect_to.len) {
+            ngx_acs_gen_key(&gen, "connect_to");
+            ngx_acs_gen_cstr(&gen, (char *) hub[i].connect_to.data
+                                   + hub[i].host.len + sizeof(":443:") - 1);
+        }
+        ngx_acs_gen_pair(&gen, "hubs", &host.hubs);
+        ngx_acs_gen_key(&gen, "protocol");
+        ngx_acs_gen_cstr(&gen, (host.version == 2) ? "h2"
+                               : host.version ? "h1" : "unknown");
+        ngx_acs_gen_num(&gen, "limit", host.limit);
+        ngx_acs_gen_num(&gen, "in_flight", host.in_flight);
+        ngx_acs_gen_num(&gen, "queued", host.queued);
+        ngx_acs_gen_num(&gen, "srtt_us", host.srtt);
+        ngx_acs_gen_num(&gen, "rtt_min_us", host.rtt_min);
+        ngx_acs_gen_num(&gen, "connections", host.open);
+        ngx_acs_gen_num(&gen, "connections_opened", host.opened);
+        ngx_acs_gen_num(&gen, "throttled", host.throttled);
+        ngx_acs_gen_map_close(&gen);
+    }
+    ngx_acs_gen_array_close(&gen);
 
     ngx_acs_gen_key(&gen, "registrations");
     ngx_acs_gen_map_open(&gen);
@@ -534,10 +913,9 @@ ngx_acs_stats_json(ngx_http_request_t *r, ngx_str_t *out)
     ngx_acs_gen_map_close(&gen);
 
     ngx_acs_gen_num(&gen, "retries", s->retries);
-    ngx_acs_gen_num(&gen, "queue_depth", (ngx_atomic_int_t) s->queue);
-    ngx_acs_gen_num(&gen, "in_flight", (ngx_atomic_int_t) s->in_flight);
-    ngx_acs_gen_num(&gen, "hub_connections",
-                    (ngx_atomic_int_t) s->connections);
+    ngx_acs_gen_num(&gen, "queue_depth", sum.queue);
+    ngx_acs_gen_num(&gen, "in_flight", sum.in_flight);
+    ngx_acs_gen_num(&gen, "hub_connections", sum.connections);
     ngx_acs_gen_num(&gen, "registry_size", ngx_acs_registry_size(r));
 
     j = 0;
@@ -603,18 +981,27 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
     u_char                           *p, *colon;
     ngx_str_t                        *name;
     size_t                            size;
-    ngx_uint_t                        i, j, dups;
+    ngx_uint_t                        i, j, k, m, n, dups, *index;
     ngx_acs_hub_t                    *hub;
     ngx_acs_stats_t                  *s;
+    ngx_acs_stats_sum_t               sum;
+    ngx_acs_stats_host_t             *hosts;
     ngx_http_acs_notify_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_acs_notify_module);
     s = ngx_acs_stats;
 
+    ngx_acs_stats_gauges(&sum);
+
+    /* a host's lines name its hubs: all of them at most, each line */
+
     size = 16384 + 160 * (NGX_ACS_RESULTS + NGX_ACS_EVENT_TYPES
                           + NGX_ACS_PLATFORMS * NGX_ACS_OUT_MAX + 12
                           + 2 * (NGX_ACS_HIST_BUCKETS + 3))
-           + amcf->hubs.nelts * NGX_ACS_HUB_MAX * (160 + NGX_MAX_ERROR_STR);
+           + amcf->hubs.nelts * NGX_ACS_HUB_MAX * (160 + NGX_MAX_ERROR_STR)
+           + amcf->hubs.nelts * 10
+             * (160 + NGX_ACS_RESOURCE_MAX
+                + amcf->hubs.nelts * (NGX_MAX_ERROR_STR + 1));
 
     p = ngx_pnalloc(r->pool, size);
     if (p == NULL) {
@@ -680,7 +1067,46 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
         for (j = 0; j < NGX_ACS_HUB_MAX; j++) {
             p = ngx_sprintf(p, "acs_notify_hub_responses_total{hub=\"%V\","
                             "status=\"%s\"} %uA\n", &hub[i].name,
-                            ngx_acs_hub_classes[j], s->hubs[i][j]);
+                            ngx_acs_hub_classes[j], s->hubs[i].answers[j]);
+        }
+    }
+
+    /* per host of hubs (a lane): a metric after another, a line a host */
+
+    hosts = ngx_pnalloc(r->pool, ngx_max(amcf->hubs.nelts, 1)
+                                 * sizeof(ngx_acs_stats_host_t));
+    index = ngx_pnalloc(r->pool, ngx_max(amcf->hubs.nelts, 1)
+                                 * sizeof(ngx_uint_t));
+    if (hosts == NULL || index == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = 0;
+    for (i = 0; i < amcf->hubs.nelts && i < ngx_acs_stats_nhubs; i++) {
+        if (ngx_acs_stats_host(r, i, &hosts[n])) {
+            index[n++] = i;
+        }
+    }
+
+    for (m = 0; m < NGX_ACS_HOST_METRICS; m++) {
+
+        /* no help: more samples of the metric before */
+
+        if (ngx_acs_host_metrics[m].help) {
+            p = ngx_sprintf(p, "# HELP acs_notify_hub_host_%s %s\n"
+                            "# TYPE acs_notify_hub_host_%s %s\n",
+                            ngx_acs_host_metrics[m].name,
+                            ngx_acs_host_metrics[m].help,
+                            ngx_acs_host_metrics[m].name,
+                            ngx_acs_host_metrics[m].type);
+        }
+
+        for (k = 0; k < n; k++) {
+            p = ngx_sprintf(p, "acs_notify_hub_host_%s{host=\"%V\","
+                            "hubs=\"%V\"%s} ", ngx_acs_host_metrics[m].name,
+                            &hub[index[k]].host, &hosts[k].hubs,
+                            ngx_acs_host_metrics[m].label);
+            p = ngx_acs_prom_host(p, m, &hosts[k]);
         }
     }
 
@@ -708,22 +1134,21 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
             "# HELP acs_notify_queue_depth Pushes not yet final, all "
             "workers.\n"
             "# TYPE acs_notify_queue_depth gauge\n"
-            "acs_notify_queue_depth %A\n"
+            "acs_notify_queue_depth %ui\n"
             "# HELP acs_notify_in_flight Requests to Notification Hubs "
             "waiting for an answer, all workers.\n"
             "# TYPE acs_notify_in_flight gauge\n"
-            "acs_notify_in_flight %A\n"
+            "acs_notify_in_flight %ui\n"
             "# HELP acs_notify_hub_connections Sockets open to Notification "
             "Hubs (connections, name resolutions), all workers.\n"
             "# TYPE acs_notify_hub_connections gauge\n"
-            "acs_notify_hub_connections %A\n"
+            "acs_notify_hub_connections %ui\n"
             "# HELP acs_notify_registry_registrations Registrations in the "
             "registry, expired ones not yet purged included.\n"
             "# TYPE acs_notify_registry_registrations gauge\n"
             "acs_notify_registry_registrations %uz\n",
-            s->retries, dups, (ngx_atomic_int_t) s->queue,
-            (ngx_atomic_int_t) s->in_flight,
-            (ngx_atomic_int_t) s->connections, ngx_acs_registry_size(r));
+            s->retries, dups, sum.queue, sum.in_flight, sum.connections,
+            ngx_acs_registry_size(r));
 
     p = ngx_acs_prom_hist(p, "acs_notify_delivery_latency_seconds",
                           "From the event's arrival to Notification Hubs' "
@@ -765,4 +1190,43 @@ ngx_acs_prom_hist(u_char *p, const char *name, const char *help,
                        "%s_sum %uA.%03uA\n%s_count %A\n",
                        name, cum, name, h->sum / 1000, h->sum % 1000, name,
                        cum);
+}
+
+
+/* the value of a metric of ngx_acs_host_metrics[] for a host, a line */
+
+static u_char *
+ngx_acs_prom_host(u_char *p, ngx_uint_t metric, ngx_acs_stats_host_t *host)
+{
+    switch (metric) {
+
+    case 0:
+        return ngx_sprintf(p, "%ui\n", host->limit);
+
+    case 1:
+        return ngx_sprintf(p, "%ui\n", host->in_flight);
+
+    case 2:
+        return ngx_sprintf(p, "%ui\n", host->queued);
+
+    case 3:
+        return ngx_sprintf(p, "%uL.%06uL\n", host->srtt / 1000000,
+                           host->srtt % 1000000);
+
+    case 4:
+        return ngx_sprintf(p, "%uL.%06uL\n", host->rtt_min / 1000000,
+                           host->rtt_min % 1000000);
+
+    case 5:
+        return ngx_sprintf(p, "%ui\n", host->version);
+
+    case 6:
+        return ngx_sprintf(p, "%ui\n", host->open);
+
+    case 7:
+        return ngx_sprintf(p, "%ui\n", host->opened);
+
+    default: /* 8 */
+        return ngx_sprintf(p, "%ui\n", host->throttled);
+    }
 }

@@ -30,7 +30,10 @@ typedef enum {
 
 ngx_int_t ngx_acs_stats_init_conf(ngx_conf_t *cf, ngx_uint_t nhubs,
     void **zone);
+
+/* a worker takes a slot for its gauges, free or of a process gone */
 void ngx_acs_stats_init_process(void *zone);
+void ngx_acs_stats_exit_process(void);
 
 /* a request's result, as $acs_notify_result says it */
 void ngx_acs_stats_request(ngx_acs_result_e result);
@@ -44,6 +47,12 @@ void ngx_acs_stats_retry(void);
 void ngx_acs_stats_queue(ngx_int_t delta);
 void ngx_acs_stats_in_flight(ngx_int_t delta);
 void ngx_acs_stats_connections(ngx_int_t delta);
+
+/* a lane's figures, in the row of its first hub; opened: since the last */
+void ngx_acs_stats_lane(ngx_uint_t hub, ngx_uint_t limit,
+    ngx_uint_t in_flight, ngx_uint_t queued, uint64_t srtt,
+    uint64_t rtt_min, ngx_uint_t version, ngx_uint_t open,
+    ngx_uint_t opened);
 
 /* the status location's handler: JSON, or Prometheus text */
 ngx_int_t ngx_acs_stats_handler(ngx_http_request_t *r);
