@@ -197,6 +197,11 @@ ngx_acs_lane_answer(ngx_acs_lane_t *lane, ngx_acs_http_t *h,
 
     now = ngx_current_msec;
 
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "acs_notify: lane \"%V\": verdict %d, round trip %uLus, "
+                   "%ui in flight, limit %ui", &lane->hub->name, verdict,
+                   h->rtt, lane->active, lane->limit.limit);
+
     lane->active--;
     lane->rate_done++;
 
