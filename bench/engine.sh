@@ -184,7 +184,7 @@ http {
 
     acs_notify_registry $RUN/module/registry;
     acs_notify_hub h1 connection_string=file:$RUN/module/conf/bench-ns-h1.conn hub=bench-hub
-                   connect_to=127.0.0.1:$SINK_H1 ca_file=$CA timeout=5s;
+                   connect_to=127.0.0.1:$SINK_H1 ca_file=$CA timeout=5s http2=off;
     acs_notify_hub h2 connection_string=file:$RUN/module/conf/bench-ns-h2.conn hub=bench-hub
                    connect_to=127.0.0.1:$SINK_H2 ca_file=$CA timeout=5s http2=on;
     acs_notify_hub stall connection_string=file:$RUN/module/conf/bench-ns-stall.conn hub=stall-hub
