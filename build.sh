@@ -24,7 +24,7 @@ NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 # Build and test dependencies, all from Debian 12.
 PACKAGES=(
     build-essential lmdb-utils nginx-core nginx-dev libyajl-dev liblmdb-dev
-    libcurl4-openssl-dev libssl-dev
+    libcurl4-openssl-dev libnghttp2-dev libssl-dev
     libpcre2-dev zlib1g-dev openssl curl
     libtest-base-perl libtext-diff-perl libtest-longstring-perl
     libipc-run-perl libhttp-message-perl liburi-perl liblist-moreutils-perl
