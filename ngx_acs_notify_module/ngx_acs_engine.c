@@ -522,6 +522,13 @@ ngx_acs_job_start(ngx_acs_job_t *job)
     ngx_acs_hub_transport(hub, h);
     h->pipewait = ngx_acs_lane_pipewait(lane);
     h->conns = &lane->conns;
+
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, e->log, 0,
+                   "acs_notify: lane \"%V\": a transfer starts, %s, %ui "
+                   "running, %ui connections open (%ui ever)",
+                   &lane->hub->name, h->pipewait ? "waits for a connection"
+                                                 : "may open a connection",
+                   lane->active, lane->conns.open, lane->conns.opened);
     h->handler = ngx_acs_job_done;
     h->data = slot;
 

@@ -12,10 +12,11 @@
  *              which, max_connections
  *   where      a transfer of an HTTP/2 lane waits for a connection that
  *              can carry it (CURLOPT_PIPEWAIT) while the connections open
- *              have streams to spare, and opens one when they are full:
- *              libcurl alone would open a new connection for each
- *              transfer started while the first is in its TLS handshake,
- *              or wait for one when all are full
+ *              have streams to spare; when they are full, one transfer
+ *              opens a connection and the others wait until it is open:
+ *              told of many transfers at once, libcurl would open a
+ *              connection for each while the first is in its TLS
+ *              handshake (a burst of handshakes, then idle connections)
  *   when not   a brake: 8 failing answers in a row (429, 503, 5xx,
  *              timeouts) with none good for 100 ms, or one refused
  *              connection, stop the lane; after Retry-After (at most
@@ -148,6 +149,8 @@ ngx_acs_lane_ceiling(ngx_acs_lane_t *lane)
 ngx_uint_t
 ngx_acs_lane_room(ngx_acs_lane_t *lane)
 {
+    ngx_uint_t  room, capacity;
+
     if (lane->braked) {
         return 0;
     }
@@ -156,8 +159,43 @@ ngx_acs_lane_room(ngx_acs_lane_t *lane)
         return lane->active ? 0 : 1;
     }
 
-    return (lane->limit.limit > lane->active)
+    room = (lane->limit.limit > lane->active)
            ? lane->limit.limit - lane->active : 0;
+
+    if (lane->version == 1) {
+
+        /*
+         * A transfer a connection: while connections are being opened
+         * (each a TLS handshake) the round trips of the others say
+         * nothing of what more would cost; half as many again as are
+         * open, at a time
+         */
+
+        capacity = lane->conns.open + ngx_max(lane->conns.open / 2, 8);
+
+        return (capacity > lane->active)
+               ? ngx_min(room, capacity - lane->active) : 0;
+    }
+
+    if (lane->version != 2) {
+        return room;
+    }
+
+    if (lane->opening && lane->conns.opened != lane->opening_at) {
+        /* the connection asked for is open: counted in conns.open */
+        lane->opening = 0;
+    }
+
+    capacity = lane->conns.open * NGX_ACS_CURL_STREAMS;
+
+    if (lane->active < capacity) {
+        return ngx_min(room, capacity - lane->active);
+    }
+
+    /* the connections are full: one more is opened, one at a time */
+
+    return (lane->opening || lane->conns.open >= lane->conns_max)
+           ? 0 : ngx_min(room, 1);
 }
 
 
@@ -177,8 +215,16 @@ ngx_acs_lane_pipewait(ngx_acs_lane_t *lane)
 
     /* not known yet: the first connection tells, the others wait for it */
 
-    return lane->version == 0
-           || lane->active < lane->conns.open * NGX_ACS_CURL_STREAMS;
+    if (lane->version == 0
+        || lane->active < lane->conns.open * NGX_ACS_CURL_STREAMS)
+    {
+        return 1;
+    }
+
+    lane->opening = 1;
+    lane->opening_at = lane->conns.opened;
+
+    return 0;
 }
 
 
@@ -204,6 +250,12 @@ ngx_acs_lane_answer(ngx_acs_lane_t *lane, ngx_acs_http_t *h,
 
     lane->active--;
     lane->rate_done++;
+
+    if (!h->pipewait && lane->version == 2) {
+        /* the transfer that was to open a connection (curl may have found
+         * a stream free instead) */
+        lane->opening = 0;
+    }
 
     if (h->version && h->version != lane->version) {
         lane->version = h->version;

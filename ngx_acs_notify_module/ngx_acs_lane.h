@@ -38,6 +38,9 @@ typedef struct {
                                                   known yet */
     ngx_acs_curl_conns_t        conns;
     ngx_uint_t                  reported;      /* conns.opened counted */
+    ngx_uint_t                  opening;       /* unsigned:1, a transfer
+                                                  asked for a connection */
+    ngx_uint_t                  opening_at;    /* conns.opened then */
 
     /* the brake: a failing hub gets a probe now and then */
     ngx_uint_t                  failures;      /* answers in a row */
@@ -72,7 +75,10 @@ ngx_uint_t ngx_acs_lane_room(ngx_acs_lane_t *lane);
 /* transfers one device handle may have running: a quarter */
 ngx_uint_t ngx_acs_lane_cap(ngx_acs_lane_t *lane);
 
-/* a transfer starts: wait for a connection to carry it, or open one */
+/*
+ * A transfer starts: 1, it waits for a connection to carry it; 0, it may
+ * open one (the lane then lets no other do so until it is open)
+ */
 ngx_uint_t ngx_acs_lane_pipewait(ngx_acs_lane_t *lane);
 void ngx_acs_lane_started(ngx_acs_lane_t *lane);
 

@@ -15,13 +15,17 @@
  *     queued = limit * (mean - rtt_min - slack) / mean
  *
  * (slack: 2 ms of scheduling noise, which is all there is on loopback).
- * Few queued (at most limit / 16): the limit grows, doubling a round
- * while it starts (slow start), then by limit / 16 a round, and only
- * when the pushes in flight reached half of it (a lane with less to send
- * learns nothing about more).  Many queued (over limit / 4): it shrinks
- * by half of them.  Between: it holds, so that a steady hub sees a
- * steady number.  A refusal of the hub (429, 503 and other 5xx, a
- * timeout) halves it, once a round.
+ * Few queued (at most limit / 4, a round trip up to a third over its
+ * least): the limit grows, doubling a round while it starts (slow start),
+ * then by limit / 8 a round, and only when the pushes in flight reached
+ * half of it (a lane with less to send learns nothing about more).  Many
+ * queued (over limit / 2, a round trip twice its least): it shrinks by
+ * half of them.  Between: it creeps up by limit / 64, so that a steady
+ * hub sees a steady number and a minimum measured too low cannot pin it.
+ * A refusal of the hub (429, 503 and other 5xx, a timeout) halves it,
+ * once a round trip.  The band is wide on purpose: a worker that answers
+ * a thousand pushes in one turn of its event loop adds tens of
+ * milliseconds to the last of them without being short of anything.
  *
  * rtt_min only falls, but for one case: when the first round of pushes
  * started after a decrease for latency is not faster by at least half of
@@ -176,14 +180,14 @@ ngx_acs_limit_round(ngx_acs_limit_t *l, ngx_uint_t in_flight,
 
     queued = (ngx_uint_t) (l->limit * excess / mean);
 
-    if (queued <= l->limit / 16) {
+    if (queued <= l->limit / 4) {
 
         if (l->round_peak * 2 >= l->limit) {
-            step = l->slow_start ? l->limit : ngx_max(l->limit / 16, 1);
+            step = l->slow_start ? l->limit : ngx_max(l->limit / 8, 1);
             l->limit = ngx_min(l->limit + step, l->ceiling);
         }
 
-    } else if (queued > l->limit / 4) {
+    } else if (queued > l->limit / 2) {
         l->decreased = mean;
         l->decreased_from = l->limit;
         l->limit = ngx_max(l->limit - queued / 2, l->floor);
