@@ -21,7 +21,7 @@ use AcsTest::Util;
 use AcsTest::Reg;
 use AcsTest::Dispatch;
 
-my $t = AcsTest::Dispatch->new('370-dedup-workers');
+my $t = AcsTest::Dispatch->new('380-dedup-workers');
 my $srv = $t->srv;
 my $nh = $t->nh;
 my ($dir, $port, $ca) = ($t->dir, $nh->port, $nh->ca);
