@@ -18,7 +18,11 @@
 
 #define NGX_ACS_DEDUP_KEY_LEN  16
 
-/* a pending claim outlives any push: deadline (< 30s) + one attempt */
+/*
+ * A pending claim outlives any push: deadline (< 30s) + one attempt.  Only
+ * a claim whose worker cannot be told gone waits that long (see
+ * ngx_acs_dedup.c); the others go when their worker does.
+ */
 #define NGX_ACS_DEDUP_PENDING  120
 
 
@@ -28,6 +32,16 @@ typedef struct ngx_acs_dedup_s  ngx_acs_dedup_t;
 ngx_acs_dedup_t *ngx_acs_dedup_create(ngx_conf_t *cf, size_t size,
     time_t ttl);
 
+/*
+ * The worker starts: it takes its slot of nginx's process table in the
+ * zone, and releases the claims of workers that are gone (its slot's
+ * previous process among them).  Called once, in the worker.
+ */
+void ngx_acs_dedup_init_process(ngx_acs_dedup_t *d, ngx_log_t *log);
+
+/* the worker ends: a claim it still holds is one of a worker gone */
+void ngx_acs_dedup_exit_process(ngx_acs_dedup_t *d);
+
 void ngx_acs_dedup_key(u_char *key, ngx_str_t *event_id, ngx_str_t *type,
     ngx_str_t *subject, ngx_str_t *raw_id, ngx_str_t *handle);
 
@@ -35,8 +49,9 @@ void ngx_acs_dedup_key(u_char *key, ngx_str_t *event_id, ngx_str_t *type,
  * Claims the pair for a push by owner, under the lock of the lookup:
  * NGX_OK the push is owner's to make (the claim is pending), NGX_DECLINED
  * it was sent already, NGX_DONE owner claimed it already, NGX_BUSY another
- * owner's push of it is in flight.  A claim that cannot be remembered
- * (no memory, logged) is NGX_OK: delivery stays at least once.
+ * owner's push of it is in flight.  A claim of a worker that is gone is
+ * taken over (NGX_OK, logged).  A claim that cannot be remembered (no
+ * memory, logged) is NGX_OK: delivery stays at least once.
  */
 ngx_int_t ngx_acs_dedup_claim(ngx_acs_dedup_t *d, u_char *key,
     uint64_t owner, ngx_log_t *log);

@@ -17,6 +17,11 @@
  * or the system store.  No worker waits for another or shares memory with
  * it: the cost is a fetch per worker per refresh, a few kilobytes.
  *
+ * A fetch starts jwks_refresh after the previous good one started, not
+ * ended: a key removed from the set is refused within jwks_refresh plus
+ * the time of one fetch (at most NGX_ACS_JWKS_TIMEOUT), however slow the
+ * previous one was, as long as the fetches succeed.
+ *
  * A new set replaces the old one whole; a generation counter tells the
  * token cache (ngx_acs_auth.c) to check that the keys of its verdicts are
  * still there.  A failed refresh keeps the last good set, and is logged
@@ -85,6 +90,7 @@ struct ngx_acs_jwks_s {
     ngx_connection_t            timer_conn;
     ngx_acs_http_t              http;
     ngx_msec_t                  retry;      /* after a failure, doubling */
+    ngx_msec_t                  started;    /* the fetch running */
     ngx_uint_t                  busy;       /* unsigned:1, a fetch runs */
     ngx_uint_t                  failing;    /* unsigned:1, logged once */
 };
@@ -443,6 +449,7 @@ ngx_acs_jwks_fetch(ngx_acs_jwks_t *jwks)
 
     jwks->busy = 1;
     jwks->checked = ngx_time();
+    jwks->started = ngx_current_msec;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, jwks->log, 0,
                    "acs_notify: jwks \"%V\" fetch", &jwks->url);
@@ -464,6 +471,7 @@ ngx_acs_jwks_fetched(ngx_acs_http_t *h)
 
     char              *err;
     ngx_str_t          text;
+    ngx_msec_t         took, refresh;
     ngx_uint_t         changed, recovered;
     ngx_acs_keyset_t  *set;
 
@@ -513,8 +521,18 @@ ngx_acs_jwks_fetched(ngx_acs_http_t *h)
         ngx_acs_jwks_save(jwks, &text);
     }
 
+    /* the next fetch jwks_refresh after this one started */
+
+    took = ngx_current_msec - jwks->started;
+    refresh = (ngx_msec_t) jwks->refresh * 1000;
+    refresh = (refresh > took) ? refresh - took : 1;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, jwks->log, 0,
+                   "acs_notify: jwks \"%V\" fetched in %Mms, next in %Mms",
+                   &jwks->url, took, refresh);
+
     if (!ngx_exiting) {
-        ngx_add_timer(&jwks->timer, jwks->refresh * 1000);
+        ngx_add_timer(&jwks->timer, refresh);
     }
 
 done:

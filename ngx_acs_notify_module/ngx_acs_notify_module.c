@@ -501,6 +501,10 @@ ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (amcf->dedup) {
+        ngx_acs_dedup_init_process(amcf->dedup, cycle->log);
+    }
+
     for (i = 0; i < amcf->entras.nelts; i++) {
         if (ngx_acs_entra_init_process(entra[i], cycle) != NGX_OK) {
             return NGX_ERROR;
@@ -598,6 +602,10 @@ ngx_http_acs_notify_exit_process(ngx_cycle_t *cycle)
 
     if (amcf->hubs.nelts) {
         ngx_acs_dispatch_exit_process(cycle);
+    }
+
+    if (amcf->dedup) {
+        ngx_acs_dedup_exit_process(amcf->dedup);
     }
 
     /* a no-op where init_process made no client */

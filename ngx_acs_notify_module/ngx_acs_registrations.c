@@ -583,12 +583,17 @@ ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
                                  "the user has the maximum number of "
                                  "devices already");
 
+    /* the registry logged the episode at crit */
+
     case NGX_ABORT:
-        ngx_log_error(NGX_LOG_CRIT, r->connection->log, 0,
-                      "acs_notify_registry: database full, raise max_size");
         return ngx_acs_reg_refuse(r, NGX_HTTP_INSUFFICIENT_STORAGE,
                                  "InsufficientStorage",
                                  "the registry is full");
+
+    case NGX_AGAIN:
+        return ngx_acs_reg_refuse(r, NGX_HTTP_INSUFFICIENT_STORAGE,
+                                 "DiskFull", "the registry's disk is full; "
+                                 "nothing was written, retry later");
 
     default:
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -683,6 +688,13 @@ ngx_acs_reg_delete(ngx_http_request_t *r, ngx_acs_registry_t *reg,
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_AGAIN) {
+        /* a write where the disk's room could not be kept ahead */
+        return ngx_acs_reg_refuse(r, NGX_HTTP_INSUFFICIENT_STORAGE,
+                                 "DiskFull", "the registry's disk is full; "
+                                 "retry later");
     }
 
     if (rc == NGX_DECLINED && rq->path.device_id.len) {

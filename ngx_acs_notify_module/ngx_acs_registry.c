@@ -7,6 +7,13 @@
  * worker opens the environment after fork() (an LMDB environment must not
  * cross it) and keeps one reset read transaction to renew per lookup.
  * Writes are committed, and so synced to disk, before they are answered.
+ *
+ * A registration that does not fit is refused (NGX_ABORT: the map is
+ * full; NGX_AGAIN: the disk is), and nothing is written.  Refusals come in
+ * episodes, logged at crit by the first one only, in whichever worker it
+ * is (the state is in a small shared zone), and at notice when a
+ * registration is written again: a full disk means one line, not one per
+ * request.
  */
 
 
@@ -42,6 +49,36 @@
 #define NGX_ACS_TXN_DELETES  32
 
 
+/*
+ * The same room on the disk: data.mdb is kept allocated NGX_ACS_HEADROOM
+ * past its last page in use and the record to write, so that deletes, the
+ * sweep and gone handles, which write in the file's pages, still commit
+ * when the disk is full; a registration the disk has no room for is
+ * refused before LMDB writes (NGX_AGAIN, 507).  The file is allocated with
+ * fallocate(2), or where the filesystem cannot, written with zeros, in
+ * the write transaction of the registration: no other writer then, and
+ * past the last page in use no reader looks.  It grows NGX_ACS_DISK_STEP
+ * ahead when it can.  A copy-on-write filesystem (btrfs, ZFS) needs new
+ * blocks for every write: there, a delete may fail too when the disk is
+ * full.
+ */
+
+#define NGX_ACS_DISK_STEP    (1024 * 1024)
+#define NGX_ACS_ZEROS        (64 * 1024)
+
+
+/* the episode of refused registrations */
+
+#define NGX_ACS_REG_WRITABLE   0
+#define NGX_ACS_REG_MAP_FULL   1
+#define NGX_ACS_REG_DISK_FULL  2
+
+
+typedef struct {
+    ngx_atomic_t                state;
+} ngx_acs_registry_sh_t;
+
+
 struct ngx_acs_registry_s {
     ngx_str_t                   path;
     size_t                      max_size;
@@ -56,23 +93,36 @@ struct ngx_acs_registry_s {
     u_char                      sweep_key[NGX_ACS_RAW_ID_MAX + 1
                                           + NGX_ACS_DEVICE_ID_MAX];
     size_t                      sweep_len;
+
+    ngx_shm_zone_t             *zone;
+    ngx_acs_registry_sh_t      *sh;        /* every worker's */
+    ngx_fd_t                    fd;        /* of data.mdb */
+    ngx_err_t                   disk_err;  /* why the disk had no room */
+    ngx_uint_t                  zeros;     /* unsigned:1, no fallocate() */
 };
 
 
+static ngx_int_t ngx_acs_registry_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
 static ngx_int_t ngx_acs_registry_open(ngx_acs_registry_t *reg,
     ngx_log_t *log);
 static ngx_int_t ngx_acs_registry_write(ngx_acs_registry_t *reg,
     ngx_log_t *log, MDB_txn **txn, MDB_cursor **cur);
 static ngx_int_t ngx_acs_registry_room(ngx_acs_registry_t *reg,
-    size_t need, ngx_log_t *log);
+    size_t need, ngx_log_t *log, size_t *pages);
+static ngx_int_t ngx_acs_registry_disk(ngx_acs_registry_t *reg,
+    size_t pages, ngx_log_t *log);
+static ngx_int_t ngx_acs_registry_zeros(ngx_acs_registry_t *reg, off_t from,
+    off_t end, off_t ahead, ngx_log_t *log);
 static ngx_int_t ngx_acs_registry_sweep_txn(ngx_acs_registry_t *reg,
     ngx_log_t *log, ngx_uint_t max, ngx_uint_t *visited,
     ngx_uint_t *purged);
 static int ngx_acs_registry_delete_in(MDB_cursor *cur, ngx_str_t *raw_id,
     ngx_str_t *device_id, ngx_str_t *handle, ngx_uint_t max,
     ngx_uint_t *found, ngx_uint_t *deleted);
-static ngx_int_t ngx_acs_registry_delete_end(MDB_txn *txn, MDB_cursor *cur,
-    int rc, ngx_uint_t deleted, ngx_log_t *log);
+static ngx_int_t ngx_acs_registry_delete_end(ngx_acs_registry_t *reg,
+    MDB_txn *txn, MDB_cursor *cur, int rc, ngx_uint_t deleted,
+    ngx_log_t *log);
 static ngx_int_t ngx_acs_registry_delete_all(ngx_acs_registry_t *reg,
     ngx_str_t *raw_id, ngx_str_t *device_id, ngx_str_t *handle,
     ngx_log_t *log);
@@ -86,6 +136,14 @@ static ngx_int_t ngx_acs_registry_decode(MDB_val *key, MDB_val *val,
 static time_t ngx_acs_registry_expires(MDB_val *val);
 static ngx_int_t ngx_acs_registry_fail(ngx_log_t *log, int rc,
     const char *op);
+static ngx_int_t ngx_acs_registry_write_failed(ngx_acs_registry_t *reg,
+    ngx_log_t *log, int rc, const char *op);
+static void ngx_acs_registry_episode(ngx_acs_registry_t *reg,
+    ngx_uint_t state, ngx_err_t err, ngx_log_t *log);
+
+
+static ngx_str_t  ngx_acs_registry_zone_name =
+    ngx_string("acs_notify_registry");
 
 
 char *
@@ -164,9 +222,55 @@ ngx_acs_registry_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
         return NGX_CONF_ERROR;
     }
 
+    /* the episode of refusals, shared by the workers */
+
+    reg->zone = ngx_shared_memory_add(cf, &ngx_acs_registry_zone_name,
+                                      8 * ngx_pagesize,
+                                      &ngx_acs_registry_zone_name);
+    if (reg->zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    reg->zone->init = ngx_acs_registry_init_zone;
+    reg->zone->data = reg;
+
     *registry = reg;
 
     return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_acs_registry_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_acs_registry_t  *oreg = data;
+
+    ngx_slab_pool_t     *shpool;
+    ngx_acs_registry_t  *reg;
+
+    reg = shm_zone->data;
+
+    if (oreg) {
+        /* a reload: an episode goes on */
+        reg->sh = oreg->sh;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        reg->sh = shpool->data;
+        return NGX_OK;
+    }
+
+    reg->sh = ngx_slab_calloc(shpool, sizeof(ngx_acs_registry_sh_t));
+    if (reg->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = reg->sh;
+
+    return NGX_OK;
 }
 
 
@@ -341,6 +445,10 @@ ngx_acs_registry_open(ngx_acs_registry_t *reg, ngx_log_t *log)
         reg->psize = st.ms_psize;
     }
 
+    if (rc == 0) {
+        rc = mdb_env_get_fd(reg->env, &reg->fd);
+    }
+
     if (rc != 0) {
         ngx_log_error(NGX_LOG_EMERG, log, 0,
                       "acs_notify_registry: cannot open the database in "
@@ -360,7 +468,7 @@ ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
 {
     int           rc;
     u_char       *p, kbuf[NGX_ACS_RAW_ID_MAX + 1 + NGX_ACS_DEVICE_ID_MAX];
-    size_t        prefix;
+    size_t        prefix, pages;
     time_t        now;
     int64_t       t;
     MDB_val       key, val, k, v;
@@ -368,9 +476,11 @@ ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     uint16_t      len;
     ngx_int_t     room;
     ngx_uint_t    others, exists;
+    const char   *op;
     MDB_cursor   *cur;
 
     now = ngx_time();
+    pages = 0;
 
     prefix = ngx_acs_registry_key(kbuf, raw_id, NULL);
     key.mv_data = kbuf;
@@ -379,13 +489,33 @@ ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     val.mv_size = NGX_ACS_REC_HEADER + dev->handle.len + dev->p256dh.len
                   + dev->auth.len;
 
-    room = ngx_acs_registry_room(reg, key.mv_size + val.mv_size, log);
+    room = ngx_acs_registry_room(reg, key.mv_size + val.mv_size, log,
+                                 &pages);
+
+    if (room == NGX_ABORT) {
+        ngx_acs_registry_episode(reg, NGX_ACS_REG_MAP_FULL, 0, log);
+    }
+
     if (room != NGX_OK) {
         return room;
     }
 
     if (ngx_acs_registry_write(reg, log, &txn, &cur) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    room = ngx_acs_registry_disk(reg, pages, log);
+
+    if (room != NGX_OK) {
+        mdb_cursor_close(cur);
+        mdb_txn_abort(txn);
+
+        if (room == NGX_AGAIN) {
+            ngx_acs_registry_episode(reg, NGX_ACS_REG_DISK_FULL,
+                                     reg->disk_err, log);
+        }
+
+        return room;
     }
 
     /* count the user's other live devices, purging expired ones */
@@ -466,15 +596,16 @@ ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
 
     rc = mdb_txn_commit(txn);
     if (rc != 0) {
-        if (rc == MDB_MAP_FULL) {
-            return NGX_ABORT;
-        }
-
-        return ngx_acs_registry_fail(log, rc, "mdb_txn_commit()");
+        op = "mdb_txn_commit()";
+        goto refused;
     }
 
     dev->updated = now;
     *created = !exists;
+
+    if (reg->sh->state != NGX_ACS_REG_WRITABLE) {
+        ngx_acs_registry_episode(reg, NGX_ACS_REG_WRITABLE, 0, log);
+    }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
                    "acs_notify registry: put, %s, %uz bytes, %ui other "
@@ -486,12 +617,16 @@ ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
 failed:
 
     mdb_txn_abort(txn);
+    op = "put";
+
+refused:
 
     if (rc == MDB_MAP_FULL) {
+        ngx_acs_registry_episode(reg, NGX_ACS_REG_MAP_FULL, 0, log);
         return NGX_ABORT;
     }
 
-    return ngx_acs_registry_fail(log, rc, "put");
+    return ngx_acs_registry_write_failed(reg, log, rc, op);
 }
 
 
@@ -639,6 +774,7 @@ ngx_acs_registry_delete_all(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
 {
     int          rc;
     MDB_txn     *txn;
+    ngx_int_t    end;
     ngx_uint_t   found, deleted;
     MDB_cursor  *cur;
 
@@ -655,10 +791,9 @@ ngx_acs_registry_delete_all(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
                                         NGX_ACS_TXN_DELETES, &found,
                                         &deleted);
 
-        if (ngx_acs_registry_delete_end(txn, cur, rc, deleted, log)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
+        end = ngx_acs_registry_delete_end(reg, txn, cur, rc, deleted, log);
+        if (end != NGX_OK) {
+            return end;
         }
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
@@ -684,6 +819,7 @@ ngx_acs_registry_remove_handles(ngx_acs_registry_t *reg,
 {
     int          rc;
     MDB_txn     *txn;
+    ngx_int_t    end;
     ngx_uint_t   i, found, deleted;
     MDB_cursor  *cur;
 
@@ -711,8 +847,9 @@ ngx_acs_registry_remove_handles(ngx_acs_registry_t *reg,
         }
     }
 
-    if (ngx_acs_registry_delete_end(txn, cur, rc, deleted, log) != NGX_OK) {
-        return NGX_ERROR;
+    end = ngx_acs_registry_delete_end(reg, txn, cur, rc, deleted, log);
+    if (end != NGX_OK) {
+        return end;
     }
 
     *done = i;
@@ -806,8 +943,8 @@ ngx_acs_registry_delete_in(MDB_cursor *cur, ngx_str_t *raw_id,
  */
 
 static ngx_int_t
-ngx_acs_registry_delete_end(MDB_txn *txn, MDB_cursor *cur, int rc,
-    ngx_uint_t deleted, ngx_log_t *log)
+ngx_acs_registry_delete_end(ngx_acs_registry_t *reg, MDB_txn *txn,
+    MDB_cursor *cur, int rc, ngx_uint_t deleted, ngx_log_t *log)
 {
     mdb_cursor_close(cur);
 
@@ -823,7 +960,8 @@ ngx_acs_registry_delete_end(MDB_txn *txn, MDB_cursor *cur, int rc,
 
     rc = mdb_txn_commit(txn);
     if (rc != 0) {
-        return ngx_acs_registry_fail(log, rc, "mdb_txn_commit()");
+        return ngx_acs_registry_write_failed(reg, log, rc,
+                                             "mdb_txn_commit()");
     }
 
     return NGX_OK;
@@ -947,7 +1085,8 @@ ngx_acs_registry_sweep_txn(ngx_acs_registry_t *reg, ngx_log_t *log,
 
     rc = mdb_txn_commit(txn);
     if (rc != 0) {
-        return ngx_acs_registry_fail(log, rc, "mdb_txn_commit()");
+        return ngx_acs_registry_write_failed(reg, log, rc,
+                                             "mdb_txn_commit()");
     }
 
     return NGX_OK;
@@ -1113,16 +1252,18 @@ ngx_acs_registry_write(ngx_acs_registry_t *reg, ngx_log_t *log,
 
 /*
  * NGX_OK when the map keeps NGX_ACS_HEADROOM bytes free once a record of
- * need bytes is written, NGX_ABORT when not.  Free pages are those past
- * the last page used and those on LMDB's free list (its records hold the
- * count of their pages first).
+ * need bytes is written, NGX_ABORT when not; *pages is that room and the
+ * record's, in pages.  Free pages are those past the last page used and
+ * those on LMDB's free list (its records hold the count of their pages
+ * first).
  */
 
 static ngx_int_t
-ngx_acs_registry_room(ngx_acs_registry_t *reg, size_t need, ngx_log_t *log)
+ngx_acs_registry_room(ngx_acs_registry_t *reg, size_t need, ngx_log_t *log,
+    size_t *pages)
 {
     int           rc;
-    size_t        pages, free;
+    size_t        n, free;
     MDB_val       k, v;
     MDB_cursor   *cur;
     MDB_envinfo   info;
@@ -1151,8 +1292,8 @@ ngx_acs_registry_room(ngx_acs_registry_t *reg, size_t need, ngx_log_t *log)
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
     {
         if (v.mv_size >= sizeof(size_t)) {
-            ngx_memcpy(&pages, v.mv_data, sizeof(size_t));
-            free += pages;
+            ngx_memcpy(&n, v.mv_data, sizeof(size_t));
+            free += n;
         }
     }
 
@@ -1165,13 +1306,210 @@ ngx_acs_registry_room(ngx_acs_registry_t *reg, size_t need, ngx_log_t *log)
 
     /* the record's pages, and as many again for the tree it goes in */
 
-    pages = (NGX_ACS_HEADROOM + 2 * need + reg->psize - 1) / reg->psize;
+    *pages = (NGX_ACS_HEADROOM + 2 * need + reg->psize - 1) / reg->psize;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
                    "acs_notify_registry: %uz pages free, %uz wanted",
-                   free, pages);
+                   free, *pages);
 
-    return (free >= pages) ? NGX_OK : NGX_ABORT;
+    return (free >= *pages) ? NGX_OK : NGX_ABORT;
+}
+
+
+/*
+ * In a write transaction: NGX_OK when data.mdb is allocated pages past
+ * its last page in use, NGX_AGAIN when the disk has no room for them
+ * (reg->disk_err says why).
+ */
+
+static ngx_int_t
+ngx_acs_registry_disk(ngx_acs_registry_t *reg, size_t pages, ngx_log_t *log)
+{
+    int              rc;
+    off_t            size, used, end, ahead;
+    ngx_err_t        err;
+    MDB_envinfo      info;
+    ngx_file_info_t  fi;
+
+    rc = mdb_env_info(reg->env, &info);
+    if (rc != 0) {
+        return ngx_acs_registry_fail(log, rc, "mdb_env_info()");
+    }
+
+    if (ngx_fd_info(reg->fd, &fi) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "acs_notify_registry: " ngx_fd_info_n " \"%V/data.mdb\" "
+                      "failed", &reg->path);
+        return NGX_ERROR;
+    }
+
+    size = ngx_file_size(&fi);
+    used = (off_t) (info.me_last_pgno + 1) * reg->psize;
+    end = ngx_min((off_t) info.me_mapsize,
+                  used + (off_t) (pages * reg->psize));
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "acs_notify_registry: data.mdb %O bytes, %O in use, %O "
+                   "wanted", size, used, end);
+
+    if (size >= end) {
+        return NGX_OK;
+    }
+
+    ahead = ngx_min((off_t) info.me_mapsize, end + NGX_ACS_DISK_STEP);
+
+    if (reg->zeros) {
+        return ngx_acs_registry_zeros(reg, ngx_max(size, used), end, ahead,
+                                      log);
+    }
+
+#if (NGX_LINUX)
+
+    if (fallocate(reg->fd, 0, size, ahead - size) == 0) {
+        return NGX_OK;
+    }
+
+    /* the step may not fit where what is needed does */
+
+    if (fallocate(reg->fd, 0, size, end - size) == 0) {
+        return NGX_OK;
+    }
+
+    err = ngx_errno;
+
+#else
+
+    err = NGX_ENOSYS;
+
+#endif
+
+    if (err == NGX_ENOSPC || err == EDQUOT) {
+        reg->disk_err = err;
+        return NGX_AGAIN;
+    }
+
+    if (err == EOPNOTSUPP || err == NGX_ENOSYS) {
+        ngx_log_debug0(NGX_LOG_DEBUG_CORE, log, err,
+                       "acs_notify_registry: no fallocate(), zeros written");
+
+        reg->zeros = 1;
+
+        return ngx_acs_registry_zeros(reg, ngx_max(size, used), end, ahead,
+                                      log);
+    }
+
+    ngx_log_error(NGX_LOG_ALERT, log, err,
+                  "acs_notify_registry: fallocate(\"%V/data.mdb\") failed",
+                  &reg->path);
+
+    return NGX_ERROR;
+}
+
+
+/* zeros written from "from" up to "ahead", or at least up to "end" */
+
+static ngx_int_t
+ngx_acs_registry_zeros(ngx_acs_registry_t *reg, off_t from, off_t end,
+    off_t ahead, ngx_log_t *log)
+{
+    ssize_t    n;
+    ngx_err_t  err;
+
+    static u_char  zeros[NGX_ACS_ZEROS];
+
+    err = 0;
+
+    while (from < ahead) {
+        n = pwrite(reg->fd, zeros,
+                   (size_t) ngx_min(ahead - from, NGX_ACS_ZEROS), from);
+
+        if (n == -1) {
+            err = ngx_errno;
+
+            if (err == NGX_EINTR) {
+                continue;
+            }
+
+            break;
+        }
+
+        from += n;
+    }
+
+    if (from >= end) {
+        return NGX_OK;
+    }
+
+    if (err == NGX_ENOSPC || err == EDQUOT) {
+        reg->disk_err = err;
+        return NGX_AGAIN;
+    }
+
+    ngx_log_error(NGX_LOG_ALERT, log, err,
+                  "acs_notify_registry: pwrite(\"%V/data.mdb\") failed",
+                  &reg->path);
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * A write that LMDB could not make: the disk full (NGX_AGAIN), an episode
+ * of refusals; or another failure, logged
+ */
+
+static ngx_int_t
+ngx_acs_registry_write_failed(ngx_acs_registry_t *reg, ngx_log_t *log,
+    int rc, const char *op)
+{
+    if (rc == NGX_ENOSPC || rc == EDQUOT) {
+        ngx_acs_registry_episode(reg, NGX_ACS_REG_DISK_FULL, rc, log);
+        return NGX_AGAIN;
+    }
+
+    return ngx_acs_registry_fail(log, rc, op);
+}
+
+
+/*
+ * The first refusal of an episode, in any worker, logs it at crit; the
+ * first registration written after it, at notice
+ */
+
+static void
+ngx_acs_registry_episode(ngx_acs_registry_t *reg, ngx_uint_t state,
+    ngx_err_t err, ngx_log_t *log)
+{
+    ngx_atomic_uint_t  old;
+
+    old = reg->sh->state;
+
+    if (old == state || !ngx_atomic_cmp_set(&reg->sh->state, old, state)) {
+        /* logged already, or by another worker just now */
+        return;
+    }
+
+    switch (state) {
+
+    case NGX_ACS_REG_MAP_FULL:
+        ngx_log_error(NGX_LOG_CRIT, log, 0,
+                      "acs_notify_registry: database full, raise max_size; "
+                      "registrations are refused with 507 until there is "
+                      "room");
+        break;
+
+    case NGX_ACS_REG_DISK_FULL:
+        ngx_log_error(NGX_LOG_CRIT, log, err,
+                      "acs_notify_registry: no space left on the disk of "
+                      "\"%V\"; registrations are refused with 507 until "
+                      "there is", &reg->path);
+        break;
+
+    default: /* NGX_ACS_REG_WRITABLE */
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "acs_notify_registry: registrations are written again");
+        break;
+    }
 }
 
 

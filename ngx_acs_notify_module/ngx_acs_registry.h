@@ -62,7 +62,10 @@ time_t ngx_acs_registry_ttl(ngx_acs_registry_t *reg);
  * The operations.  Each returns NGX_OK, NGX_DECLINED (not found),
  * NGX_BUSY (put: the user has max_devices others already),
  * NGX_ABORT (put: the database is full, i.e. the record would eat into
- * the room kept for deletes and expiry) or NGX_ERROR (logged).
+ * the room kept for deletes and expiry), NGX_AGAIN (the disk is full:
+ * put, or a write where the disk's room could not be kept ahead) or
+ * NGX_ERROR (logged).  A full database or disk is logged once per
+ * episode, by the registry.
  */
 ngx_int_t ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     ngx_acs_device_t *dev, ngx_log_t *log, ngx_uint_t *created);

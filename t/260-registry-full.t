@@ -1,7 +1,8 @@
 # A full registry: registrations are refused with 507 while the map still
 # has the room that deletes and the expiry sweep need (LMDB copies every page
 # it changes, deletes included), so those always commit; and a failure of
-# the registry is answered in JSON, never with nginx's HTML page.
+# the registry is answered in JSON, never with nginx's HTML page.  A full
+# disk (507, not 500) is t/265.
 
 use strict;
 use warnings;
@@ -115,32 +116,66 @@ is($st, 201, 'registrations are taken again after the sweep');
 
 $srv->stop;
 
-# --- a registry that fails (its disk is full) answers in JSON
+# --- a registry whose disk fails answers in JSON
+#
+# A thin-provisioned disk: an ext2 image that believes it has 16m, in a
+# sparse file on a 600k tmpfs.  The registry's writes fit in the
+# filesystem but not on the device: LMDB's commit fails, first with ENOSPC
+# (507, the disk full: t/265), then with EIO (500).
+
+my @mounted;
+
+sub unmount {
+    $srv->stop;
+    for my $m (reverse @mounted) {
+        system('umount', $m) == 0 or system('umount', '-l', $m);
+    }
+    @mounted = ();
+}
+
+END { unmount() if @mounted }
 
 SKIP: {
-    my $disk = "$root/small-disk";
+    my $back = "$root/thin-back";
+    my $disk = "$root/thin-disk";
+    mkdir $back;
     mkdir $disk;
-    skip 'mounting a small tmpfs needs root', 4
-        unless $> == 0 && system("mount -t tmpfs -o size=256k tmpfs $disk 2>/dev/null") == 0;
+    skip 'mounting a tmpfs and a loop device needs root', 5 unless $> == 0;
+    my $out = `mount -t tmpfs -o size=600k tmpfs $back 2>&1`;
+    skip "cannot mount a tmpfs: $out", 5 if $?;
+    push @mounted, $back;
+    $out = `truncate -s 16m $back/img && mkfs.ext2 -q -F $back/img 2>&1 && mount -o loop $back/img $disk 2>&1`;
+    if ($?) {
+        unmount();
+        skip "cannot loop-mount an ext2 image: $out", 5;
+    }
+    push @mounted, $disk;
 
-    conf("$disk max_size=4m");
+    conf("$disk max_size=8m");
     $srv->start;
     $srv->new_log;
 
-    my ($last, $h);
-    for my $i (1 .. 200) {
-        ($last, $h, $b) = call(PUT => "/acs/users/disk-$i/devices/d1",
-                               reg_body(platform => 'fcmv1', handle => 'f' x 4000));
-        last if $last != 201;
+    my (%seen, @wrong);
+    for my $i (1 .. 100) {
+        my ($st, $h, $b) = call(PUT => "/acs/users/disk-$i/devices/d1",
+                                reg_body(platform => 'fcmv1', handle => 'f' x 4000));
+        $seen{$st}++;
+        next if $st == 201;
+        push @wrong, "$st $b" unless ($h->{'content-type'} // '') eq 'application/json'
+            && ($st == 500 && $b =~ /^\{"error":\{"code":"InternalError","message":"[^"]+"\}\}$/
+                || $st == 507 && $b =~ /^\{"error":\{"code":"DiskFull","message":"[^"]+"\}\}$/);
     }
-    is($last, 500, 'a write the disk cannot take: 500');
-    is($h->{'content-type'}, 'application/json', '... as JSON');
-    like($b, qr/^\{"error":\{"code":"InternalError","message":"[^"]+"\}\}$/, '... with an error object');
-    like($srv->new_log, qr/\[crit\].*acs_notify_registry: mdb_txn_commit\(\) failed/,
+    ok(!grep({ $_ != 201 && $_ != 500 && $_ != 507 } keys %seen),
+       'a failing disk: 201, 500 or 507 (' . join(',', map { "$_=$seen{$_}" } sort keys %seen) . ')');
+    ok($seen{500}, 'a write the failing disk cannot take: 500');
+    is(join("\n", @wrong), '', '... each refusal a JSON error object of its status');
+    my $log = $srv->new_log;
+    # the commit that met EIO, or the reads after LMDB gave the environment up
+    like($log, qr/\[crit\].*acs_notify_registry: (mdb_txn_commit\(\)|put|read transaction) failed: (Input\/output error|MDB_PANIC)/,
          'the failure is logged at crit');
+    ok(!grep({ /\[alert\]|\[emerg\]/ } split /\n/, $log), 'no alert or emerg');
 
-    $srv->stop;
-    system("umount $disk");
+    unmount();
 }
 
 done_testing();
