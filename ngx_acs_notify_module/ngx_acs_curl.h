@@ -18,6 +18,7 @@
 
 #define NGX_ACS_CURL_DETAIL_MAX  512
 #define NGX_ACS_CURL_RETRY_MAX   86400     /* s, of a Retry-After */
+#define NGX_ACS_CURL_ID_MAX      64        /* an id of the answer's */
 
 
 /* a request header, e.g. apns-push-type: voip */
@@ -56,8 +57,13 @@ struct ngx_acs_http_s {
     ngx_uint_t                  connected;   /* unsigned:1, was up */
     time_t                      retry_after; /* seconds, 0 if none, at
                                                 most NGX_ACS_CURL_RETRY_MAX */
-    u_char                      tracking_id[64];
+    u_char                      tracking_id[NGX_ACS_CURL_ID_MAX];
     size_t                      tracking_id_len;
+    u_char                      correlation_id[NGX_ACS_CURL_ID_MAX];
+    size_t                      correlation_id_len;  /* x-ms-correlation-
+                                                        request-id */
+    u_char                      notification_id[NGX_ACS_CURL_ID_MAX];
+    size_t                      notification_id_len; /* from Location */
     u_char                      detail[NGX_ACS_CURL_DETAIL_MAX];
     size_t                      detail_len;
     size_t                      response_len;
