@@ -150,7 +150,7 @@ is_deeply([sort map { $_->{installation_id} } @d],
 # --- an incoming call: the VoIP push, no alert to the iPhone
 
 # the callee of the fixture is Bob
-my $call_bob = fixture('eg-incoming-call.json');
+my $call_bob = fresh(fixture('eg-incoming-call.json'));
 $m = entries_mark();
 ($st) = $B->request(POST => '/eg', $call_bob, { %AcsTest::Dispatch::EG });
 is($st, 200, 'an incoming call through node B: 200');
