@@ -186,7 +186,10 @@ ngx_acs_conf_set_msec_off_slot(ngx_conf_t *cf, ngx_command_t *cmd,
     } else {
         *msp = ngx_parse_time(&value[1], 0);
         if (*msp == (ngx_msec_t) NGX_ERROR) {
-            return "invalid value";
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%V: \"%V\" is not a time (TIME or off)",
+                               &cmd->name, &value[1]);
+            return NGX_CONF_ERROR;
         }
     }
 

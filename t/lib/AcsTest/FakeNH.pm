@@ -672,6 +672,8 @@ sub _serve {
         }
         if (!$pid) {
             $SIG{$_} = 'DEFAULT' for qw(TERM INT HUP);
+            # notification ids of their own: not the parent's rand() state
+            srand($$ ^ int(Time::HiRes::time() * 1e6));
             close $lsock;
             my $ok = eval { _serve_connection($cfg, $s, $conn); 1 };
             _log($cfg, "conn $conn: $@") unless $ok;
