@@ -1079,7 +1079,9 @@ ngx_acs_batch_check(ngx_acs_batch_t *batch)
 /*
  * The deadline: pushes not started (queued, parked, waiting for a retry,
  * not even made) are not started for this delivery; Event Grid gets 503
- * and delivers again later; transfers running finish on their own.
+ * and delivers again later; transfers running finish on their own.  Call
+ * pushes past their ring time expire instead (ngx_acs_engine_drop): when
+ * they were all that was left, the answer is 200.
  */
 
 static void
@@ -1093,8 +1095,16 @@ ngx_acs_batch_deadline(ngx_event_t *ev)
     ngx_acs_batch_expire(batch);
 
     if (batch->request) {
-        ngx_acs_batch_answer(batch, NGX_HTTP_SERVICE_UNAVAILABLE,
-                             NGX_ACS_RESULT_UNAVAILABLE_DISPATCH);
+
+        if (batch->pending == 0 && batch->failed == 0 && batch->busy == 0) {
+            /* what was left were calls past their ring time: final */
+            ngx_acs_batch_answer(batch, NGX_HTTP_OK,
+                                 NGX_ACS_RESULT_DISPATCHED);
+
+        } else {
+            ngx_acs_batch_answer(batch, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                 NGX_ACS_RESULT_UNAVAILABLE_DISPATCH);
+        }
     }
 
     ngx_acs_batch_release(batch);

@@ -64,6 +64,12 @@ HTTP
             acs_notify_dispatch_timeout 10s;
             add_header X-Result \$acs_notify_result always;
         }
+        location = /eg-one-deadline {
+            acs_notify_eventgrid hub=one;
+            acs_notify_call_ttl 1s;
+            acs_notify_dispatch_timeout 2s;
+            add_header X-Result \$acs_notify_result always;
+        }
         location = /eg-one-accepted {
             acs_notify_eventgrid hub=one;
             acs_notify_ack accepted;
@@ -327,6 +333,31 @@ like($srv->new_log, qr/\[info\].*call push of event "c\d+-[^"]*" to dave-fcm\.\.
 my $s2 = status();
 is($s2->{pushes}{fcmv1}{expired} - $s1->{pushes}{fcmv1}{expired}, 1, '... counted: pushes.fcmv1.expired');
 is($s2->{pushes}{fcmv1}{failed} - $s1->{pushes}{fcmv1}{failed}, 0, '... not as failed');
+
+# the same when the delivery's deadline (2s) comes before the hung push
+# frees the connection (3s): the call's ring time (1s) is over by then,
+# it expires at the deadline, and the answer is still 200
+
+sub lane_idle {
+    for (1 .. 100) { return 1 if status()->{in_flight} == 0; sleep 0.2 }
+    return 0;
+}
+ok(lane_idle(), 'the hung push is over');
+$srv->register('8:acs:hang2', 'd1', platform => 'fcmv1', handle => '0777-hang-token-2');
+(my $hang2 = $hang) =~ s/8:acs:hang/8:acs:hang2/g;
+$hang2 =~ s/"id": "[^"]*"/"id": "hang-2"/;
+$m = $t->mark;
+$s1 = status();
+($st) = $t->deliver('/eg-one-accepted', $hang2);
+$nh->wait_requests($m + 1, 5);
+($st, $h) = $t->deliver('/eg-one-deadline', call(to => $DAVE, age => 0));
+is($st, 200, 'a call still queued at the deadline, past its ring time: 200, not 503');
+is($h->{'x-result'}, 'dispatched', '... dispatched');
+ok(!grep({ ($_->{handle} // '') eq 'dave-fcm-token' } $t->since($m)), '... never sent');
+$s2 = status();
+is($s2->{pushes}{fcmv1}{expired} - $s1->{pushes}{fcmv1}{expired}, 1, '... expired');
+like($srv->new_log, qr/to dave-fcm\.\.\. expired after 0 attempts: its ring time ended \d+ms ago/, '... logged');
+ok(lane_idle(), 'the second hung push is over');
 
 # --- a hub that answers 503 until the ring time has passed
 
