@@ -795,8 +795,9 @@ ngx_acs_trace_refuse(ngx_http_request_t *r, ngx_uint_t status,
 static ngx_array_t *
 ngx_acs_trace_find(ngx_pool_t *pool, ngx_uint_t k, ngx_str_t *id)
 {
+    u_char                 *kept;
+    size_t                  len, kept_len;
     u_char                  text[NGX_ACS_TRACE_USER_LEN];
-    size_t                  len;
     uint64_t                key;
     uint32_t                i;
     ngx_array_t            *out;
@@ -831,10 +832,16 @@ ngx_acs_trace_find(ngx_pool_t *pool, ngx_uint_t k, ngx_str_t *id)
             continue;
         }
 
-        if (k == NGX_ACS_TRACE_BY_USER
-            ? (en->user_len != len || ngx_memcmp(en->user, text, len) != 0)
-            : (en->event_len != len || ngx_memcmp(en->event, text, len) != 0))
-        {
+        if (k == NGX_ACS_TRACE_BY_USER) {
+            kept = en->user;
+            kept_len = en->user_len;
+
+        } else {
+            kept = en->event;
+            kept_len = en->event_len;
+        }
+
+        if (kept_len != len || ngx_memcmp(kept, text, len) != 0) {
             continue;
         }
 

@@ -211,6 +211,20 @@ like($srv->new_log, qr/acs_notify: trace query refused 400 trace_query: /, 'a re
 my ($code, undef, undef, $body) = trace('format=prometheus');
 is($code, 200, 'the counters still answer beside the trace');
 
+# --- a reload keeps the journal (the zone of the old cycle goes on)
+
+my ($w0) = $srv->workers;
+$srv->reload;
+my $w1;
+for (1 .. 200) {
+    my @w = $srv->workers;
+    if (@w == 1 && $w[0] != $w0) { $w1 = $w[0]; last }
+    sleep 0.05;
+}
+ok($w1, 'reloaded: a new worker');
+($s, $tr) = trace('trace&event=call-1');
+is(scalar @{ $tr->{trace} // [] }, 2, '... which still finds the pushes of before the reload');
+
 $srv->stop;
 my @bad = grep { /\[(alert|crit|emerg)\]/ } split /\n/, $srv->whole_log;
 is(join("\n", @bad), '', 'no alert, crit or emerg');
