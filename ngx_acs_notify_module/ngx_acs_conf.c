@@ -3,8 +3,8 @@
  * Copyright (C) ngx_acs_notify_module authors
  *
  * Helpers of the directives: "name=value" parameters, secret values
- * (literal, file: or env:), and the case-insensitive lists of
- * acs_notify_topics and acs_notify_subscriptions.
+ * (literal, file: or env:), times that may be "off", and the
+ * case-insensitive lists of acs_notify_topics and acs_notify_subscriptions.
  */
 
 
@@ -157,6 +157,48 @@ failed:
 
     ngx_close_file(file.fd);
     return NGX_ERROR;
+}
+
+
+/* "TIME | off": ngx_conf_set_msec_slot that takes "off" for 0 */
+
+char *
+ngx_acs_conf_set_msec_off_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char  *p = conf;
+
+    ngx_msec_t       *msp;
+    ngx_str_t        *value;
+    ngx_conf_post_t  *post;
+
+    msp = (ngx_msec_t *) (p + cmd->offset);
+
+    if (*msp != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        *msp = 0;
+
+    } else {
+        *msp = ngx_parse_time(&value[1], 0);
+        if (*msp == (ngx_msec_t) NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%V: \"%V\" is not a time (TIME or off)",
+                               &cmd->name, &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (cmd->post) {
+        post = cmd->post;
+        return post->post_handler(cf, post, msp);
+    }
+
+    return NGX_CONF_OK;
 }
 
 

@@ -37,6 +37,10 @@ ngx_int_t ngx_acs_conf_value(ngx_conf_t *cf, ngx_str_t *value,
 char *ngx_acs_conf_set_patterns(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
+/* "TIME | off" into an ngx_msec_t (off: 0), as ngx_conf_set_msec_slot */
+char *ngx_acs_conf_set_msec_off_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
 /* NGX_OK when value matches one of the patterns */
 ngx_int_t ngx_acs_pattern_match(ngx_array_t *patterns, ngx_str_t *value);
 

@@ -301,6 +301,8 @@ ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
     h->rtt = 0;
     h->retry_after = 0;
     h->tracking_id_len = 0;
+    h->correlation_id_len = 0;
+    h->notification_id_len = 0;
     h->detail_len = 0;
     h->response_len = 0;
     h->error[0] = '\0';
@@ -788,7 +790,11 @@ ngx_acs_curl_sweep_handler(ngx_event_t *ev)
 }
 
 
-/* Retry-After and TrackingId, from the headers of the answer */
+/*
+ * Retry-After, and the ids the answer gives (Notification Hubs: TrackingId,
+ * x-ms-correlation-request-id, the notification id at the end of the
+ * Location path of a 201 on the Standard tier), from its headers
+ */
 
 static size_t
 ngx_acs_curl_header(char *buf, size_t size, size_t n, void *data)
@@ -839,10 +845,36 @@ ngx_acs_curl_header(char *buf, size_t size, size_t n, void *data)
         h->tracking_id_len = ngx_min((size_t) (last - p),
                                      sizeof(h->tracking_id));
         ngx_memcpy(h->tracking_id, p, h->tracking_id_len);
+
+    } else if (len > 28
+               && ngx_strncasecmp(p, (u_char *) "x-ms-correlation-request-id:",
+                                  28)
+                  == 0)
+    {
+        for (p += 28; p < last && *p == ' '; p++) { /* void */ }
+
+        h->correlation_id_len = ngx_min((size_t) (last - p),
+                                        sizeof(h->correlation_id));
+        ngx_memcpy(h->correlation_id, p, h->correlation_id_len);
+
+    } else if (len > 9
+               && ngx_strncasecmp(p, (u_char *) "Location:", 9) == 0)
+    {
+        /* https://{namespace}/{hub}/messages/{id}?api-version=...: the id */
+
+        q = ngx_strlchr(p, last, '?');
+        last = q ? q : last;
+
+        for (q = last; q > p + 9 && q[-1] != '/'; q--) { /* void */ }
+
+        h->notification_id_len = ngx_min((size_t) (last - q),
+                                         sizeof(h->notification_id));
+        ngx_memcpy(h->notification_id, q, h->notification_id_len);
     }
 
     return len;
 }
+
 
 
 /*

@@ -18,6 +18,7 @@
 
 #define NGX_ACS_CURL_DETAIL_MAX  512
 #define NGX_ACS_CURL_RETRY_MAX   86400     /* s, of a Retry-After */
+#define NGX_ACS_CURL_ID_MAX      64        /* an id of the answer's */
 #define NGX_ACS_CURL_STREAMS     100       /* HTTP/2 streams a connection
                                               carries at most, fewer when
                                               the peer's SETTINGS say so */
@@ -75,8 +76,13 @@ struct ngx_acs_http_s {
                                                 going out to the answer */
     time_t                      retry_after; /* seconds, 0 if none, at
                                                 most NGX_ACS_CURL_RETRY_MAX */
-    u_char                      tracking_id[64];
+    u_char                      tracking_id[NGX_ACS_CURL_ID_MAX];
     size_t                      tracking_id_len;
+    u_char                      correlation_id[NGX_ACS_CURL_ID_MAX];
+    size_t                      correlation_id_len;  /* x-ms-correlation-
+                                                        request-id */
+    u_char                      notification_id[NGX_ACS_CURL_ID_MAX];
+    size_t                      notification_id_len; /* from Location */
     u_char                      detail[NGX_ACS_CURL_DETAIL_MAX];
     size_t                      detail_len;
     size_t                      response_len;

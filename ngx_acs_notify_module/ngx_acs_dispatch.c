@@ -6,11 +6,14 @@
  * with a pool of its own, so that it can outlive the request (an
  * "accepted" answer, or 503 at the deadline while pushes are running):
  *
- *   prepare   each event is routed, its recipient looked up (once per
- *             recipient and delivery) and its message made (once per
- *             event, ngx_acs_route.c); the pushes are counted; a delivery
- *             of more than 256 events is prepared 256 a turn of the event
- *             loop, the others at once
+ *   prepare   each event is routed; one too old to push (a call older
+ *             than acs_notify_call_ttl, another older than
+ *             acs_notify_max_age) is stale: counted, logged, not pushed;
+ *             a call's ring end is kept for the engine; the recipient is
+ *             looked up (once per recipient and delivery) and the
+ *             message made (once per event, ngx_acs_route.c); the pushes
+ *             are counted; a delivery of more than 256 events is prepared
+ *             256 a turn of the event loop, the others at once
  *   admit     the delivery is taken when its pushes fit in acs_notify_queue
  *             beside those queued and the room promised to others, or,
  *             when it is larger than the whole queue, as the one oversize
@@ -53,6 +56,8 @@
 #define NGX_ACS_PASS_EVENTS      256      /* events prepared per pass */
 #define NGX_ACS_PASS_JOBS        1024     /* jobs made per pass */
 #define NGX_ACS_DROP_LOG         8        /* dropped jobs logged alone */
+#define NGX_ACS_TIME_SKEW        300000   /* ms: a time in the future this
+                                             much is taken for now */
 
 
 typedef enum {
@@ -110,6 +115,7 @@ typedef struct {
     ngx_uint_t                  failed;
     ngx_uint_t                  busy;          /* in flight elsewhere */
     ngx_uint_t                  dropped;
+    ngx_uint_t                  stale;         /* events too old to push */
 
     ngx_int_t                  *sync;          /* the answer, when given
                                                   inside ngx_acs_dispatch */
@@ -141,6 +147,12 @@ static ngx_int_t ngx_acs_batch_prepare(ngx_acs_batch_t *batch,
     ngx_uint_t *budget);
 static ngx_int_t ngx_acs_batch_item(ngx_acs_batch_t *batch,
     ngx_acs_event_t *ev, ngx_acs_item_t *item);
+static ngx_int_t ngx_acs_batch_age(ngx_acs_batch_t *batch,
+    ngx_acs_event_t *ev, ngx_acs_route_t *route, ngx_str_t *id,
+    ngx_acs_event_push_t *push);
+static void ngx_acs_batch_trace(ngx_acs_batch_t *batch, ngx_str_t *id,
+    ngx_str_t *type, ngx_str_t *user, ngx_acs_device_t *dev,
+    ngx_acs_trace_outcome_e outcome, ngx_msec_t age);
 static ngx_acs_recipient_t *ngx_acs_batch_recipient(ngx_acs_batch_t *batch,
     ngx_str_t *raw_id);
 static ngx_uint_t ngx_acs_item_wants(ngx_acs_batch_t *batch,
@@ -412,6 +424,12 @@ ngx_acs_batch_item(ngx_acs_batch_t *batch, ngx_acs_event_t *ev,
         return NGX_OK;
     }
 
+    if (ngx_acs_batch_age(batch, ev, &route, id, &item->push) != NGX_OK) {
+        /* too old to push: logged */
+        ctx->stale++;
+        return NGX_OK;
+    }
+
     to = ngx_acs_batch_recipient(batch, &route.recipient);
     if (to == NULL) {
         return NGX_DECLINED;
@@ -458,6 +476,136 @@ ngx_acs_batch_item(ngx_acs_batch_t *batch, ngx_acs_event_t *ev,
     batch->calls += calls;
 
     return NGX_OK;
+}
+
+
+/*
+ * The event's age on arrival, from its time (eventTime, CloudEvents time),
+ * a time up to NGX_ACS_TIME_SKEW in the future taken for now: NGX_DECLINED
+ * when it is older than its limit (acs_notify_call_ttl for a call,
+ * acs_notify_max_age for another), so stale: counted and logged.  A call
+ * to push gets its ring end, counted from its time, or from its arrival
+ * when its time cannot be read (it is pushed then, as any such event).
+ */
+
+static ngx_int_t
+ngx_acs_batch_age(ngx_acs_batch_t *batch, ngx_acs_event_t *ev,
+    ngx_acs_route_t *route, ngx_str_t *id, ngx_acs_event_push_t *push)
+{
+    char        *why;
+    int64_t      t, age;
+    ngx_log_t   *log;
+    ngx_msec_t   limit;
+    ngx_uint_t   call;
+    ngx_time_t  *tp;
+
+    log = batch->request->connection->log;
+    call = (route->intent == NGX_ACS_INTENT_INCOMING_CALL);
+    limit = call ? batch->conf->call_ttl : batch->conf->max_age;
+
+    push->age = NGX_ACS_AGE_UNKNOWN;
+    push->expires = 0;
+
+    tp = ngx_timeofday();
+    age = 0;
+    why = NULL;
+
+    if (ngx_acs_event_time(&ev->time, &t) != NGX_OK) {
+        why = "no readable";
+
+    } else {
+        age = ((int64_t) tp->sec * 1000 + tp->msec) - t;
+
+        if (age < -NGX_ACS_TIME_SKEW) {
+            why = "a future";
+        }
+    }
+
+    if (why) {
+
+        if (limit) {
+            ngx_log_error(NGX_LOG_INFO, log, 0,
+                          "acs_notify: event \"%V\" has %s time \"%V\": "
+                          "its age is not known, it is pushed", id, why,
+                          ngx_acs_log_str(batch->delivery.pool, &ev->time));
+        }
+
+        if (call && limit) {
+            push->expires = batch->delivery.received + limit;
+        }
+
+        return NGX_OK;
+    }
+
+    age = ngx_max(age, 0);
+    age = ngx_min(age, NGX_MAX_INT32_VALUE);
+    push->age = (ngx_msec_t) age;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "acs_notify: event \"%V\" is %Mms old, limit %Mms", id,
+                   push->age, limit);
+
+    if (limit && push->age > limit) {
+        batch->stale++;
+        ngx_acs_stats_stale(call);
+
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "acs_notify: event \"%V\" (%V) is %M.%03Ms old, over "
+                      "%s %M.%03Ms: not pushed (stale)", id,
+                      ngx_acs_log_str(batch->delivery.pool, &ev->type),
+                      push->age / 1000, push->age % 1000,
+                      call ? "acs_notify_call_ttl" : "acs_notify_max_age",
+                      limit / 1000, limit % 1000);
+
+        ngx_acs_batch_trace(batch, &ev->id, &ev->type, &route->recipient,
+                            NULL, NGX_ACS_TRACE_STALE, push->age);
+
+        return NGX_DECLINED;
+    }
+
+    if (call && limit) {
+        push->expires = ngx_current_msec + (limit - push->age);
+    }
+
+    return NGX_OK;
+}
+
+
+/* an outcome decided here, before any job: a stale event, a duplicate */
+
+static void
+ngx_acs_batch_trace(ngx_acs_batch_t *batch, ngx_str_t *id, ngx_str_t *type,
+    ngx_str_t *user, ngx_acs_device_t *dev, ngx_acs_trace_outcome_e outcome,
+    ngx_msec_t age)
+{
+    ngx_acs_hub_t         *hub;
+    ngx_acs_trace_push_t   tp;
+
+    if (!ngx_acs_trace_on()) {
+        return;
+    }
+
+    ngx_memzero(&tp, sizeof(ngx_acs_trace_push_t));
+
+    tp.event_id = *id;
+    tp.type = *type;
+    tp.user = *user;
+    tp.outcome = outcome;
+    tp.age = (age == NGX_ACS_AGE_UNKNOWN) ? NGX_ACS_TRACE_NONE : age;
+    tp.queued = ngx_current_msec - batch->delivery.received;
+
+    if (dev) {
+        hub = (ngx_acs_platform(dev->platform)->voip && batch->conf->voip_hub)
+              ? batch->conf->voip_hub : batch->conf->hub;
+
+        tp.device = dev->device_id;
+        tp.handle = dev->handle;
+        tp.tag = dev->tag;
+        tp.platform = dev->platform;
+        tp.hub = hub->name;
+    }
+
+    ngx_acs_trace_add(&tp);
 }
 
 
@@ -615,8 +763,11 @@ ngx_acs_batch_admit(ngx_acs_batch_t *batch)
     log = batch->request->connection->log;
 
     if (batch->pushes == 0) {
+        /* nothing to push; "stale" when an event was too old for it */
         batch->state = NGX_ACS_BATCH_MADE;
-        ngx_acs_batch_answer(batch, NGX_HTTP_OK, NGX_ACS_RESULT_DISPATCHED);
+        ngx_acs_batch_answer(batch, NGX_HTTP_OK,
+                             batch->stale ? NGX_ACS_RESULT_STALE
+                                          : NGX_ACS_RESULT_DISPATCHED);
         ngx_acs_batch_release(batch);
         return;
     }
@@ -849,6 +1000,11 @@ ngx_acs_batch_make(ngx_acs_batch_t *batch, ngx_uint_t *budget)
                               "acs_notify: event \"%V\" already pushed to "
                               "device \"%V\", skipped", &item->push.log_id,
                               &dev->device_id);
+                ngx_acs_batch_trace(batch, &item->push.msg.id,
+                                    &item->push.msg.type,
+                                    &item->push.msg.recipient, dev,
+                                    NGX_ACS_TRACE_DUPLICATE,
+                                    item->push.age);
                 continue;
             }
 
@@ -996,7 +1152,9 @@ ngx_acs_batch_check(ngx_acs_batch_t *batch)
 /*
  * The deadline: pushes not started (queued, parked, waiting for a retry,
  * not even made) are not started for this delivery; Event Grid gets 503
- * and delivers again later; transfers running finish on their own.
+ * and delivers again later; transfers running finish on their own.  Call
+ * pushes past their ring time expire instead (ngx_acs_engine_drop): when
+ * they were all that was left, the answer is 200.
  */
 
 static void
@@ -1010,8 +1168,16 @@ ngx_acs_batch_deadline(ngx_event_t *ev)
     ngx_acs_batch_expire(batch);
 
     if (batch->request) {
-        ngx_acs_batch_answer(batch, NGX_HTTP_SERVICE_UNAVAILABLE,
-                             NGX_ACS_RESULT_UNAVAILABLE_DISPATCH);
+
+        if (batch->pending == 0 && batch->failed == 0 && batch->busy == 0) {
+            /* what was left were calls past their ring time: final */
+            ngx_acs_batch_answer(batch, NGX_HTTP_OK,
+                                 NGX_ACS_RESULT_DISPATCHED);
+
+        } else {
+            ngx_acs_batch_answer(batch, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                 NGX_ACS_RESULT_UNAVAILABLE_DISPATCH);
+        }
     }
 
     ngx_acs_batch_release(batch);

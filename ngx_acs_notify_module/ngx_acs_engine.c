@@ -21,6 +21,12 @@
  *             node), or at the head of its lane when the lane brakes
  *             because its host refused a connection; the lane learns
  *             from each answer (ngx_acs_lane_answer)
+ *   ring end  a call push is never sent after its ring end (the event's
+ *             time plus acs_notify_call_ttl): it is expired when it would
+ *             start, when its retry would come after it, or at the
+ *             delivery's deadline, whichever is first (ngx_acs_job_expired)
+ *   trace     every final outcome goes to acs_notify_trace, with the last
+ *             answer of the hub when there was one (ngx_acs_job_trace)
  *
  * Work is done by the pump, a posted event with a budget per pass (the
  * dispatcher's part first: ngx_acs_dispatch.c); a pass that runs out of
@@ -41,6 +47,7 @@
 #include "ngx_acs_push.h"
 #include "ngx_acs_curl.h"
 #include "ngx_acs_stats.h"
+#include "ngx_acs_trace.h"
 #include "ngx_acs_engine.h"
 
 
@@ -110,6 +117,9 @@ typedef struct {
     ngx_acs_handle_t           *free_handles;
     ngx_array_t                 allocs;        /* of void *, freed at exit */
     ngx_uint_t                  sockets;       /* counted in the stats */
+
+    ngx_acs_slot_t             *answer;        /* the last transfer ended,
+                                                  for the trace */
 } ngx_acs_engine_t;
 
 
@@ -124,6 +134,9 @@ static void ngx_acs_job_retry(ngx_acs_job_t *job, ngx_msec_t delay,
     const char *why);
 static void ngx_acs_job_final(ngx_acs_job_t *job, ngx_acs_final_e final);
 static void ngx_acs_job_unlink(ngx_acs_job_t *job);
+static ngx_uint_t ngx_acs_job_ring_over(ngx_acs_job_t *job, ngx_msec_t delay);
+static ngx_uint_t ngx_acs_job_expired(ngx_acs_job_t *job, ngx_msec_t delay);
+static void ngx_acs_job_trace(ngx_acs_job_t *job, ngx_acs_final_e final);
 
 static ngx_acs_handle_t *ngx_acs_handle_get(ngx_acs_lane_t *lane,
     ngx_str_t *handle);
@@ -249,7 +262,7 @@ ngx_acs_engine_drop(ngx_acs_job_t *job, ngx_uint_t log)
     lane = ngx_acs_job_lane(job);
     rc = NGX_ACS_DROP_DONE;
 
-    if (log && job->attempt) {
+    if (log && job->attempt && !ngx_acs_job_ring_over(job, 0)) {
         ngx_log_error(NGX_LOG_ERR, e->log, 0,
                       "acs_notify: push of event \"%V\" to %*s... through "
                       "\"%V\" failed after %ui attempts: %s",
@@ -268,7 +281,9 @@ ngx_acs_engine_drop(ngx_acs_job_t *job, ngx_uint_t log)
         job->handle = NULL;
     }
 
-    ngx_acs_job_final(job, NGX_ACS_FINAL_DROPPED);
+    if (!ngx_acs_job_expired(job, 0)) {
+        ngx_acs_job_final(job, NGX_ACS_FINAL_DROPPED);
+    }
 
     return rc;
 }
@@ -456,6 +471,10 @@ ngx_acs_job_start(ngx_acs_job_t *job)
 
     hub = job->hub;
     lane = ngx_acs_job_lane(job);
+
+    if (ngx_acs_job_expired(job, 0)) {
+        return NGX_DECLINED;
+    }
 
     switch (ngx_acs_push_body(job, e->scratch, e->log, &body)) {
 
@@ -654,6 +673,7 @@ ngx_acs_job_done(ngx_acs_http_t *h)
     lane = ngx_acs_job_lane(job);
     status = h->status;
     verdict = ngx_acs_hub_verdict(h);
+    e->answer = slot;
 
     ((ngx_acs_handle_t *) job->handle)->active--;
     ngx_acs_handle_put(lane, (ngx_acs_handle_t *) job->handle);
@@ -813,6 +833,12 @@ ngx_acs_job_retry(ngx_acs_job_t *job, ngx_msec_t delay, const char *why)
         delay = backoff / 2 + (ngx_msec_t) ngx_random() % backoff;
     }
 
+    /* a call whose ring ends before its retry is over */
+
+    if (ngx_acs_job_expired(job, delay)) {
+        return;
+    }
+
     /* past the deadline, or so far that it would be: give up now */
 
     if (d->expired
@@ -951,8 +977,13 @@ ngx_acs_job_final(ngx_acs_job_t *job, ngx_acs_final_e final)
     ngx_acs_engine_t  *e = &ngx_acs_engine;
 
     static ngx_acs_outcome_e  outcomes[] = {
-        NGX_ACS_OUT_SENT, NGX_ACS_OUT_GONE, NGX_ACS_OUT_REJECTED,
-        NGX_ACS_OUT_FAILED, NGX_ACS_OUT_FAILED
+        [NGX_ACS_FINAL_SENT] = NGX_ACS_OUT_SENT,
+        [NGX_ACS_FINAL_GONE] = NGX_ACS_OUT_GONE,
+        [NGX_ACS_FINAL_REJECTED] = NGX_ACS_OUT_REJECTED,
+        [NGX_ACS_FINAL_FAILED] = NGX_ACS_OUT_FAILED,
+        [NGX_ACS_FINAL_DROPPED] = NGX_ACS_OUT_FAILED,
+        [NGX_ACS_FINAL_SKIPPED] = NGX_ACS_OUT_MAX,        /* not counted */
+        [NGX_ACS_FINAL_EXPIRED] = NGX_ACS_OUT_EXPIRED
     };
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, e->log, 0,
@@ -968,6 +999,8 @@ ngx_acs_job_final(ngx_acs_job_t *job, ngx_acs_final_e final)
         ngx_acs_stats_delivery_time(ngx_current_msec
                                     - job->delivery->received);
     }
+
+    ngx_acs_job_trace(job, final);
 
     if (e->dedup) {
         if (final == NGX_ACS_FINAL_SENT) {
@@ -988,4 +1021,131 @@ ngx_acs_job_final(ngx_acs_job_t *job, ngx_acs_final_e final)
 
     /* room for more */
     ngx_acs_engine_post();
+}
+
+
+/*
+ * A call push whose ring time ends within delay: the event's time plus
+ * acs_notify_call_ttl (ngx_acs_event_push_t.expires, 0 for other pushes).
+ */
+
+static ngx_uint_t
+ngx_acs_job_ring_over(ngx_acs_job_t *job, ngx_msec_t delay)
+{
+    ngx_msec_t  expires;
+
+    expires = job->event->expires;
+
+    return (expires
+            && (ngx_msec_int_t) (expires - ngx_current_msec - delay) <= 0);
+}
+
+
+/*
+ * Such a push is final, "expired", never sent late: 1.  Not a failure
+ * (Event Grid gets no 503 for it: a redelivery would be a stale call).
+ */
+
+static ngx_uint_t
+ngx_acs_job_expired(ngx_acs_job_t *job, ngx_msec_t delay)
+{
+    ngx_msec_int_t     left;
+    ngx_acs_engine_t  *e = &ngx_acs_engine;
+
+    if (!ngx_acs_job_ring_over(job, delay)) {
+        return 0;
+    }
+
+    left = (ngx_msec_int_t) (job->event->expires - ngx_current_msec);
+
+    if (left > 0) {
+        ngx_log_error(NGX_LOG_INFO, e->log, 0,
+                      "acs_notify: call push of event \"%V\" to %*s... "
+                      "expired after %ui attempts: its ring time ends in "
+                      "%Mms, before its retry in %Mms; not sent",
+                      &job->event->log_id, ngx_min(job->dev->handle.len, 8),
+                      job->dev->handle.data, (ngx_uint_t) job->attempt,
+                      (ngx_msec_t) left, delay);
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, e->log, 0,
+                      "acs_notify: call push of event \"%V\" to %*s... "
+                      "expired after %ui attempts: its ring time ended "
+                      "%Mms ago; not sent",
+                      &job->event->log_id, ngx_min(job->dev->handle.len, 8),
+                      job->dev->handle.data, (ngx_uint_t) job->attempt,
+                      (ngx_msec_t) -left);
+    }
+
+    ngx_acs_job_final(job, NGX_ACS_FINAL_EXPIRED);
+
+    return 1;
+}
+
+
+/*
+ * The final outcome into the trace, with the hub's answer that made it
+ * final when there is one: the transfer just ended (ngx_acs_job_done) was
+ * this job's while it still runs.
+ */
+
+static void
+ngx_acs_job_trace(ngx_acs_job_t *job, ngx_acs_final_e final)
+{
+    ngx_acs_slot_t        *a;
+    ngx_acs_engine_t      *e = &ngx_acs_engine;
+    ngx_acs_trace_push_t   tp;
+
+    static ngx_acs_trace_outcome_e  outcomes[] = {
+        [NGX_ACS_FINAL_SENT] = NGX_ACS_TRACE_SENT,
+        [NGX_ACS_FINAL_GONE] = NGX_ACS_TRACE_GONE,
+        [NGX_ACS_FINAL_REJECTED] = NGX_ACS_TRACE_REJECTED,
+        [NGX_ACS_FINAL_FAILED] = NGX_ACS_TRACE_FAILED,
+        [NGX_ACS_FINAL_DROPPED] = NGX_ACS_TRACE_DROPPED,
+        [NGX_ACS_FINAL_SKIPPED] = NGX_ACS_TRACE_SKIPPED,
+        [NGX_ACS_FINAL_EXPIRED] = NGX_ACS_TRACE_EXPIRED
+    };
+
+    a = e->answer;
+    e->answer = NULL;
+
+    if (!ngx_acs_trace_on()) {
+        return;
+    }
+
+    if (a && (a->job != job || job->state != NGX_ACS_JOB_RUNNING)) {
+        a = NULL;
+    }
+
+    ngx_memzero(&tp, sizeof(ngx_acs_trace_push_t));
+
+    tp.event_id = job->event->msg.id;
+    tp.type = job->event->msg.type;
+    tp.user = job->event->msg.recipient;
+    tp.device = job->dev->device_id;
+    tp.handle = job->dev->handle;
+    tp.tag = job->dev->tag;
+    tp.platform = job->dev->platform;
+    tp.hub = job->hub->name;
+    tp.outcome = outcomes[final];
+    tp.status = job->status;
+    tp.attempts = job->attempt;
+    tp.age = (job->event->age == NGX_ACS_AGE_UNKNOWN) ? NGX_ACS_TRACE_NONE
+                                                      : job->event->age;
+
+    if (a) {
+        tp.queued = a->start - job->delivery->received;
+        tp.hub_time = ngx_current_msec - a->start;
+        tp.tracking_id.data = a->http.tracking_id;
+        tp.tracking_id.len = a->http.tracking_id_len;
+        tp.correlation_id.data = a->http.correlation_id;
+        tp.correlation_id.len = a->http.correlation_id_len;
+        tp.notification_id.data = a->http.notification_id;
+        tp.notification_id.len = a->http.notification_id_len;
+
+    } else {
+        tp.queued = ngx_current_msec - job->delivery->received;
+    }
+
+    ngx_acs_trace_add(&tp);
 }

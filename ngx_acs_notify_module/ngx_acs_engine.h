@@ -29,7 +29,8 @@ typedef enum {
     NGX_ACS_FINAL_REJECTED,
     NGX_ACS_FINAL_FAILED,
     NGX_ACS_FINAL_DROPPED,     /* not started by the deadline */
-    NGX_ACS_FINAL_SKIPPED      /* no payload fits the device */
+    NGX_ACS_FINAL_SKIPPED,     /* no payload fits the device */
+    NGX_ACS_FINAL_EXPIRED      /* a call's ring time ran out first */
 } ngx_acs_final_e;
 
 
@@ -53,7 +54,15 @@ typedef struct {
     ngx_str_t                   log_to;        /* as logs show them */
     ngx_str_t                   body[NGX_ACS_PLATFORMS];
     u_char                      state[NGX_ACS_PLATFORMS];
+    time_t                      ttl[NGX_ACS_PLATFORMS];   /* of a body */
+    ngx_msec_t                  expires;       /* a call's ring end (on
+                                                  ngx_current_msec), 0:
+                                                  none */
+    ngx_msec_t                  age;           /* on arrival, or
+                                                  NGX_ACS_AGE_UNKNOWN */
 } ngx_acs_event_push_t;
+
+#define NGX_ACS_AGE_UNKNOWN  ((ngx_msec_t) -1)
 
 
 typedef struct ngx_acs_job_s  ngx_acs_job_t;

@@ -25,6 +25,7 @@ static ngx_str_t  ngx_acs_results[] = {
     ngx_string("dispatched"),
     ngx_string("accepted"),
     ngx_string("checked"),
+    ngx_string("stale"),
     ngx_string("unavailable:dispatch"),
     ngx_string("unavailable:queue_full"),
     ngx_string("unavailable:shutdown"),

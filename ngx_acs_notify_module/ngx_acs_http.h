@@ -25,6 +25,7 @@ typedef enum {
     NGX_ACS_RESULT_DISPATCHED,
     NGX_ACS_RESULT_ACCEPTED,
     NGX_ACS_RESULT_CHECKED,
+    NGX_ACS_RESULT_STALE,
     NGX_ACS_RESULT_UNAVAILABLE_DISPATCH,
     NGX_ACS_RESULT_UNAVAILABLE_QUEUE_FULL,
     NGX_ACS_RESULT_UNAVAILABLE_SHUTDOWN,
@@ -64,6 +65,7 @@ typedef struct {
     ngx_uint_t                  pushes;
     ngx_uint_t                  ignored;
     ngx_uint_t                  duplicates;
+    ngx_uint_t                  stale;      /* events too old to push */
     ngx_acs_result_e            result;
     ngx_str_t                   event_id;   /* the first event's id */
 

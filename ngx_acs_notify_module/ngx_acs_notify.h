@@ -22,6 +22,7 @@
 #include "ngx_acs_hub.h"
 #include "ngx_acs_install.h"
 #include "ngx_acs_dedup.h"
+#include "ngx_acs_trace.h"
 
 
 #define NGX_ACS_ACK_DISPATCHED  0
@@ -34,6 +35,7 @@ typedef struct {
     ngx_array_t                 hubs;       /* of ngx_acs_hub_t */
     ngx_array_t                 entras;     /* of ngx_acs_entra_t * */
     ngx_acs_dedup_t            *dedup;
+    ngx_acs_trace_t            *trace;      /* acs_notify_trace, or NULL */
     ngx_uint_t                  queue_size;
     void                       *stats;      /* the status zone's data */
 } ngx_http_acs_notify_main_conf_t;
@@ -47,6 +49,8 @@ typedef struct {
     ngx_acs_hub_t              *voip_hub;
     ngx_uint_t                  ack;
     ngx_msec_t                  dispatch_timeout;
+    ngx_msec_t                  call_ttl;   /* 0: off */
+    ngx_msec_t                  max_age;    /* 0: off */
     ngx_acs_render_conf_t       render;
 
     ngx_flag_t                  registrations;

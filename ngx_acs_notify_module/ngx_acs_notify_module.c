@@ -22,6 +22,9 @@
 
 #define NGX_ACS_SWEEP_INTERVAL  60000
 #define NGX_ACS_SWEEP_BATCH     1000
+#define NGX_ACS_CALL_TTL        120000         /* ACS rings 2 minutes */
+#define NGX_ACS_CALL_TTL_MAX    3600000
+#define NGX_ACS_MAX_AGE_MAX     (7 * 86400000)
 
 
 static ngx_int_t ngx_http_acs_notify_add_variables(ngx_conf_t *cf);
@@ -40,6 +43,8 @@ static char *ngx_http_acs_notify_hmac_key(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_acs_notify_hub(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_acs_notify_dedup(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_acs_notify_trace(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_acs_notify_template(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -103,6 +108,13 @@ static ngx_command_t  ngx_http_acs_notify_commands[] = {
       0,
       NULL },
 
+    { ngx_string("acs_notify_trace"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_acs_notify_trace,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("acs_notify_queue"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -122,6 +134,20 @@ static ngx_command_t  ngx_http_acs_notify_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_acs_notify_loc_conf_t, dispatch_timeout),
+      NULL },
+
+    { ngx_string("acs_notify_call_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_acs_conf_set_msec_off_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_acs_notify_loc_conf_t, call_ttl),
+      NULL },
+
+    { ngx_string("acs_notify_max_age"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_acs_conf_set_msec_off_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_acs_notify_loc_conf_t, max_age),
       NULL },
 
     { ngx_string("acs_notify_preview"),
@@ -251,7 +277,8 @@ enum {
     NGX_ACS_VAR_EVENTS = 0,
     NGX_ACS_VAR_PUSHES,
     NGX_ACS_VAR_RESULT,
-    NGX_ACS_VAR_EVENT_ID
+    NGX_ACS_VAR_EVENT_ID,
+    NGX_ACS_VAR_STALE
 };
 
 
@@ -268,6 +295,9 @@ static ngx_http_variable_t  ngx_http_acs_notify_vars[] = {
 
     { ngx_string("acs_notify_event_id"), NULL, ngx_http_acs_notify_variable,
       NGX_ACS_VAR_EVENT_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("acs_notify_stale"), NULL, ngx_http_acs_notify_variable,
+      NGX_ACS_VAR_STALE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -312,7 +342,9 @@ ngx_http_acs_notify_variable(ngx_http_request_t *r,
 
     case NGX_ACS_VAR_EVENTS:
     case NGX_ACS_VAR_PUSHES:
-        n = (data == NGX_ACS_VAR_EVENTS) ? ctx->events : ctx->pushes;
+    case NGX_ACS_VAR_STALE:
+        n = (data == NGX_ACS_VAR_EVENTS) ? ctx->events
+            : (data == NGX_ACS_VAR_PUSHES) ? ctx->pushes : ctx->stale;
 
         p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
         if (p == NULL) {
@@ -452,6 +484,8 @@ ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
     if (amcf->stats) {
         ngx_acs_stats_init_process(amcf->stats);
     }
+
+    ngx_acs_trace_init_process(amcf->trace);
 
     ngx_acs_sha256_init_process();
 
@@ -688,6 +722,8 @@ ngx_http_acs_notify_create_loc_conf(ngx_conf_t *cf)
     conf->eventgrid = NGX_CONF_UNSET;
     conf->ack = NGX_CONF_UNSET_UINT;
     conf->dispatch_timeout = NGX_CONF_UNSET_MSEC;
+    conf->call_ttl = NGX_CONF_UNSET_MSEC;
+    conf->max_age = NGX_CONF_UNSET_MSEC;
     conf->render.preview = NGX_CONF_UNSET;
     conf->render.templates = NGX_CONF_UNSET_PTR;
     conf->registrations = NGX_CONF_UNSET;
@@ -724,6 +760,30 @@ ngx_http_acs_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "acs_notify_dispatch_timeout must be from 1s and "
                            "stay under Event Grid's 30s");
+        return NGX_CONF_ERROR;
+    }
+
+    /* how long ACS rings an unanswered call (docs/dispatch.md, section 9) */
+
+    ngx_conf_merge_msec_value(conf->call_ttl, prev->call_ttl,
+                              NGX_ACS_CALL_TTL);
+    ngx_conf_merge_msec_value(conf->max_age, prev->max_age, 0);
+
+    if (conf->call_ttl
+        && (conf->call_ttl < 1000 || conf->call_ttl > NGX_ACS_CALL_TTL_MAX))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_call_ttl must be off (0) or from 1s "
+                           "to 1h");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->max_age
+        && (conf->max_age < 1000 || conf->max_age > NGX_ACS_MAX_AGE_MAX))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "acs_notify_max_age must be off (0) or from 1s "
+                           "to 7d");
         return NGX_CONF_ERROR;
     }
 
@@ -1006,6 +1066,20 @@ ngx_http_acs_notify_dedup(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_acs_notify_trace(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_acs_notify_main_conf_t *amcf = conf;
+
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    return ngx_acs_trace_create(cf, &value[1], cf->args->nelts - 1,
+                                &amcf->trace);
 }
 
 

@@ -25,33 +25,68 @@ static ngx_int_t ngx_acs_check_url(ngx_str_t *handle);
 #define NGX_ACS_JSON_TYPE  ngx_string("application/json;charset=utf-8")
 
 
+/* a row per ngx_acs_platform_e from NGX_ACS_PLATFORM_APNS; ids on disk */
+
 static ngx_acs_platform_t  ngx_acs_platforms[] = {
 
-    { NGX_ACS_PLATFORM_APNS, ngx_string("apns"), ngx_string("apple"),
-      ngx_string("apns"), NGX_ACS_JSON_TYPE, 4096,
-      ngx_acs_build_apns, ngx_acs_check_apns,
-      0, 0, 1, 0, 0, 1 },
+    { .id = NGX_ACS_PLATFORM_APNS,
+      .name = ngx_string("apns"),
+      .format = ngx_string("apple"),
+      .installation = ngx_string("apns"),
+      .content_type = NGX_ACS_JSON_TYPE,
+      .limit = 4096,
+      .build = ngx_acs_build_apns,
+      .check = ngx_acs_check_apns,
+      .rings_voip = 1,
+      .apns = 1 },
 
-    { NGX_ACS_PLATFORM_APNS_VOIP, ngx_string("apns-voip"),
-      ngx_string("apple"), ngx_string("apns"), NGX_ACS_JSON_TYPE, 4096,
-      ngx_acs_build_voip, ngx_acs_check_apns,
-      1, 1, 0, 0, 0, 1 },
+    { .id = NGX_ACS_PLATFORM_APNS_VOIP,
+      .name = ngx_string("apns-voip"),
+      .format = ngx_string("apple"),
+      .installation = ngx_string("apns"),
+      .content_type = NGX_ACS_JSON_TYPE,
+      .limit = 4096,
+      .build = ngx_acs_build_voip,
+      .check = ngx_acs_check_apns,
+      .calls_only = 1,
+      .voip = 1,
+      .apns = 1 },
 
-    { NGX_ACS_PLATFORM_FCMV1, ngx_string("fcmv1"), ngx_string("fcmv1"),
-      ngx_string("fcmv1"), NGX_ACS_JSON_TYPE, 4096,
-      ngx_acs_build_fcmv1, ngx_acs_check_fcm,
-      0, 0, 0, 0, 0, 0 },
+    { .id = NGX_ACS_PLATFORM_FCMV1,
+      .name = ngx_string("fcmv1"),
+      .format = ngx_string("fcmv1"),
+      .installation = ngx_string("fcmv1"),
+      .content_type = NGX_ACS_JSON_TYPE,
+      .limit = 4096,
+      .build = ngx_acs_build_fcmv1,
+      .check = ngx_acs_check_fcm,
+      .expiry_in_body = 1 },
 
-    { NGX_ACS_PLATFORM_WNS, ngx_string("wns"), ngx_string("windows"),
-      ngx_string("wns"), ngx_string("application/xml"), 5120,
-      ngx_acs_build_wns, ngx_acs_check_url,
-      0, 0, 0, 0, 1, 0 },
+    { .id = NGX_ACS_PLATFORM_WNS,
+      .name = ngx_string("wns"),
+      .format = ngx_string("windows"),
+      .installation = ngx_string("wns"),
+      .content_type = ngx_string("application/xml"),
+      .limit = 5120,
+      .build = ngx_acs_build_wns,
+      .check = ngx_acs_check_url,
+      .xml = 1 },
 
-    { NGX_ACS_PLATFORM_BROWSER, ngx_string("browser"), ngx_string("browser"),
-      ngx_string("browser"), NGX_ACS_JSON_TYPE, 4096,
-      ngx_acs_build_browser, ngx_acs_check_url,
-      0, 0, 0, 1, 0, 0 }
+    { .id = NGX_ACS_PLATFORM_BROWSER,
+      .name = ngx_string("browser"),
+      .format = ngx_string("browser"),
+      .installation = ngx_string("browser"),
+      .content_type = NGX_ACS_JSON_TYPE,
+      .limit = 4096,
+      .build = ngx_acs_build_browser,
+      .check = ngx_acs_check_url,
+      .keys = 1 }
 };
+
+/* a row for every platform, or this does not compile */
+typedef char  ngx_acs_platforms_all[
+    (sizeof(ngx_acs_platforms) / sizeof(ngx_acs_platform_t)
+     == NGX_ACS_PLATFORMS - NGX_ACS_PLATFORM_APNS) ? 1 : -1];
 
 
 ngx_acs_platform_t *

@@ -54,6 +54,8 @@ typedef struct {
     unsigned                    keys:1;        /* needs p256dh and auth */
     unsigned                    xml:1;         /* an XML payload */
     unsigned                    apns:1;        /* apns-* headers */
+    unsigned                    expiry_in_body:1;  /* a call's payload
+                                                      says its time left */
 } ngx_acs_platform_t;
 
 

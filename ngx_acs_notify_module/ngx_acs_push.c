@@ -1,6 +1,11 @@
 
 /*
  * Copyright (C) ngx_acs_notify_module authors
+ *
+ * A call's payload and headers say how long it may live where the
+ * platform has a way to (ngx_acs_render.c): its ring time left when it
+ * starts.  A payload that says it (FCM v1's android.ttl) is rendered again
+ * when the seconds left changed since the kept one was.
  */
 
 
@@ -15,6 +20,9 @@
 #define NGX_ACS_PUSH_TOO_BIG   2
 
 
+static void ngx_acs_push_expiry(ngx_acs_job_t *job, ngx_acs_expiry_t *exp);
+
+
 ngx_int_t
 ngx_acs_push_body(ngx_acs_job_t *job, ngx_pool_t *scratch, ngx_log_t *log,
     ngx_str_t *body)
@@ -22,6 +30,7 @@ ngx_acs_push_body(ngx_acs_job_t *job, ngx_pool_t *scratch, ngx_log_t *log,
     u_char                *copy;
     ngx_int_t              rc;
     ngx_str_t              out;
+    ngx_acs_expiry_t       exp;
     ngx_acs_template_t    *tpl;
     ngx_acs_delivery_t    *d;
     ngx_acs_platform_t    *p;
@@ -31,6 +40,16 @@ ngx_acs_push_body(ngx_acs_job_t *job, ngx_pool_t *scratch, ngx_log_t *log,
     d = job->delivery;
     p = ngx_acs_platform(job->dev->platform);
 
+    ngx_acs_push_expiry(job, &exp);
+
+    if (item->state[p->id] == NGX_ACS_PUSH_RENDERED && p->expiry_in_body
+        && item->ttl[p->id] != exp.ttl
+        && ngx_acs_template_find(d->templates, item->msg.rule, p) == NULL)
+    {
+        /* the kept payload says another time left */
+        item->state[p->id] = 0;
+    }
+
     if (item->state[p->id] == 0) {
 
         tpl = ngx_acs_template_find(d->templates, item->msg.rule, p);
@@ -39,8 +58,10 @@ ngx_acs_push_body(ngx_acs_job_t *job, ngx_pool_t *scratch, ngx_log_t *log,
             rc = ngx_acs_template_render(scratch, tpl, &item->msg, &out);
 
         } else {
-            rc = ngx_acs_render(scratch, p, &item->msg, &out);
+            rc = ngx_acs_render(scratch, p, &item->msg, exp.ttl, &out);
         }
+
+        item->ttl[p->id] = exp.ttl;
 
         if (rc == NGX_OK) {
             copy = ngx_pnalloc(d->pool, out.len);
@@ -92,6 +113,7 @@ ngx_acs_push_headers(ngx_acs_job_t *job, ngx_acs_push_headers_t *ph,
     u_char              *p;
     size_t               size;
     ngx_uint_t           n;
+    ngx_acs_expiry_t     exp;
     ngx_acs_platform_t  *pf;
     ngx_acs_header_t     h[NGX_ACS_PUSH_LINES];
 
@@ -115,7 +137,12 @@ ngx_acs_push_headers(ngx_acs_job_t *job, ngx_acs_push_headers_t *ph,
     ngx_str_set(&h[4].name, "x-ms-version");
     h[4].value = job->hub->api_version;
 
-    n = 5 + ngx_acs_render_headers(pf, &job->event->msg, job->dev, &h[5]);
+    ngx_acs_push_expiry(job, &exp);
+
+    /* the values point into exp: copied into ph before it goes */
+
+    n = 5 + ngx_acs_render_headers(pf, &job->event->msg, job->dev, &exp,
+                                   &h[5]);
 
     /* an empty "Expect:" spares the "100-continue" round trip */
     ngx_str_set(&h[n].name, "Expect");
@@ -152,4 +179,25 @@ ngx_acs_push_headers_free(ngx_acs_push_headers_t *ph)
         ph->buf = NULL;
         ph->size = 0;
     }
+}
+
+
+/* the ring time left of a call push, as it starts; none for others */
+
+static void
+ngx_acs_push_expiry(ngx_acs_job_t *job, ngx_acs_expiry_t *exp)
+{
+    ngx_msec_int_t  left;
+
+    if (job->event->expires == 0) {
+        exp->ttl = -1;
+        exp->until = 0;
+        return;
+    }
+
+    left = (ngx_msec_int_t) (job->event->expires - ngx_current_msec);
+    left = ngx_max(left, 0);
+
+    exp->ttl = (time_t) (left / 1000);
+    exp->until = ngx_time() + (time_t) ((left + 999) / 1000);
 }

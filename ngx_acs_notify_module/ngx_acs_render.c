@@ -14,7 +14,8 @@
  *     "thread-id" only when the thread id is known; an "added" event has no
  *     "messageId" and its "senderId" is whoever created or added.
  *
- * apns, incoming call (same headers):
+ * apns, incoming call (same headers, and apns-expiration: the epoch second
+ * its ring time ends, when it has one):
  *     {"aps":{"alert":{"body":"Incoming call from Alice"},"sound":"default"},
  *      "acs":{"eventId":ID,"eventType":TYPE,"callId":CORRELATION,
  *             "callerId":FROM,"recipientId":TO}}
@@ -31,11 +32,13 @@
  *      "android":{"priority":"high"}}}
  *     (no collapse_key: FCM keeps 4 per offline device, see below)
  *
- * fcmv1, incoming call (a data message):
+ * fcmv1, incoming call (a data message; TTL the seconds of ring time left,
+ * 60 when the call has no ring time, acs_notify_call_ttl off):
  *     {"message":{"data":{"eventId":"107","cp":CP,...,"videoCall":"false"},
- *      "android":{"priority":"high","ttl":"60s","collapse_key":COLLAPSE}}}
+ *      "android":{"priority":"high","ttl":"TTLs","collapse_key":COLLAPSE}}}
  *
- * wns (X-WNS-Type: wns/toast), any intent:
+ * wns (X-WNS-Type: wns/toast, and for a call X-WNS-TTL: its seconds of
+ * ring time left, at least 1), any intent:
  *     <toast><visual><binding template="ToastGeneric"><text>TITLE</text>
  *     <text>BODY</text></binding></visual></toast>
  *
@@ -58,6 +61,8 @@
 
 
 #define NGX_ACS_CALL_PUSH_EVENT      107    /* the calling SDK's push id */
+#define NGX_ACS_CALL_TTL_UNLIMITED   60     /* s, FCM's ttl of a call that
+                                               has no ring time */
 #define NGX_ACS_SHRINK_MAX           8
 #define NGX_ACS_ELLIPSIS             "\xe2\x80\xa6"
 #define NGX_ACS_ELLIPSIS_LEN         3
@@ -78,7 +83,7 @@ static void ngx_acs_render_call(ngx_acs_render_t *rd, ngx_acs_gen_t *gen,
 
 ngx_int_t
 ngx_acs_render(ngx_pool_t *pool, ngx_acs_platform_t *p, ngx_acs_msg_t *msg,
-    ngx_str_t *body)
+    time_t ttl, ngx_str_t *body)
 {
     ngx_acs_render_t  rd;
 
@@ -93,6 +98,7 @@ ngx_acs_render(ngx_pool_t *pool, ngx_acs_platform_t *p, ngx_acs_msg_t *msg,
     rd.msg = msg;
     rd.title = msg->title;
     rd.text = msg->text;
+    rd.ttl = ttl;
 
     return ngx_acs_render_fit(&rd, p->build, body);
 }
@@ -100,8 +106,9 @@ ngx_acs_render(ngx_pool_t *pool, ngx_acs_platform_t *p, ngx_acs_msg_t *msg,
 
 ngx_uint_t
 ngx_acs_render_headers(ngx_acs_platform_t *p, ngx_acs_msg_t *msg,
-    ngx_acs_device_t *dev, ngx_acs_header_t *h)
+    ngx_acs_device_t *dev, ngx_acs_expiry_t *exp, ngx_acs_header_t *h)
 {
+    ngx_str_t          left;
     ngx_acs_header_t  *last;
 
     static ngx_str_t  push_type = ngx_string("apns-push-type");
@@ -114,6 +121,7 @@ ngx_acs_render_headers(ngx_acs_platform_t *p, ngx_acs_msg_t *msg,
     static ngx_str_t  collapse = ngx_string("apns-collapse-id");
     static ngx_str_t  wns_type = ngx_string("X-WNS-Type");
     static ngx_str_t  toast = ngx_string("wns/toast");
+    static ngx_str_t  wns_ttl = ngx_string("X-WNS-TTL");
     static ngx_str_t  auth = ngx_string("Auth");
     static ngx_str_t  p256dh = ngx_string("P256DH");
 
@@ -124,12 +132,20 @@ ngx_acs_render_headers(ngx_acs_platform_t *p, ngx_acs_msg_t *msg,
     last->value = v;                                                          \
     last++
 
+    left.data = exp->text;
+    left.len = 0;
+
     if (p->apns) {
         ngx_acs_header(push_type, p->voip ? voip : alert);
         ngx_acs_header(priority, ten);
 
         if (p->voip) {
+            /* a VoIP push rings now or never: APNs does not keep it */
             ngx_acs_header(expiration, zero);
+
+        } else if (exp->ttl >= 0) {
+            left.len = ngx_sprintf(exp->text, "%T", exp->until) - exp->text;
+            ngx_acs_header(expiration, left);
         }
 
         if (msg->collapse.len) {
@@ -139,6 +155,12 @@ ngx_acs_render_headers(ngx_acs_platform_t *p, ngx_acs_msg_t *msg,
 
     if (p->xml) {
         ngx_acs_header(wns_type, toast);
+
+        if (exp->ttl >= 0) {
+            left.len = ngx_sprintf(exp->text, "%T", ngx_max(exp->ttl, 1))
+                       - exp->text;
+            ngx_acs_header(wns_ttl, left);
+        }
     }
 
     if (p->keys && !dev->tag) {
@@ -227,10 +249,17 @@ ngx_acs_build_voip(ngx_acs_render_t *rd, ngx_str_t *out)
 ngx_int_t
 ngx_acs_build_fcmv1(ngx_acs_render_t *rd, ngx_str_t *out)
 {
+    u_char         buf[NGX_TIME_T_LEN + 1];
+    ngx_str_t      ttl;
     ngx_uint_t     call;
     ngx_acs_gen_t  gen;
 
     call = (rd->msg->intent == NGX_ACS_INTENT_INCOMING_CALL);
+
+    ttl.data = buf;
+    ttl.len = ngx_sprintf(buf, "%Ts", (rd->ttl >= 0)
+                                      ? rd->ttl : NGX_ACS_CALL_TTL_UNLIMITED)
+              - buf;
 
     if (ngx_acs_render_open(rd, &gen) != NGX_OK) {
         return NGX_ERROR;
@@ -270,13 +299,14 @@ ngx_acs_build_fcmv1(ngx_acs_render_t *rd, ngx_str_t *out)
     ngx_acs_gen_cstr(&gen, "high");
 
     if (call) {
+        /* a duration of FCM v1: seconds and "s" */
         ngx_acs_gen_key(&gen, "ttl");
-        ngx_acs_gen_cstr(&gen, "60s");
+        ngx_acs_gen_str(&gen, &ttl);
     }
 
     /*
      * FCM keeps only 4 collapse keys per offline device: a key per chat
-     * message would lose messages.  Calls (60s TTL) carry one; chat
+     * message would lose messages.  Calls (short TTL) carry one; chat
      * messages rely on de-duplication instead.
      */
 

@@ -23,6 +23,7 @@
 #include "ngx_acs_json.h"
 #include "ngx_acs_sas.h"
 #include "ngx_acs_platform.h"
+#include "ngx_acs_trace.h"
 #include "ngx_acs_stats.h"
 
 
@@ -78,8 +79,12 @@ static char  *ngx_acs_event_types[] = {
 
 
 static char  *ngx_acs_outcomes[] = {
-    "sent", "gone", "rejected", "failed", "duplicate"
+    "sent", "gone", "rejected", "failed", "duplicate", "expired"
 };
+
+
+/* stale events: calls over acs_notify_call_ttl, others over max_age */
+static char  *ngx_acs_stale_kinds[] = { "other", "call" };
 
 
 static char  *ngx_acs_hub_classes[] = {
@@ -165,6 +170,7 @@ typedef struct {
     ngx_atomic_t                events[NGX_ACS_EVENT_TYPES];
     ngx_atomic_t                pushes[NGX_ACS_PLATFORMS][NGX_ACS_OUT_MAX];
     ngx_atomic_t                registrations[4][3];
+    ngx_atomic_t                stale[2];      /* other, call */
     ngx_atomic_t                retries;
     ngx_acs_hist_t              delivery;
     ngx_acs_hist_t              hub_time;
@@ -616,6 +622,15 @@ ngx_acs_stats_push(ngx_uint_t platform, ngx_acs_outcome_e outcome)
 
 
 void
+ngx_acs_stats_stale(ngx_uint_t call)
+{
+    if (ngx_acs_stats) {
+        (void) ngx_atomic_fetch_add(&ngx_acs_stats->stale[call ? 1 : 0], 1);
+    }
+}
+
+
+void
 ngx_acs_stats_delivery_time(ngx_msec_t ms)
 {
     if (ngx_acs_stats) {
@@ -753,6 +768,11 @@ ngx_acs_stats_handler(ngx_http_request_t *r)
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
         return rc;
+    }
+
+    if (ngx_acs_trace_asked(r)) {
+        /* ?trace&user=RAW_ID, ?trace&event=ID: acs_notify_trace */
+        return ngx_acs_trace_handler(r);
     }
 
     if (ngx_acs_stats == NULL) {
@@ -909,6 +929,13 @@ ngx_acs_stats_json(ngx_http_request_t *r, ngx_str_t *out)
                             s->registrations[i][j]);
         }
         ngx_acs_gen_map_close(&gen);
+    }
+    ngx_acs_gen_map_close(&gen);
+
+    ngx_acs_gen_key(&gen, "stale_events");
+    ngx_acs_gen_map_open(&gen);
+    for (i = 0; i < 2; i++) {
+        ngx_acs_gen_num(&gen, ngx_acs_stale_kinds[i], s->stale[i]);
     }
     ngx_acs_gen_map_close(&gen);
 
@@ -1122,6 +1149,16 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
                             ngx_acs_classes[j], s->registrations[i][j]);
         }
     }
+
+    p = ngx_sprintf(p,
+            "# HELP acs_notify_stale_events_total Events not pushed because "
+            "they arrived too old: calls over acs_notify_call_ttl, others "
+            "over acs_notify_max_age.\n"
+            "# TYPE acs_notify_stale_events_total counter\n"
+            "acs_notify_stale_events_total{kind=\"%s\"} %uA\n"
+            "acs_notify_stale_events_total{kind=\"%s\"} %uA\n",
+            ngx_acs_stale_kinds[1], s->stale[1],
+            ngx_acs_stale_kinds[0], s->stale[0]);
 
     p = ngx_sprintf(p,
             "# HELP acs_notify_retries_total Push attempts scheduled again.\n"

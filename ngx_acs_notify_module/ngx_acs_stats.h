@@ -24,6 +24,7 @@ typedef enum {
     NGX_ACS_OUT_REJECTED,
     NGX_ACS_OUT_FAILED,
     NGX_ACS_OUT_DUPLICATE,
+    NGX_ACS_OUT_EXPIRED,       /* a call whose ring time ran out */
     NGX_ACS_OUT_MAX
 } ngx_acs_outcome_e;
 
@@ -41,6 +42,9 @@ void ngx_acs_stats_event(ngx_str_t *type);
 void ngx_acs_stats_registration(ngx_uint_t method, ngx_uint_t status);
 
 void ngx_acs_stats_push(ngx_uint_t platform, ngx_acs_outcome_e outcome);
+
+/* an event too old to push: a call (acs_notify_call_ttl) or another */
+void ngx_acs_stats_stale(ngx_uint_t call);
 void ngx_acs_stats_delivery_time(ngx_msec_t ms);
 void ngx_acs_stats_hub_answer(ngx_uint_t hub, long status, ngx_msec_t ms);
 void ngx_acs_stats_retry(void);

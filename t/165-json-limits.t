@@ -39,7 +39,7 @@ my @workers = $srv->workers;
 sub call_with_context {
     my ($id, $json) = @_;
     my $icc = encode_base64url('{"alg":"none"}') . '.' . encode_base64url($json) . '.';
-    my $call = fixture('eg-incoming-call.json');
+    my $call = fresh(fixture('eg-incoming-call.json'));
     $call =~ s/"incomingCallContext": "[^"]*"/"incomingCallContext": "$icc"/ or die;
     $call =~ s/e80026e7-e298/$id-e298/ or die;
     return $call;

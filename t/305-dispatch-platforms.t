@@ -72,7 +72,7 @@ my @bob = grep { $_->{handle} eq $WNS || $_->{handle} eq $WEB } $t->since($m);
 is(scalar @bob, 2, 'the recipient member gets a push on each device');
 
 # a PSTN call to an ACS phone number: the recipient key is "4:" + number
-my $call = fixture('eg-incoming-call.json');
+my $call = fresh(fixture('eg-incoming-call.json'));
 $call =~ s/"to": \{.*?\n      \},/"to": {"kind": "phoneNumber", "phoneNumber": {"value": "+18005550199"}},/s;
 $call =~ s/e80026e7/f80026e7/;
 $m = $t->mark;

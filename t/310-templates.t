@@ -55,7 +55,7 @@ is($fcm->{json}{message}{data}{type}, 'Microsoft.Communication.ChatMessageReceiv
 is($fcm->{json}{message}{android}{priority}, 'normal', 'the template decides android options');
 
 $m = $t->mark;
-($st) = $t->deliver('/eg', fixture('eg-incoming-call.json'));
+($st) = $t->deliver('/eg', fresh(fixture('eg-incoming-call.json')));
 is($st, 200, 'call delivered');
 my ($voip) = grep { $_->{handle} eq 'a0a1' x 16 } $t->since($m);
 ok($voip && $voip->{status} == 201, 'templated VoIP push accepted');

@@ -301,3 +301,136 @@ acs_notify_template: event type "CallStarted" is never pushed
     }
 --- no_error_log
 [emerg]
+
+
+
+=== TEST 28: acs_notify_call_ttl and acs_notify_max_age take a time, 0 or off
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_call_ttl 45s;
+        acs_notify_max_age 2h;
+    }
+    location = /eg-off {
+        acs_notify_eventgrid;
+        acs_notify_call_ttl off;
+        acs_notify_max_age 0;
+    }
+--- no_error_log
+[emerg]
+
+
+
+=== TEST 29: a ring time under a second is refused
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_call_ttl 500ms;
+    }
+--- must_die
+--- error_log
+acs_notify_call_ttl must be off (0) or from 1s to 1h
+
+
+
+=== TEST 30: a ring time over an hour is refused
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_call_ttl 2h;
+    }
+--- must_die
+--- error_log
+acs_notify_call_ttl must be off (0) or from 1s to 1h
+
+
+
+=== TEST 31: acs_notify_max_age over 7 days is refused
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_max_age 8d;
+    }
+--- must_die
+--- error_log
+acs_notify_max_age must be off (0) or from 1s to 7d
+
+
+
+=== TEST 32: acs_notify_call_ttl that is not a time is refused
+--- config
+    location = /eg {
+        acs_notify_eventgrid;
+        acs_notify_call_ttl soon;
+    }
+--- must_die
+--- error_log
+acs_notify_call_ttl: "soon" is not a time (TIME or off)
+
+
+
+=== TEST 33: acs_notify_trace with a zone starts
+--- http_config
+    acs_notify_trace zone=acs_trace:1m;
+--- no_error_log
+[emerg]
+
+
+
+=== TEST 34: acs_notify_trace without zone= is refused
+--- http_config
+    acs_notify_trace acs_trace:1m;
+--- must_die
+--- error_log
+acs_notify_trace takes zone=NAME:SIZE
+
+
+
+=== TEST 35: acs_notify_trace without a size is refused
+--- http_config
+    acs_notify_trace zone=acs_trace;
+--- must_die
+--- error_log
+acs_notify_trace: "acs_trace" is not NAME:SIZE
+
+
+
+=== TEST 36: a trace zone too small is refused
+--- http_config
+    acs_notify_trace zone=acs_trace:8k;
+--- must_die
+--- error_log
+acs_notify_trace: zone "acs_trace" needs a size of at least 64k, "8k" is not one
+
+
+
+=== TEST 37: acs_notify_trace twice is refused
+--- http_config
+    acs_notify_trace zone=a:1m;
+    acs_notify_trace zone=b:1m;
+--- must_die
+--- error_log
+"acs_notify_trace" directive is duplicate
+
+
+
+=== TEST 38: a trace zone may not take another zone's name
+--- http_config
+    limit_req_zone $binary_remote_addr zone=shared:1m rate=1r/s;
+    acs_notify_trace zone=shared:1m;
+--- must_die
+--- error_log
+the shared memory zone "shared" is already declared for a different use
+
+
+
+=== TEST 39: the status location answers a trace query with 404 without a zone
+--- config
+    location = /status { acs_notify_status; }
+--- request
+GET /status?trace&user=8%3Aacs%3Abob
+--- error_code: 404
+--- response_body chomp
+{"error":{"code":"no_trace","message":"there is no acs_notify_trace zone"}}
+--- error_log
+acs_notify: trace query refused 404 no_trace

@@ -71,7 +71,7 @@ sub chat_for {
 
 sub call_for {
     my ($raw_id, $id) = @_;
-    my $c = fixture('eg-incoming-call.json');
+    my $c = fresh(fixture('eg-incoming-call.json'));
     $c =~ s/8:acs:109f0644-b956-4cd9-87b1-71024f6e2f44_00000008-578d-7d05-83fe-084822000f6d/$raw_id/g;
     $c =~ s/e80026e7-e298-46ba-bc42-dab0eda92581/$id/;
     return $c;

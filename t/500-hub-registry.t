@@ -34,7 +34,7 @@ sub http_conf {
               {acs_notify_registry hub=main voip_hub=voip platforms=apns,apns-voip,fcmv1,browser;};
     $http =~ s{(acs_notify_hub main connection_string=file:\S+/)nh\.conn}{$1$o{conn}}
         if $o{conn};
-    return $http;
+    return $http . "    acs_notify_trace zone=acs_trace:1m;\n";
 }
 
 sub conf {
@@ -50,6 +50,7 @@ sub conf {
             acs_notify_eventgrid hub=main;
             acs_notify_ack accepted;
         }
+        location = /status { acs_notify_status; }
         location /acs/ {
             acs_notify_registrations;
             acs_notify_hmac_key $AcsTest::Reg::KEY;
@@ -142,6 +143,17 @@ my @sends = grep { ($_->{kind} // 'request') eq 'request' && ($_->{op} // '') eq
             do { my @e = $nh->entries; @e[$m .. $#e] };
 is(scalar @sends, 3, '... one tag send per platform of the registry but VoIP (apns, fcmv1, browser)');
 is_deeply([sort map { $_->{tags} } @sends], [(tag_of($BOB)) x 3], '... each to the user\'s tag');
+
+# the trace of node B records the tag sends and the hub's answers
+my (undef, undef, $tb) = $B->request(GET => '/status?trace&user=' . AcsTest::Server::uri_escape($BOB));
+my @tr = @{ (eval { decode_json($tb) } // {})->{trace} // [] };
+is(scalar @tr, 3, 'the trace of node B: three entries for Bob') or diag $tb;
+is_deeply([sort map { $_->{tag} // '' } @tr], [(tag_of($BOB)) x 3], '... each a tag send to his tag');
+is_deeply([sort map { $_->{platform} } @tr], [qw(apns browser fcmv1)], '... one per platform');
+ok(!grep({ exists $_->{device} || exists $_->{handle} } @tr), '... no device: nginx does not know them');
+is_deeply([sort map { $_->{tracking_id} } @tr], [sort map { $_->{tracking_id} } @sends],
+          '... with the TrackingId of each of NH\'s answers');
+ok(!grep({ $_->{outcome} ne 'sent' || $_->{status} != 201 } @tr), '... sent, 201');
 my @d = deliveries_since($m);
 is_deeply([sort map { $_->{installation_id} } @d],
           [sort(install_id($BOB, 'iphone'), install_id($BOB, 'pixel'))],
@@ -150,7 +162,7 @@ is_deeply([sort map { $_->{installation_id} } @d],
 # --- an incoming call: the VoIP push, no alert to the iPhone
 
 # the callee of the fixture is Bob
-my $call_bob = fixture('eg-incoming-call.json');
+my $call_bob = fresh(fixture('eg-incoming-call.json'));
 $m = entries_mark();
 ($st) = $B->request(POST => '/eg', $call_bob, { %AcsTest::Dispatch::EG });
 is($st, 200, 'an incoming call through node B: 200');

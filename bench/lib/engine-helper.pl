@@ -18,7 +18,9 @@
 #       the same, every event to one user
 #   engine-helper.pl call OUT RAWID
 #       a delivery of one incoming call (t/data/events/eg-incoming-call.json)
-#       to RAWID, its id written as @@ID@@
+#       to RAWID, its id written as @@ID@@ and its eventTime as @@TIME@@
+#       (engine-load.py writes the time of each request: a call of the
+#       fixture's 2025 time would be stale, acs_notify_call_ttl)
 #
 # Event ids made here (wrk) are "TTTTHHHH-LLLL-4III-b538-4cb8a2f71da6" as in
 # dispatch-helper.pl: TTTT = TAG (4 hex digits, distinct per wrk run),
@@ -58,7 +60,9 @@ if ($cmd eq 'user') {
 
 } elsif ($cmd eq 'call') {
     my ($out, $raw) = @ARGV;
-    write_file($out, '[' . event_with_id_mark($CALL, $raw) . ']');
+    (my $ev = event_with_id_mark($CALL, $raw))
+        =~ s/"eventTime":"[^"]*"/"eventTime":"\@\@TIME\@\@"/ or die "no eventTime\n";
+    write_file($out, '[' . $ev . ']');
 
 } else {
     die "unknown command $cmd\n";

@@ -19,9 +19,15 @@
 Templates are delivery bodies whose event ids are written @@ID@@
 (bench/lib/engine-helper.pl); each id is filled in distinct:
 "TTTTRRRR-IIII-4000-b538-4cb8a2f71da6", TTTT the tag, RRRR the request,
-IIII the event's index.
+IIII the event's index; a time written @@TIME@@ is the request's.
 """
 import json, os, random, socket, sys, threading, time
+
+
+def now_rfc3339():
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) \
+        + ".%07dZ" % int((t % 1) * 1e7)
 
 
 def fill(parts, tag, req):
@@ -29,7 +35,8 @@ def fill(parts, tag, req):
     for i, p in enumerate(parts[1:]):
         out.append("%s%04x-%04x-4000-b538-4cb8a2f71da6" % (tag, req % 65536, i))
         out.append(p)
-    return "".join(out).encode()
+    # a call happens now: "@@TIME@@" (engine-helper.pl call) is this moment
+    return "".join(out).replace("@@TIME@@", now_rfc3339()).encode()
 
 
 def template(path):

@@ -2,7 +2,8 @@
 /*
  * The event parser (ngx_acs_event.c) on arbitrary bytes, for fuzz_main.c:
  * the body cut in two where its first byte says, or, replaying a file, at
- * every 1/16th, as nginx may hand the body over in several buffers.
+ * every 1/16th, as nginx may hand the body over in several buffers; each
+ * event's time is read too.
  */
 
 
@@ -18,6 +19,7 @@ void ngx_acs_fuzz_input(const u_char *data, size_t size, ngx_uint_t replay);
 static void
 ngx_acs_fuzz_one(const u_char *data, size_t size, size_t cut)
 {
+    int64_t                  ms;
     ngx_str_t                path = ngx_string("recipientcommunicationidentifier.rawid");
     ngx_uint_t               i;
     ngx_pool_t              *pool;
@@ -43,6 +45,7 @@ ngx_acs_fuzz_one(const u_char *data, size_t size, size_t cut)
 
         for (i = 0; i < events->nelts; i++) {
             (void) ngx_acs_event_field(&ev[i], &path);
+            (void) ngx_acs_event_time(&ev[i].time, &ms);
 
             if (ev[i].data_string.len) {
                 (void) ngx_acs_event_parse_data_string(pool, &ev[i]);

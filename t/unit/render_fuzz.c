@@ -87,6 +87,7 @@ ngx_acs_fuzz_input(const u_char *data, size_t size, ngx_uint_t replay)
     ngx_acs_event_t         *ev;
     ngx_acs_device_t         dev;
     ngx_acs_header_t         h[NGX_ACS_PUSH_HEADERS];
+    ngx_acs_expiry_t         exp;
     ngx_acs_template_t      *tpl;
     ngx_acs_platform_t      *pf;
     ngx_acs_event_parser_t  *parser;
@@ -176,16 +177,21 @@ ngx_acs_fuzz_input(const u_char *data, size_t size, ngx_uint_t replay)
                     ngx_str_set(&dev.auth, "tBHItJI5svbpez7KI4CCXg");
                 }
 
+                /* a call with ring time left, and without a limit */
+
+                exp.ttl = preview ? 117 : -1;
+                exp.until = 1749722661;
+
                 tpl = ngx_acs_template_find(templates, route.rule, pf);
 
                 rc = tpl ? ngx_acs_template_render(pool, tpl, &msg, &body)
-                         : ngx_acs_render(pool, pf, &msg, &body);
+                         : ngx_acs_render(pool, pf, &msg, exp.ttl, &body);
 
                 if (rc == NGX_OK) {
                     ngx_acs_fuzz_body(pf, &body);
                 }
 
-                n = ngx_acs_render_headers(pf, &msg, &dev, h);
+                n = ngx_acs_render_headers(pf, &msg, &dev, &exp, h);
 
                 if (n > NGX_ACS_PUSH_HEADERS) {
                     abort();

@@ -672,6 +672,8 @@ sub _serve {
         }
         if (!$pid) {
             $SIG{$_} = 'DEFAULT' for qw(TERM INT HUP);
+            # notification ids of their own: not the parent's rand() state
+            srand($$ ^ int(Time::HiRes::time() * 1e6));
             close $lsock;
             my $ok = eval { _serve_connection($cfg, $s, $conn); 1 };
             _log($cfg, "conn $conn: $@") unless $ok;
@@ -882,6 +884,7 @@ sub _read_request {
 sub _handle {
     my ($cfg, $c, $req) = @_;
     my $tid = _uuid();
+    my $cid = _uuid();
     my $h = $req->{headers};
     my ($path, $query) = defined $req->{target}
         ? $req->{target} =~ /^([^?]*)(?:\?(.*))?\z/s : (undef, undef);
@@ -902,6 +905,7 @@ sub _handle {
         handle      => _text($h->{'servicebusnotification-devicehandle'}),
         format      => _text($h->{'servicebusnotification-format'}),
         tracking_id => $tid,
+        correlation_id => $cid,
         json        => undef,
     };
     my $body = $req->{body} // '';
@@ -960,6 +964,7 @@ sub _handle {
         POSIX::close(fileno $c->{ssl});
         POSIX::_exit(0);
     }
+    push @{ $r->{headers} }, 'x-ms-correlation-request-id' => $cid;
     _respond($cfg, $c, $r, $tid, ($req->{method} // '') eq 'HEAD') or return 0;
     return !$r->{close};
 }
@@ -2365,7 +2370,8 @@ L</INSTALLATIONS>) and for I<tag> and I<template sends> to those installations
 (L</TAG SENDS>), and answers each wrong
 request as NH does: status, C<< <Error><Code>nnn</Code><Detail>...</Detail></Error> >>
 body with C<Content-Type: application/xml; charset=utf-8>, and a C<TrackingId>
-header on every response.  Every request, accepted or not, is appended to
+and an C<x-ms-correlation-request-id> header (UUIDs) on every response to a
+request it could read.  Every request, accepted or not, is appended to
 a JSON-lines journal.
 
 TLS 1.2+ only, ALPN C<http/1.1> only, keep-alive (Content-Length or chunked
@@ -2635,7 +2641,7 @@ only.
 
 C<201>, empty body, C<Content-Length: 0>,
 C<Location: https://{namespace}.servicebus.windows.net/{hub}/messages/{id}?api-version=2020-06>,
-C<TrackingId> (a UUID), C<Date>.
+C<TrackingId> and C<x-ms-correlation-request-id> (UUIDs), C<Date>.
 
 =head1 JOURNAL
 
@@ -2648,7 +2654,7 @@ UTF-8), C<body_length>, C<json> (decoded body or null), C<handle>,
 C<format>, C<legacy> (gcm), C<hub>, C<api_version>, C<sas>
 (C<{sr, se, skn}>), C<status> (0 when C<0777>/C<0666> sent no answer),
 C<detail>, C<hint>, C<injected>, C<attempt> (counted injections),
-C<tracking_id>, C<notification_id> and C<location> (201), C<kind>
+C<tracking_id>, C<correlation_id>, C<notification_id> and C<location> (201), C<kind>
 (C<request>), C<op> (C<direct-send>, C<tag-send>, C<installation-put>,
 C<installation-get>, C<installation-patch>, C<installation-delete>), and
 for tag sends C<tags> (the expression as sent), C<tag_count>,

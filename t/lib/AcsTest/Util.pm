@@ -9,8 +9,10 @@ use warnings;
 use Exporter 'import';
 use File::Basename qw(dirname);
 use File::Spec;
+use POSIX ();
+use Time::HiRes ();
 
-our @EXPORT = qw(fixture eg_event ce_event eg_batch t_dir);
+our @EXPORT = qw(fixture eg_event ce_event eg_batch t_dir fresh rfc3339);
 
 my $T = File::Spec->rel2abs(dirname(__FILE__) . '/../..');
 
@@ -26,6 +28,27 @@ sub fixture {
     open my $fh, '<', "$T/data/events/$name" or die "fixture $name: $!";
     local $/;
     return scalar <$fh>;
+}
+
+# an RFC 3339 UTC time with 7 digits of fraction, as Event Grid writes it:
+# now, or $age seconds ago (a fraction allowed; negative: in the future)
+sub rfc3339 {
+    my ($age) = @_;
+    my $t = Time::HiRes::time() - ($age // 0);
+    my $s = int $t;
+    return POSIX::strftime('%Y-%m-%dT%H:%M:%S', gmtime $s)
+        . sprintf('.%07dZ', int(($t - $s) * 1e7));
+}
+
+# an event body (a fixture, or what eg_event/ce_event made) whose events
+# happened $age seconds ago (default 0: now): every "eventTime" and "time"
+# is rewritten.  The fixtures keep their real 2025 times; a test that
+# wants a call to ring gives it a fresh one (acs_notify_call_ttl).
+sub fresh {
+    my ($json, $age) = @_;
+    my $now = rfc3339($age);
+    $json =~ s/("(?:eventTime|time)"\s*:\s*)"[^"]*"/$1"$now"/g;
+    return $json;
 }
 
 # one Event Grid schema event as JSON text; %o overrides envelope fields
