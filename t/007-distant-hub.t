@@ -496,8 +496,20 @@ $nh->mode(delay => 3000);
     cmp_ok($s->{connections}{opened}, '>=', 3, "max_streams 2: curl needed $s->{connections}{opened} connections (at least 3)");
 }
 
+# ---------------------------------------------------------------- refusing from the start
+
+{
+    my $rf = AcsTest::DistantHub->start(name => '007-distant-hub-refuse', dir => "$SERVROOT/007-distant-hub-refuse",
+                                        refuse => 1, key => $KEY, key_name => $KNAME);
+    is(push_req(nh => $rf)->{exit}, 7, 'refuse from the start: connection refused');
+    $rf->mode(refuse => 0);
+    is(push_req(nh => $rf)->{code}, 201, 'then listening on the port chosen at the start');
+}
+
 # ---------------------------------------------------------------- stop
 
+is($nh->stats->{errors}, 0, 'no exception caught in the stand-in');
+unlike(_slurp($nh->log_file), qr/uncaught/, 'nothing uncaught in its log');
 {
     my $pid = $nh->pid;
     ok(kill(0, $pid), 'running before stop');

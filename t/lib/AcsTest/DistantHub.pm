@@ -22,6 +22,7 @@ use File::Basename qw(dirname);
 use File::Path qw(make_path remove_tree);
 use File::Spec;
 use HTTP::Tiny;
+use IO::Socket::INET;
 use JSON::PP ();
 use MIME::Base64 qw(encode_base64);
 use POSIX ();
@@ -77,6 +78,8 @@ sub start {
     my $key = delete $o{key} // encode_base64(_random_bytes(32), '');
     my $journal = delete $o{journal} ? "$dir/journal.jsonl" : undef;
     my $port = delete $o{port} // 0;
+    # refusing from the start, it listens later: on a port chosen now
+    $port ||= _free_port() if $o{refuse};
     my $node = delete $o{node} // $ENV{NODE} || 'node';
     my @flags = @{ delete $o{node_flags} // \@NODE_FLAGS };
 
@@ -279,6 +282,14 @@ sub _random_bytes {
     return $b;
 }
 
+sub _free_port {
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                  LocalPort => 0, ReuseAddr => 1) or croak "free port: $!";
+    my $p = $s->sockport;
+    close $s;
+    return $p;
+}
+
 sub _slurp {
     my ($f) = @_;
     open(my $fh, '<:raw', $f) or croak "$f: $!";
@@ -399,7 +410,8 @@ override).
 C<GET /stats>, decoded: C<requests>, C<by_status> (C<< {201 => n, ...} >>),
 C<by_protocol> (C<h1>, C<h2>), C<connections> (C<opened>, C<open>,
 C<max_open>, C<by_protocol>, C<tls_failures>), C<in_flight>,
-C<max_in_flight>, C<throttled>, C<sent_429>, C<hung>, C<aborted>, C<cpu>
+C<max_in_flight>, C<throttled>, C<sent_429>, C<hung>, C<aborted>, C<errors>
+(exceptions the script caught and logged: a bug), C<cpu>
 (C<user_ms>, C<system_ms>), C<mode>, C<timeline> (per second for the last 120
 s: C<t>, C<conns>, C<requests>, C<answered>, C<throttled>, C<inflight_max>,
 C<cpu_ms>, C<lag_ms>; the last one partial).
