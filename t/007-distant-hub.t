@@ -94,7 +94,7 @@ sub curl_start {
         open(STDIN, '<', '/dev/null');
         open(STDOUT, '>', "$d/out");
         open(STDERR, '>', "$d/err");
-        exec { $CURL } $CURL, @a;
+        { no warnings 'exec'; exec { $CURL } $CURL, @a; }
         POSIX::_exit(127);
     }
     return { pid => $pid, dir => $d };

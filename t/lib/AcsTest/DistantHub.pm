@@ -107,7 +107,7 @@ sub start {
         open(STDIN, '<', '/dev/null');
         open(STDOUT, '>>', $log);
         open(STDERR, '>>&', \*STDOUT);
-        exec { $node } $node, @flags, $SCRIPT, @args;
+        { no warnings 'exec'; exec { $node } $node, @flags, $SCRIPT, @args; }
         print STDERR "exec $node: $!\n";
         POSIX::_exit(127);
     }
