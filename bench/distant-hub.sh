@@ -45,7 +45,7 @@ if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then
     LOAD_AFF=(taskset -c 0)
 fi
 
-"${HUB_AFF[@]}" "$NODE" --max-semi-space-size=64 "$ROOT/t/lib/distant-hub.mjs" \
+"${HUB_AFF[@]}" "$NODE" "$ROOT/t/lib/distant-hub.mjs" \
     --cert "$CA_DIR/server.pem" --cert-key "$CA_DIR/server.key" --key "$KEY" \
     --key-name send --hub acs-push --ready-file "$RUN/ready.json" 2>"$RUN/distant-hub.log" &
 PID=$!

@@ -35,9 +35,9 @@ our $SCRIPT = abs_path(File::Spec->catfile(dirname(abs_path(__FILE__)), '..',
                                            'distant-hub.mjs'));
 our $DOMAIN = 'servicebus.windows.net';
 
-# V8's young generation: 64 MB semi-spaces take the scavenger from a fifth of
-# the CPU at 20,000 pushes/s to about a tenth
-our @NODE_FLAGS = ('--max-semi-space-size=64');
+# flags for node before the script (none: --max-semi-space-size=64 was tried
+# and did not lower the CPU per push measurably)
+our @NODE_FLAGS = ();
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my %LIVE;
@@ -349,7 +349,7 @@ detail; HTTP/1.1 only, one process per connection, slow.  L<AcsTest::Sink> is
 a stock nginx that answers 201 to anything (transport only, fast, HTTP/2).
 This one stands between them: the same validation of sends as FakeNH (no
 installations: a tag send is validated and reaches nobody), fast enough for
-benchmarks (one Node process: about 20,000 HTTP/2 pushes/s or 14,000
+benchmarks (one Node process: about 17,000 HTTP/2 or 13,000-16,000
 HTTP/1.1 pushes/s per core, see t/README.md), and it answers I<at a
 distance>: each answer waits C<delay> ms (+ up to C<jitter>) after the
 request's body was read, as NH across a region does; it throttles (429 past
