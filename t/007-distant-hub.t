@@ -21,6 +21,7 @@ use POSIX ();
 use Time::HiRes ();
 
 use AcsTest::DistantHub;
+use AcsTest::Server ();
 use AcsTest::FakeNH ();
 
 my $CURL  = '/usr/bin/curl';
@@ -504,6 +505,27 @@ $nh->mode(delay => 3000);
     is(push_req(nh => $rf)->{exit}, 7, 'refuse from the start: connection refused');
     $rf->mode(refuse => 0);
     is(push_req(nh => $rf)->{code}, 201, 'then listening on the port chosen at the start');
+}
+
+# ---------------------------------------------------------------- a test that dies
+
+{
+    my $pidfile = "$TMP/orphan.pid";
+    my $kid = fork // die "fork: $!";
+    if (!$kid) {
+        my $o = AcsTest::DistantHub->start(name => '007-distant-hub-orphan',
+                                           dir => "$SERVROOT/007-distant-hub-orphan", key => $KEY);
+        open(my $fh, '>', $pidfile) or POSIX::_exit(1);
+        print {$fh} $o->pid;
+        close $fh;
+        POSIX::_exit(0);    # no END, no DESTROY: the stand-in is left behind
+    }
+    waitpid($kid, 0);
+    my $orphan = _slurp($pidfile);
+    ok($orphan && AcsTest::Server::alive($orphan), 'a stand-in left behind by a test process that died ...');
+    my $end = Time::HiRes::time() + 10;
+    Time::HiRes::sleep(0.1) while AcsTest::Server::alive($orphan) && Time::HiRes::time() < $end;
+    ok(!AcsTest::Server::alive($orphan), '... exits by itself');
 }
 
 # ---------------------------------------------------------------- stop
