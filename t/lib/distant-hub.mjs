@@ -1338,7 +1338,7 @@ function shutdown(why) {
 }
 
 // a bug must not take the stand-in down in the middle of a benchmark: it is
-// logged and counted (stats.errors; t/007 expects none)
+// logged and counted (stats.errors; t/009 expects none)
 process.on('uncaughtException', (e) => {
     S.errors++;
     process.stderr.write(`distant-hub: uncaught: ${e && e.stack}\n`);

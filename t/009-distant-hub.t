@@ -5,7 +5,7 @@
 # each validation failure with its status), the distance (answers not before
 # the delay), throttling, the failure modes switched at run time, and the
 # counters of GET /stats.  No timing assertion but "not before" lower bounds.
-#   prove -I t/lib t/007-distant-hub.t
+#   prove -I t/lib t/009-distant-hub.t
 
 use strict;
 use warnings;
@@ -36,7 +36,7 @@ my $SERVROOT = $ENV{TEST_NGINX_SERVROOT} || "$FindBin::Bin/servroot";
 ok(-x $CURL, "$CURL is there") or BAIL_OUT('curl is required (apt-get install curl)');
 
 my $nh = eval {
-    AcsTest::DistantHub->start(name => '007-distant-hub', dir => "$SERVROOT/007-distant-hub",
+    AcsTest::DistantHub->start(name => '009-distant-hub', dir => "$SERVROOT/009-distant-hub",
                                hubs => [qw(acs-push acs-voip)], key_name => $KNAME,
                                key => $KEY, journal => 1);
 };
@@ -467,7 +467,7 @@ $nh->mode(delay => 3000);
 # ---------------------------------------------------------------- --h1, rights, max-streams
 
 {
-    my $h1 = AcsTest::DistantHub->start(name => '007-distant-hub-h1', dir => "$SERVROOT/007-distant-hub-h1",
+    my $h1 = AcsTest::DistantHub->start(name => '009-distant-hub-h1', dir => "$SERVROOT/009-distant-hub-h1",
                                         h1 => 1, key => $KEY, key_name => $KNAME);
     my $r = push_req(nh => $h1, proto => 'h2');
     is($r->{code}, 201, '--h1: 201');
@@ -478,7 +478,7 @@ $nh->mode(delay => 3000);
     $h1->stop;
 }
 {
-    my $lo = AcsTest::DistantHub->start(name => '007-distant-hub-listen', dir => "$SERVROOT/007-distant-hub-listen",
+    my $lo = AcsTest::DistantHub->start(name => '009-distant-hub-listen', dir => "$SERVROOT/009-distant-hub-listen",
                                         rights => 'listen', key => $KEY, key_name => $KNAME);
     my $r = push_req(nh => $lo);
     is($r->{code}, 403, 'a rule without Send: 403');
@@ -487,7 +487,7 @@ $nh->mode(delay => 3000);
        'a rule without Send, older api-version: 401');
 }
 {
-    my $ms = AcsTest::DistantHub->start(name => '007-distant-hub-streams', dir => "$SERVROOT/007-distant-hub-streams",
+    my $ms = AcsTest::DistantHub->start(name => '009-distant-hub-streams', dir => "$SERVROOT/009-distant-hub-streams",
                                         max_streams => 2, delay => 1000, key => $KEY, key_name => $KNAME);
     my $u = 'https://' . $HOST . $ms->send_path;
     my $r = push_req(nh => $ms, curl => [ '--parallel', '--parallel-max', 6, ('-o', '/dev/null') x 5, ($u) x 5 ]);
@@ -500,7 +500,7 @@ $nh->mode(delay => 3000);
 # ---------------------------------------------------------------- refusing from the start
 
 {
-    my $rf = AcsTest::DistantHub->start(name => '007-distant-hub-refuse', dir => "$SERVROOT/007-distant-hub-refuse",
+    my $rf = AcsTest::DistantHub->start(name => '009-distant-hub-refuse', dir => "$SERVROOT/009-distant-hub-refuse",
                                         refuse => 1, key => $KEY, key_name => $KNAME);
     is(push_req(nh => $rf)->{exit}, 7, 'refuse from the start: connection refused');
     $rf->mode(refuse => 0);
@@ -513,8 +513,8 @@ $nh->mode(delay => 3000);
     my $pidfile = "$TMP/orphan.pid";
     my $kid = fork // die "fork: $!";
     if (!$kid) {
-        my $o = AcsTest::DistantHub->start(name => '007-distant-hub-orphan',
-                                           dir => "$SERVROOT/007-distant-hub-orphan", key => $KEY);
+        my $o = AcsTest::DistantHub->start(name => '009-distant-hub-orphan',
+                                           dir => "$SERVROOT/009-distant-hub-orphan", key => $KEY);
         open(my $fh, '>', $pidfile) or POSIX::_exit(1);
         print {$fh} $o->pid;
         close $fh;
