@@ -131,9 +131,10 @@
 //
 // HTTP/2 LIMITS OF NODE'S nghttp2: a stream past --max-streams is refused
 // (RST_STREAM REFUSED_STREAM, as the protocol says); and nghttp2 >= 1.57
-// (Node 18.19, 20) ends a connection with GOAWAY (INTERNAL_ERROR) when the
-// client resets streams faster than about 1,000 at once or 33 a second on
-// average (the "rapid reset" defence; Node offers no setting for it): in
+// (bundled in Node 18.19 and 20; backported into Debian 12's libnghttp2
+// 1.52.0-1+deb12u1) ends a connection with GOAWAY (INTERNAL_ERROR) when
+// the client resets streams faster than about 1,000 at once or 33 a second
+// on average (the "rapid reset" defence; Node offers no setting for it): in
 // --hang mode, a client that cancelled 100 streams every 25 ms lost its
 // connection at the 1,100th reset.  A client that cancels thousands of hung
 // pushes at once may see this; whether NH does the same is not known.
