@@ -28,7 +28,11 @@
 
 typedef struct {
     ngx_uint_t                  open;
+    ngx_uint_t                  ready;         /* of them, past their
+                                                  connect and TLS */
     ngx_uint_t                  opened;        /* ever */
+    ngx_uint_t                  asked;         /* transfers that may open
+                                                  one and did not yet */
 } ngx_acs_curl_conns_t;
 
 
@@ -59,6 +63,9 @@ struct ngx_acs_http_s {
                                                 it as a stream rather than
                                                 open one */
     ngx_acs_curl_conns_t       *conns;       /* NULL: not counted */
+    ngx_uint_t                  opened;      /* unsigned:1, it opened a
+                                                connection */
+    ngx_socket_t                sock;        /* the last curl named */
     ngx_msec_t                  timeout;     /* from the start */
     ngx_acs_http_done_pt        handler;
     void                       *data;
