@@ -69,6 +69,7 @@
 #include <ngx_event.h>
 
 #include "ngx_acs_conf.h"
+#include "ngx_acs_stats.h"
 #include "ngx_acs_curl.h"
 
 #include <nghttp2/nghttp2.h>
@@ -268,13 +269,6 @@ ngx_uint_t
 ngx_acs_curl_running(void)
 {
     return ngx_acs_curl.running;
-}
-
-
-ngx_uint_t
-ngx_acs_curl_sockets(void)
-{
-    return ngx_acs_curl.nsocks;
 }
 
 
@@ -715,6 +709,7 @@ ngx_acs_curl_adopt(ngx_socket_t s, ngx_uint_t foreign)
 
     ac->fds[s] = sk;
     ac->nsocks++;
+    ngx_acs_stats_connections(1);
 
     if (want) {
         ngx_acs_curl_watch(sk);
@@ -811,6 +806,7 @@ ngx_acs_curl_drop(ngx_acs_curl_sock_t *sk)
 
     ac->fds[sk->fd] = NULL;
     ac->nsocks--;
+    ngx_acs_stats_connections(-1);
 
     if (sk->conns) {
         sk->conns->open--;

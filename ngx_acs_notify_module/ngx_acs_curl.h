@@ -119,8 +119,6 @@ struct curl_slist *ngx_acs_curl_headers(ngx_acs_header_t *h, ngx_uint_t n,
 /* requests in flight in this worker */
 ngx_uint_t ngx_acs_curl_running(void);
 
-/* sockets curl has open in this worker (connections, resolvers) */
-ngx_uint_t ngx_acs_curl_sockets(void);
 
 
 #endif /* _NGX_ACS_CURL_H_INCLUDED_ */

@@ -322,6 +322,7 @@ ngx_acs_lane_answer(ngx_acs_lane_t *lane, ngx_acs_http_t *h,
     }
 
     ngx_acs_lane_rate(lane);
+    ngx_acs_lane_gauges(lane);
 }
 
 
