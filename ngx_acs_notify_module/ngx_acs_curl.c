@@ -338,11 +338,15 @@ ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->error);
 
     /*
-     * Memory per push in flight: NH answers in a few hundred bytes and a
-     * payload is at most a few kilobytes, so the smallest buffers curl
-     * allows (4k to read instead of 16k, 16k to send instead of 64k)
+     * Receive buffer: libcurl's own 16k.  A smaller one (4k) made libcurl
+     * 7.88 write past it: under HTTP/2 with many streams and reconnects its
+     * TLS reads were handed the transfer's buffer with a larger length
+     * (valgrind: SSL_read writing 8 bytes past a 4,097-byte block; workers
+     * died of SIGABRT and SIGSEGV in bench/chaos.sh), see docs/dispatch.md,
+     * section 7.  The send buffer is the smallest curl allows: a payload
+     * is at most a few kilobytes.
      */
-    curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, 4096L);
+    curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, 16384L);
     curl_easy_setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
     curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, ngx_acs_curl_header);
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, h);
