@@ -339,12 +339,12 @@ ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
 
     /*
      * Receive buffer: libcurl's own 16k.  A smaller one (4k) made libcurl
-     * 7.88 write past it: under HTTP/2 with many streams and reconnects its
-     * TLS reads were handed the transfer's buffer with a larger length
-     * (valgrind: SSL_read writing 8 bytes past a 4,097-byte block; workers
-     * died of SIGABRT and SIGSEGV in bench/chaos.sh), see docs/dispatch.md,
-     * section 7.  The send buffer is the smallest curl allows: a payload
-     * is at most a few kilobytes.
+     * 7.88 write past it when a large body (a key set) came over TLS while
+     * HTTP/2 pushes ran: its TLS read was handed the 4,097-byte buffer with
+     * a larger length (valgrind: SSL_read writing past the block; workers
+     * died of SIGABRT and SIGSEGV, t/427), see docs/dispatch.md, section 7.
+     * The send buffer is the smallest curl allows: a payload is at most a
+     * few kilobytes.
      */
     curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, 16384L);
     curl_easy_setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
