@@ -42,8 +42,8 @@
  *    idle connections survive between bursts), HTTP/2 when asked for and
  *    the peer offers it over ALPN, with multiplexing (CURLPIPE_MULTIPLEX,
  *    CURLOPT_PIPEWAIT).  The caller bounds the transfers in the multi
- *    handle (ngx_acs_dispatch.c): libcurl's own work per call grows with
- *    them.
+ *    handle (the push engine's lanes, ngx_acs_engine.c and
+ *    ngx_acs_lane.c): libcurl's own work per call grows with them.
  *  - no curl call from inside a curl callback: the callbacks only change
  *    nginx events and timers; completions are collected afterwards by
  *    ngx_acs_curl_collect(), and their handlers may start new requests.

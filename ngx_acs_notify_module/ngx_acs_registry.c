@@ -27,8 +27,10 @@
 
 /*
  * Record: version (1 byte), platform (1), lengths of handle, p256dh and
- * auth (2 each, little endian), expires and updated (8 each), then the
- * three strings.
+ * auth (2 each), expires and updated (8 each, seconds since the epoch),
+ * then the three strings.  Numbers are copied in the host's byte order:
+ * the files do not move between machines of another order (LMDB's own
+ * pages are in host order too).
  */
 
 #define NGX_ACS_REC_VERSION  1
