@@ -155,6 +155,8 @@ static void ngx_acs_batch_trace(ngx_acs_batch_t *batch, ngx_str_t *id,
     ngx_acs_trace_outcome_e outcome, ngx_msec_t age);
 static ngx_acs_recipient_t *ngx_acs_batch_recipient(ngx_acs_batch_t *batch,
     ngx_str_t *raw_id);
+static ngx_acs_hub_t *ngx_acs_batch_hub(ngx_acs_batch_t *batch,
+    ngx_acs_device_t *dev);
 static ngx_uint_t ngx_acs_item_wants(ngx_acs_batch_t *batch,
     ngx_acs_item_t *item, ngx_acs_device_t *dev, ngx_uint_t log);
 static void ngx_acs_batch_admit(ngx_acs_batch_t *batch);
@@ -595,8 +597,7 @@ ngx_acs_batch_trace(ngx_acs_batch_t *batch, ngx_str_t *id, ngx_str_t *type,
     tp.queued = ngx_current_msec - batch->delivery.received;
 
     if (dev) {
-        hub = (ngx_acs_platform(dev->platform)->voip && batch->conf->voip_hub)
-              ? batch->conf->voip_hub : batch->conf->hub;
+        hub = ngx_acs_batch_hub(batch, dev);
 
         tp.device = dev->device_id;
         tp.handle = dev->handle;
@@ -606,6 +607,21 @@ ngx_acs_batch_trace(ngx_acs_batch_t *batch, ngx_str_t *id, ngx_str_t *type,
     }
 
     ngx_acs_trace_add(&tp);
+}
+
+
+/* the hub of a device's pushes: a VoIP platform's the VoIP hub, if any */
+
+static ngx_acs_hub_t *
+ngx_acs_batch_hub(ngx_acs_batch_t *batch, ngx_acs_device_t *dev)
+{
+    if (ngx_acs_platform(dev->platform)->voip == NGX_ACS_VOIP_ONLY
+        && batch->conf->voip_hub)
+    {
+        return batch->conf->voip_hub;
+    }
+
+    return batch->conf->hub;
 }
 
 
@@ -626,10 +642,24 @@ ngx_acs_item_wants(ngx_acs_batch_t *batch, ngx_acs_item_t *item,
     p = ngx_acs_platform(dev->platform);
     call = (item->push.msg.intent == NGX_ACS_INTENT_INCOMING_CALL);
 
-    if ((p->calls_only && !call) || (call && p->rings_voip
-                                     && item->to->has_voip))
-    {
-        return 0;
+    switch (p->voip) {
+
+    case NGX_ACS_VOIP_ONLY:
+        if (!call) {
+            return 0;
+        }
+
+        break;
+
+    case NGX_ACS_VOIP_YIELDS:
+        if (call && item->to->has_voip) {
+            return 0;
+        }
+
+        break;
+
+    case NGX_ACS_VOIP_NONE:
+        break;
     }
 
     if (p->keys && !dev->tag && (dev->auth.len == 0 || dev->p256dh.len == 0))
@@ -728,7 +758,8 @@ ngx_acs_batch_recipient(ngx_acs_batch_t *batch, ngx_str_t *raw_id)
     to->ndevs = devices.nelts;
 
     for (i = 0; i < to->ndevs; i++) {
-        if (ngx_acs_platform(to->devs[i].platform)->calls_only) {
+        if (ngx_acs_platform(to->devs[i].platform)->voip == NGX_ACS_VOIP_ONLY)
+        {
             to->has_voip = 1;
         }
     }
@@ -1012,9 +1043,7 @@ ngx_acs_batch_make(ngx_acs_batch_t *batch, ngx_uint_t *budget)
             job->event = &item->push;
             job->dev = dev;
             job->call = call;
-            job->hub = (ngx_acs_platform(dev->platform)->voip
-                        && batch->conf->voip_hub)
-                       ? batch->conf->voip_hub : batch->conf->hub;
+            job->hub = ngx_acs_batch_hub(batch, dev);
 
             ngx_queue_insert_tail(&batch->jobs, &job->sibling);
             batch->pending++;

@@ -57,7 +57,7 @@ char *
 ngx_acs_install_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
     ngx_acs_install_conf_t **ic)
 {
-    u_char                  *p, *last, *start;
+    u_char                  *p, *last, *start, *end, names[128];
     ngx_str_t                v, name;
     ngx_uint_t               i;
     ngx_acs_platform_t      *pf;
@@ -95,11 +95,14 @@ ngx_acs_install_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
 
                 pf = ngx_acs_platform_find(&name);
                 if (pf == NULL) {
+                    end = ngx_acs_platform_names(names,
+                                                 names + sizeof(names),
+                                                 " or ");
                     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                        "acs_notify_registry: unknown "
                                        "platform \"%V\" in platforms=, "
-                                       "expected apns, apns-voip, fcmv1, "
-                                       "wns or browser", &name);
+                                       "expected %*s", &name, end - names,
+                                       names);
                     return NGX_CONF_ERROR;
                 }
 
@@ -143,6 +146,11 @@ ngx_int_t
 ngx_acs_install_init_conf(ngx_conf_t *cf, ngx_acs_install_conf_t *ic,
     ngx_array_t *hubs)
 {
+    ngx_uint_t           id, defaults;
+    ngx_acs_platform_t  *pf;
+
+    defaults = 0;
+
     ic->hub = ngx_acs_hub_find(hubs, &ic->hub_name);
 
     if (ic->hub == NULL) {
@@ -163,13 +171,23 @@ ngx_acs_install_init_conf(ngx_conf_t *cf, ngx_acs_install_conf_t *ic,
         }
     }
 
-    if (ic->platforms == 0) {
-        ic->platforms = (1 << NGX_ACS_PLATFORM_APNS)
-                        | (1 << NGX_ACS_PLATFORM_FCMV1);
+    /* the platforms of the table's defaults; VoIP ones need a VoIP hub */
 
-        if (ic->voip_hub) {
-            ic->platforms |= (1 << NGX_ACS_PLATFORM_APNS_VOIP);
+    for (id = NGX_ACS_PLATFORM_APNS;
+         id < NGX_ACS_PLATFORMS && ic->platforms == 0;
+         id++)
+    {
+        pf = ngx_acs_platform(id);
+
+        if (pf->hub_default
+            && (pf->voip != NGX_ACS_VOIP_ONLY || ic->voip_hub))
+        {
+            defaults |= (1 << id);
         }
+    }
+
+    if (ic->platforms == 0) {
+        ic->platforms = defaults;
     }
 
     ngx_acs_install_rights(cf, ic->hub);
@@ -317,12 +335,6 @@ ngx_acs_install_devices(ngx_acs_install_conf_t *ic, ngx_pool_t *pool,
 
     ngx_str_null(&voip);
 
-    if ((ic->platforms & (1 << NGX_ACS_PLATFORM_APNS_VOIP))
-        && ngx_acs_install_voip(pool, &tag, &voip) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
     for (id = NGX_ACS_PLATFORM_APNS; id < NGX_ACS_PLATFORMS; id++) {
 
         if (!(ic->platforms & (1 << id))) {
@@ -330,6 +342,12 @@ ngx_acs_install_devices(ngx_acs_install_conf_t *ic, ngx_pool_t *pool,
         }
 
         p = ngx_acs_platform(id);
+
+        if (p->voip == NGX_ACS_VOIP_ONLY && voip.data == NULL
+            && ngx_acs_install_voip(pool, &tag, &voip) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
 
         dev = ngx_array_push(devices);
         if (dev == NULL) {
@@ -341,7 +359,7 @@ ngx_acs_install_devices(ngx_acs_install_conf_t *ic, ngx_pool_t *pool,
         /* the platform's name stands for the device in logs */
         dev->device_id = p->name;
         dev->platform = p->id;
-        dev->handle = p->calls_only ? voip : tag;
+        dev->handle = (p->voip == NGX_ACS_VOIP_ONLY) ? voip : tag;
         dev->tag = 1;
     }
 
@@ -402,8 +420,8 @@ ngx_acs_install_step(ngx_acs_install_op_t *op)
 
     case NGX_ACS_INSTALL_PUT:
         pf = ngx_acs_platform(op->dev.platform);
-        hub = (pf->calls_only && op->conf->voip_hub) ? op->conf->voip_hub
-                                                       : op->conf->hub;
+        hub = (pf->voip == NGX_ACS_VOIP_ONLY && op->conf->voip_hub)
+              ? op->conf->voip_hub : op->conf->hub;
 
         if (op->step == 0) {
             return ngx_acs_install_request(op, hub, "PUT");
@@ -541,8 +559,8 @@ ngx_acs_install_body(ngx_acs_install_op_t *op)
 
     tag = op->tag;
 
-    if (pf->calls_only && ngx_acs_install_voip(op->pool, &op->tag, &tag)
-                          != NGX_OK)
+    if (pf->voip == NGX_ACS_VOIP_ONLY
+        && ngx_acs_install_voip(op->pool, &op->tag, &tag) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -847,7 +865,7 @@ ngx_acs_install_read(ngx_acs_install_op_t *op)
     size_t               i;
     ngx_str_t            json, name, s;
     yajl_val             tree, v, tags;
-    ngx_uint_t           id;
+    ngx_uint_t           id, voip;
     ngx_acs_platform_t  *pf;
 
     json.data = op->http.response;
@@ -864,37 +882,41 @@ ngx_acs_install_read(ngx_acs_install_op_t *op)
 
     ngx_strlow(name.data, name.data, name.len);
 
-    /* "v:" among its tags: an apns-voip device */
+    /*
+     * The platform of that installation name; of two (APNs), the VoIP one
+     * when "v:" is among its tags
+     */
+
+    voip = 0;
+    tags = ngx_acs_json_tree_get(tree, "tags");
+
+    for (i = 0; tags && YAJL_IS_ARRAY(tags) && i < tags->u.array.len; i++) {
+        v = tags->u.array.values[i];
+
+        if (YAJL_IS_STRING(v) && ngx_strncmp(v->u.string, "v:", 2) == 0) {
+            voip = 1;
+            break;
+        }
+    }
 
     id = 0;
-    tags = ngx_acs_json_tree_get(tree, "tags");
 
     for (i = NGX_ACS_PLATFORM_APNS; i < NGX_ACS_PLATFORMS; i++) {
         pf = ngx_acs_platform(i);
 
-        if (pf->installation.len == name.len
-            && ngx_strncmp(pf->installation.data, name.data, name.len) == 0
-            && !pf->calls_only)
+        if (pf->installation.len != name.len
+            || ngx_strncmp(pf->installation.data, name.data, name.len) != 0)
         {
+            continue;
+        }
+
+        if (id == 0 || (pf->voip == NGX_ACS_VOIP_ONLY) == voip) {
             id = i;
-            break;
         }
     }
 
     if (id == 0) {
         return NGX_ERROR;
-    }
-
-    if (id == NGX_ACS_PLATFORM_APNS && tags && YAJL_IS_ARRAY(tags)) {
-        for (i = 0; i < tags->u.array.len; i++) {
-            v = tags->u.array.values[i];
-
-            if (YAJL_IS_STRING(v) && ngx_strncmp(v->u.string, "v:", 2) == 0)
-            {
-                id = NGX_ACS_PLATFORM_APNS_VOIP;
-                break;
-            }
-        }
     }
 
     pf = ngx_acs_platform(id);

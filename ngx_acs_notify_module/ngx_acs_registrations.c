@@ -466,6 +466,7 @@ static ngx_int_t
 ngx_acs_reg_device(ngx_http_request_t *r, ngx_acs_reg_request_t *rq,
     ngx_str_t *body, ngx_acs_device_t *dev, long long *ttl)
 {
+    u_char              *last, names[128];
     yajl_val             tree, v;
     char                *why;
     ngx_str_t            name;
@@ -492,17 +493,17 @@ ngx_acs_reg_device(ngx_http_request_t *r, ngx_acs_reg_request_t *rq,
     ngx_memzero(dev, sizeof(ngx_acs_device_t));
     dev->device_id = rq->path.device_id;
 
-    if (ngx_acs_json_tree_string(tree, "platform", &name) != NGX_OK) {
-        return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidPlatform",
-                                 "\"platform\" must be one of apns, "
-                                 "apns-voip, fcmv1, wns, browser");
+    platform = NULL;
+
+    if (ngx_acs_json_tree_string(tree, "platform", &name) == NGX_OK) {
+        platform = ngx_acs_platform_find(&name);
     }
 
-    platform = ngx_acs_platform_find(&name);
     if (platform == NULL) {
+        last = ngx_acs_platform_names(names, names + sizeof(names), ", ");
         return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidPlatform",
-                                 "\"platform\" must be one of apns, "
-                                 "apns-voip, fcmv1, wns, browser");
+                                 "\"platform\" must be one of %*s",
+                                 last - names, names);
     }
 
     dev->platform = platform->id;
@@ -522,8 +523,9 @@ ngx_acs_reg_device(ngx_http_request_t *r, ngx_acs_reg_request_t *rq,
             || ngx_acs_reg_check_b64url(&dev->auth, 64) != NGX_OK)
         {
             return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidHandle",
-                                     "browser registrations need base64url "
-                                     "\"p256dh\" and \"auth\"");
+                                     "%V registrations need base64url "
+                                     "\"p256dh\" and \"auth\"",
+                                     &platform->name);
         }
     }
 

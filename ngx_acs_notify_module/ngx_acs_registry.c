@@ -1183,7 +1183,7 @@ ngx_acs_registry_decode(MDB_val *key, MDB_val *val, size_t prefix,
     ngx_memcpy(&al, p + 6, 2);
 
     if (val->mv_size != (size_t) NGX_ACS_REC_HEADER + hl + pl + al
-        || p[1] < NGX_ACS_PLATFORM_APNS || p[1] >= NGX_ACS_PLATFORMS)
+        || ngx_acs_platform(p[1]) == NULL)
     {
         return NGX_DECLINED;
     }

@@ -29,6 +29,11 @@
 #include "ngx_acs_template.h"
 
 
+#define NGX_ACS_TPL_NOT_JSON                                                  \
+    "the payload is not valid JSON with every placeholder replaced by "      \
+    "\"x\" (a placeholder belongs inside a JSON string): "
+
+
 typedef enum {
     NGX_ACS_TPL_LITERAL = 0,
     NGX_ACS_TPL_DATA,
@@ -73,9 +78,8 @@ static char *ngx_acs_template_placeholder(ngx_conf_t *cf,
     ngx_acs_tpl_part_t *part, ngx_str_t *name);
 static char *ngx_acs_template_check(ngx_conf_t *cf, ngx_acs_template_t *tpl,
     ngx_str_t *event_type, ngx_str_t *platform);
-static char *ngx_acs_template_check_json(ngx_conf_t *cf,
-    ngx_acs_template_t *tpl, yajl_val root, ngx_str_t *event_type,
-    ngx_str_t *platform);
+static char *ngx_acs_template_json(ngx_pool_t *pool, ngx_str_t *payload,
+    yajl_val *root);
 
 
 static ngx_acs_tpl_name_t  ngx_acs_tpl_names[] = {
@@ -102,6 +106,7 @@ ngx_acs_template_add(ngx_conf_t *cf, ngx_array_t **templates,
     ngx_str_t *event_type, ngx_str_t *platform, ngx_str_t *payload)
 {
     char                  *rv;
+    u_char                *last, names[128];
     ngx_uint_t             i;
     ngx_acs_platform_t    *p;
     ngx_acs_template_t    *tpl;
@@ -121,20 +126,20 @@ ngx_acs_template_add(ngx_conf_t *cf, ngx_array_t **templates,
 
     p = ngx_acs_platform_find(platform);
     if (p == NULL) {
+        last = ngx_acs_platform_names(names, names + sizeof(names), " or ");
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "acs_notify_template: unknown platform \"%V\", "
-                           "use apns, apns-voip, fcmv1, wns or browser",
-                           platform);
+                           "use %*s", platform, last - names, names);
         return NGX_CONF_ERROR;
     }
 
-    if (p->calls_only
+    if (p->voip == NGX_ACS_VOIP_ONLY
         && ngx_acs_route_intent(rule) != NGX_ACS_INTENT_INCOMING_CALL)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "acs_notify_template: apns-voip devices get only "
+                           "acs_notify_template: %V devices get only "
                            "IncomingCall pushes, a template for \"%V\" "
-                           "would never be used", event_type);
+                           "would never be used", &p->name, event_type);
         return NGX_CONF_ERROR;
     }
 
@@ -233,8 +238,8 @@ ngx_acs_template_render(ngx_pool_t *pool, ngx_acs_template_t *tpl,
             return NGX_ERROR;
         }
 
-        len += tpl->platform->xml ? ngx_acs_xml_escape_len(&v)
-                                  : ngx_acs_json_escape_len(&v);
+        len += (tpl->platform->markup == NGX_ACS_MARKUP_XML)
+               ? ngx_acs_xml_escape_len(&v) : ngx_acs_json_escape_len(&v);
     }
 
     if (len > tpl->platform->limit) {
@@ -259,8 +264,8 @@ ngx_acs_template_render(ngx_pool_t *pool, ngx_acs_template_t *tpl,
             return NGX_ERROR;
         }
 
-        p = tpl->platform->xml ? ngx_acs_xml_escape(p, &v)
-                               : ngx_acs_json_escape(p, &v);
+        p = (tpl->platform->markup == NGX_ACS_MARKUP_XML)
+            ? ngx_acs_xml_escape(p, &v) : ngx_acs_json_escape(p, &v);
     }
 
     out->len = p - out->data;
@@ -498,14 +503,12 @@ static char *
 ngx_acs_template_check(ngx_conf_t *cf, ngx_acs_template_t *tpl,
     ngx_str_t *event_type, ngx_str_t *platform)
 {
-    char                *rv, *why;
+    char                *why;
     size_t               len, limit;
+    u_char              *p, *text;
     ngx_str_t            s;
-    u_char              *p, *q, *text;
-    yajl_val             root;
     ngx_uint_t           i;
     ngx_acs_tpl_part_t  *part;
-    char                 err[256];
 
     part = tpl->parts.elts;
     len = 0;
@@ -532,7 +535,7 @@ ngx_acs_template_check(ngx_conf_t *cf, ngx_acs_template_t *tpl,
         return NGX_CONF_ERROR;
     }
 
-    text = ngx_pnalloc(cf->temp_pool, len + 1);
+    text = ngx_pnalloc(cf->temp_pool, len);
     if (text == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -548,50 +551,191 @@ ngx_acs_template_check(ngx_conf_t *cf, ngx_acs_template_t *tpl,
         }
     }
 
-    *p = '\0';
-
-    if (tpl->platform->xml) {
-
-        for (p = text; *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n';
-             p++)
-        {
-            /* void */
-        }
-
-        if (ngx_strncmp(p, "<toast", 6) != 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "acs_notify_template %V %V: the payload must "
-                               "be toast XML, starting with \"<toast\"",
-                               event_type, platform);
-            return NGX_CONF_ERROR;
-        }
-
-        return NGX_CONF_OK;
-    }
-
-    if (ngx_strlen(text) != len) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "acs_notify_template %V %V: the payload contains "
-                           "a NUL byte", event_type, platform);
-        return NGX_CONF_ERROR;
-    }
-
     s.data = text;
     s.len = len;
 
-    why = ngx_acs_json_check(&s);
+    why = tpl->platform->shape(cf->temp_pool, &s);
+
     if (why) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "acs_notify_template %V %V: the payload %s",
+                           "acs_notify_template %V %V: %s",
                            event_type, platform, why);
         return NGX_CONF_ERROR;
     }
 
+    return NGX_CONF_OK;
+}
+
+
+/* a toast: XML-looking */
+
+char *
+ngx_acs_template_shape_toast(ngx_pool_t *pool, ngx_str_t *payload)
+{
+    u_char  *p, *last;
+
+    p = payload->data;
+    last = p + payload->len;
+
+    while (p < last && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+    {
+        p++;
+    }
+
+    if (last - p < 6 || ngx_strncmp(p, "<toast", 6) != 0) {
+        return "the payload must be toast XML, starting with \"<toast\"";
+    }
+
+    return NULL;
+}
+
+
+/* any JSON object */
+
+char *
+ngx_acs_template_shape_json(ngx_pool_t *pool, ngx_str_t *payload)
+{
+    yajl_val   root;
+    char      *why;
+
+    why = ngx_acs_template_json(pool, payload, &root);
+
+    if (why == NULL) {
+        yajl_tree_free(root);
+    }
+
+    return why;
+}
+
+
+char *
+ngx_acs_template_shape_apns(ngx_pool_t *pool, ngx_str_t *payload)
+{
+    char      *why;
+    yajl_val   root, v;
+
+    why = ngx_acs_template_json(pool, payload, &root);
+    if (why) {
+        return why;
+    }
+
+    v = ngx_acs_json_tree_get(root, "aps");
+
+    if (v == NULL || !YAJL_IS_OBJECT(v)) {
+        why = "an APNs payload needs an \"aps\" object (\"aps\":{} for "
+              "VoIP)";
+    }
+
+    yajl_tree_free(root);
+
+    return why;
+}
+
+
+char *
+ngx_acs_template_shape_fcmv1(ngx_pool_t *pool, ngx_str_t *payload)
+{
+    char      *why;
+    u_char    *p;
+    size_t     i, len;
+    yajl_val   root, v;
+
+    why = ngx_acs_template_json(pool, payload, &root);
+    if (why) {
+        return why;
+    }
+
+    v = ngx_acs_json_tree_get(root, "message");
+
+    if (v == NULL || !YAJL_IS_OBJECT(v)) {
+        why = "an FCM v1 payload is {\"message\":{...}}";
+        goto done;
+    }
+
+    if (ngx_acs_json_tree_get(v, "token")
+        || ngx_acs_json_tree_get(v, "topic")
+        || ngx_acs_json_tree_get(v, "condition"))
+    {
+        why = "remove \"message.token\", \"topic\" and \"condition\", "
+              "Notification Hubs sets the target";
+        goto done;
+    }
+
+    v = ngx_acs_json_tree_get(v, "data");
+
+    if (v && !YAJL_IS_OBJECT(v)) {
+        why = "\"message.data\" must be an object of strings";
+        goto done;
+    }
+
+    for (i = 0; v && i < v->u.object.len; i++) {
+        if (!YAJL_IS_STRING(v->u.object.values[i])) {
+            len = sizeof("\"message.data.\" must be a string")
+                  + ngx_strlen(v->u.object.keys[i]);
+
+            p = ngx_pnalloc(pool, len);
+            if (p == NULL) {
+                why = "out of memory";
+                goto done;
+            }
+
+            ngx_sprintf(p, "\"message.data.%s\" must be a string%Z",
+                        v->u.object.keys[i]);
+            why = (char *) p;
+            goto done;
+        }
+    }
+
+done:
+
+    yajl_tree_free(root);
+
+    return why;
+}
+
+
+/*
+ * The payload as a JSON object, in *root (for yajl_tree_free()), or why
+ * it is not one
+ */
+
+static char *
+ngx_acs_template_json(ngx_pool_t *pool, ngx_str_t *payload, yajl_val *root)
+{
+    char    *why, *text;
+    u_char  *p, *q;
+    char     err[256];
+
+    /* the text, as yajl's tree parser wants it: a C string */
+
+    text = ngx_pnalloc(pool, payload->len + 1);
+    if (text == NULL) {
+        return "out of memory";
+    }
+
+    ngx_memcpy(text, payload->data, payload->len);
+    text[payload->len] = '\0';
+
+    if (ngx_strlen(text) != payload->len) {
+        return "the payload contains a NUL byte";
+    }
+
+    why = ngx_acs_json_check(payload);
+    if (why) {
+        p = ngx_pnalloc(pool, sizeof("the payload ") + ngx_strlen(why));
+        if (p == NULL) {
+            return "out of memory";
+        }
+
+        ngx_sprintf(p, "the payload %s%Z", why);
+        return (char *) p;
+    }
+
     err[0] = '\0';
 
-    root = yajl_tree_parse((const char *) text, err, sizeof(err));
+    *root = yajl_tree_parse(text, err, sizeof(err));
 
-    if (root == NULL) {
+    if (*root == NULL) {
 
         /* yajl's message spans lines and pads them; the log wants one */
 
@@ -608,103 +752,20 @@ ngx_acs_template_check(ngx_conf_t *cf, ngx_acs_template_t *tpl,
 
         *q = '\0';
 
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "acs_notify_template %V %V: the payload is not "
-                           "valid JSON with every placeholder replaced by "
-                           "\"x\" (a placeholder belongs inside a JSON "
-                           "string): %s", event_type, platform, err);
-        return NGX_CONF_ERROR;
+        p = ngx_pnalloc(pool, sizeof(NGX_ACS_TPL_NOT_JSON)
+                              + (q - (u_char *) err));
+        if (p == NULL) {
+            return "out of memory";
+        }
+
+        ngx_sprintf(p, NGX_ACS_TPL_NOT_JSON "%s%Z", err);
+        return (char *) p;
     }
 
-    rv = ngx_acs_template_check_json(cf, tpl, root, event_type, platform);
-
-    yajl_tree_free(root);
-
-    return rv;
-}
-
-
-static char *
-ngx_acs_template_check_json(ngx_conf_t *cf, ngx_acs_template_t *tpl,
-    yajl_val root, ngx_str_t *event_type, ngx_str_t *platform)
-{
-    size_t    i;
-    yajl_val  v;
-
-    if (!YAJL_IS_OBJECT(root)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "acs_notify_template %V %V: the payload must be "
-                           "a JSON object", event_type, platform);
-        return NGX_CONF_ERROR;
+    if (!YAJL_IS_OBJECT(*root)) {
+        yajl_tree_free(*root);
+        return "the payload must be a JSON object";
     }
 
-    switch (tpl->platform->id) {
-
-    case NGX_ACS_PLATFORM_APNS:
-    case NGX_ACS_PLATFORM_APNS_VOIP:
-
-        v = ngx_acs_json_tree_get(root, "aps");
-
-        if (v == NULL || !YAJL_IS_OBJECT(v)) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "acs_notify_template %V %V: an APNs payload "
-                               "needs an \"aps\" object (\"aps\":{} for "
-                               "VoIP)", event_type, platform);
-            return NGX_CONF_ERROR;
-        }
-
-        break;
-
-    case NGX_ACS_PLATFORM_FCMV1:
-
-        v = ngx_acs_json_tree_get(root, "message");
-
-        if (v == NULL || !YAJL_IS_OBJECT(v)) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "acs_notify_template %V %V: an FCM v1 "
-                               "payload is {\"message\":{...}}",
-                               event_type, platform);
-            return NGX_CONF_ERROR;
-        }
-
-        if (ngx_acs_json_tree_get(v, "token")
-            || ngx_acs_json_tree_get(v, "topic")
-            || ngx_acs_json_tree_get(v, "condition"))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "acs_notify_template %V %V: remove "
-                               "\"message.token\", \"topic\" and "
-                               "\"condition\", Notification Hubs sets the "
-                               "target", event_type, platform);
-            return NGX_CONF_ERROR;
-        }
-
-        v = ngx_acs_json_tree_get(v, "data");
-
-        if (v && !YAJL_IS_OBJECT(v)) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "acs_notify_template %V %V: "
-                               "\"message.data\" must be an object of "
-                               "strings", event_type, platform);
-            return NGX_CONF_ERROR;
-        }
-
-        for (i = 0; v && i < v->u.object.len; i++) {
-            if (!YAJL_IS_STRING(v->u.object.values[i])) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "acs_notify_template %V %V: "
-                                   "\"message.data.%s\" must be a string",
-                                   event_type, platform,
-                                   v->u.object.keys[i]);
-                return NGX_CONF_ERROR;
-            }
-        }
-
-        break;
-
-    default: /* NGX_ACS_PLATFORM_BROWSER */
-        break;
-    }
-
-    return NGX_CONF_OK;
+    return NULL;
 }
