@@ -680,21 +680,14 @@ ngx_acs_job_done(ngx_acs_http_t *h)
     job->handle = NULL;
 
     ngx_acs_stats_in_flight(-1);
-    ngx_acs_stats_hub_answer(job->hub->index, (status >= 200) ? status : 0,
+    ngx_acs_stats_hub_answer(job->hub->index, ngx_acs_hub_answer(h),
                              ngx_current_msec - slot->start);
 
-    if (h->result != CURLE_OK && status < 200) {
-        ngx_cpystrn(lane->error, (u_char *) (h->error[0]
-                                  ? h->error
-                                  : curl_easy_strerror(h->result)),
-                    CURL_ERROR_SIZE);
-
-    } else if (verdict == NGX_ACS_VERDICT_THROTTLED
-               || verdict == NGX_ACS_VERDICT_FAILED)
+    if (verdict == NGX_ACS_VERDICT_THROTTLED
+        || verdict == NGX_ACS_VERDICT_FAILED
+        || verdict == NGX_ACS_VERDICT_UNREACHABLE)
     {
-        ngx_snprintf(lane->error, CURL_ERROR_SIZE - 1, "HTTP %l%s%Z", status,
-                     (status == 429) ? " throttled"
-                     : (status == 403) ? " quota" : "");
+        ngx_acs_hub_why(h, lane->error, CURL_ERROR_SIZE);
     }
 
     ngx_acs_lane_answer(lane, h, verdict, slot->start);
@@ -703,8 +696,6 @@ ngx_acs_job_done(ngx_acs_http_t *h)
 
     tracking.data = h->tracking_id;
     tracking.len = h->tracking_id_len;
-    detail.data = h->detail;
-    detail.len = h->detail_len;
 
     job->status = (status >= 200) ? (uint16_t) status : 0;
 
@@ -771,17 +762,15 @@ ngx_acs_job_done(ngx_acs_http_t *h)
         ngx_acs_job_retry(job, 0, (char *) lane->error);
         return;
 
+    case NGX_ACS_VERDICT_DENIED:
+    case NGX_ACS_VERDICT_ABSENT:
     case NGX_ACS_VERDICT_REFUSED:
         break;
     }
 
     /* 400, 401 twice, 403, 404, 413 and others: never better on retry */
 
-    while (detail.len && (detail.data[detail.len - 1] == '\n'
-                          || detail.data[detail.len - 1] == '\r'))
-    {
-        detail.len--;
-    }
+    ngx_acs_hub_detail(h, &detail);
 
     ngx_log_error(NGX_LOG_ERR, e->log, 0,
                   "acs_notify: Notification Hubs \"%V\" rejected the push of "
@@ -789,7 +778,8 @@ ngx_acs_job_done(ngx_acs_http_t *h)
                   &job->hub->name, &job->event->log_id,
                   ngx_min(job->dev->handle.len, 8), job->dev->handle.data,
                   status, &tracking, detail.len ? ", " : "", &detail,
-                  (status == 401 || status == 403)
+                  (verdict == NGX_ACS_VERDICT_RENEW
+                   || verdict == NGX_ACS_VERDICT_DENIED)
                   ? " (pushes need a rule with the Send right)" : "");
 
     ngx_acs_job_final(job, NGX_ACS_FINAL_REJECTED);

@@ -1,6 +1,11 @@
 
 /*
  * Copyright (C) ngx_acs_notify_module authors
+ *
+ * Notification Hubs links: connection strings, SAS tokens, how a request
+ * goes, and what an answer means.  The statuses of the hubs are read here
+ * alone: pushes, installations and the status page act on the verdict
+ * and the answer's class.
  */
 
 
@@ -11,6 +16,24 @@
 #include "ngx_acs_hub.h"
 
 
+static char  *ngx_acs_answer_names[] = {
+    [NGX_ACS_ANSWER_2XX] = "2xx",
+    [NGX_ACS_ANSWER_400] = "400",
+    [NGX_ACS_ANSWER_401] = "401",
+    [NGX_ACS_ANSWER_403] = "403",
+    [NGX_ACS_ANSWER_404] = "404",
+    [NGX_ACS_ANSWER_410] = "410",
+    [NGX_ACS_ANSWER_413] = "413",
+    [NGX_ACS_ANSWER_429] = "429",
+    [NGX_ACS_ANSWER_4XX] = "4xx",
+    [NGX_ACS_ANSWER_5XX] = "5xx",
+    [NGX_ACS_ANSWER_ERROR] = "error"
+};
+
+/* a name for every answer, or this does not compile */
+typedef char  ngx_acs_answer_names_all[
+    (sizeof(ngx_acs_answer_names) / sizeof(char *) == NGX_ACS_ANSWERS)
+    ? 1 : -1];
 
 
 char *
@@ -367,7 +390,10 @@ ngx_acs_hub_verdict(ngx_acs_http_t *h)
     case 403:
         /* the quota answer of older API versions has a Retry-After */
         return h->retry_after ? NGX_ACS_VERDICT_THROTTLED
-                              : NGX_ACS_VERDICT_REFUSED;
+                              : NGX_ACS_VERDICT_DENIED;
+
+    case 404:
+        return NGX_ACS_VERDICT_ABSENT;
 
     case 429:
     case 503:
@@ -380,6 +406,104 @@ ngx_acs_hub_verdict(ngx_acs_http_t *h)
         return (h->status >= 500) ? NGX_ACS_VERDICT_FAILED
                                   : NGX_ACS_VERDICT_REFUSED;
     }
+}
+
+
+void
+ngx_acs_hub_why(ngx_acs_http_t *h, u_char *buf, size_t size)
+{
+    if (h->result != CURLE_OK && h->status < 200) {
+        ngx_cpystrn(buf, (u_char *) (h->error[0]
+                                     ? h->error
+                                     : curl_easy_strerror(h->result)),
+                    size);
+        return;
+    }
+
+    ngx_snprintf(buf, size - 1, "HTTP %l%s%Z", h->status,
+                 (h->status == 429) ? " throttled"
+                 : (h->status == 403) ? " quota" : "");
+}
+
+
+void
+ngx_acs_hub_detail(ngx_acs_http_t *h, ngx_str_t *detail)
+{
+    u_char  *p, *q, *last;
+
+    if (h->response) {
+        detail->data = h->response;
+        detail->len = h->response_len;
+
+    } else {
+        detail->data = h->detail;
+        detail->len = h->detail_len;
+    }
+
+    /* NH's <Error><Code>..</Code><Detail>..</Detail></Error> */
+
+    last = detail->data + detail->len;
+    p = ngx_strlcasestrn(detail->data, last, (u_char *) "<detail>", 8 - 1);
+
+    if (p) {
+        p += 8;
+        q = ngx_strlcasestrn(p, last, (u_char *) "</detail>", 9 - 1);
+        detail->data = p;
+        detail->len = (q ? q : last) - p;
+    }
+
+    detail->len = ngx_min(detail->len, NGX_ACS_HUB_DETAIL_MAX);
+
+    while (detail->len && (detail->data[detail->len - 1] == '\n'
+                           || detail->data[detail->len - 1] == '\r'))
+    {
+        detail->len--;
+    }
+}
+
+
+ngx_acs_answer_e
+ngx_acs_hub_answer(ngx_acs_http_t *h)
+{
+    if (h->status < 200) {
+        return NGX_ACS_ANSWER_ERROR;
+    }
+
+    switch (h->status) {
+
+    case 400:
+        return NGX_ACS_ANSWER_400;
+
+    case 401:
+        return NGX_ACS_ANSWER_401;
+
+    case 403:
+        return NGX_ACS_ANSWER_403;
+
+    case 404:
+        return NGX_ACS_ANSWER_404;
+
+    case 410:
+        return NGX_ACS_ANSWER_410;
+
+    case 413:
+        return NGX_ACS_ANSWER_413;
+
+    case 429:
+        return NGX_ACS_ANSWER_429;
+
+    default:
+        return (h->status < 300) ? NGX_ACS_ANSWER_2XX
+               : (h->status >= 500) ? NGX_ACS_ANSWER_5XX
+               : NGX_ACS_ANSWER_4XX;
+    }
+}
+
+
+char *
+ngx_acs_hub_answer_name(ngx_acs_answer_e answer)
+{
+    return ngx_acs_answer_names[answer];
 }
 
 

@@ -34,7 +34,6 @@
 
 
 #define NGX_ACS_INSTALL_RESPONSE   16384   /* an installation read */
-#define NGX_ACS_INSTALL_RETRY      5       /* s, when NH gave no Retry-After */
 
 
 static ngx_int_t ngx_acs_install_step(ngx_acs_install_op_t *op);
@@ -43,7 +42,8 @@ static ngx_int_t ngx_acs_install_request(ngx_acs_install_op_t *op,
 static void ngx_acs_install_answered(ngx_acs_http_t *h);
 static ngx_int_t ngx_acs_install_body(ngx_acs_install_op_t *op);
 static ngx_int_t ngx_acs_install_read(ngx_acs_install_op_t *op);
-static void ngx_acs_install_fail(ngx_acs_install_op_t *op);
+static void ngx_acs_install_fail(ngx_acs_install_op_t *op,
+    ngx_acs_verdict_e verdict);
 static void ngx_acs_install_finish(ngx_acs_install_op_t *op,
     ngx_uint_t status, const char *code, const char *fmt, ...);
 static ngx_acs_hub_t *ngx_acs_install_other(ngx_acs_install_op_t *op,
@@ -620,19 +620,19 @@ ngx_acs_install_answered(ngx_acs_http_t *h)
 {
     ngx_acs_install_op_t  *op = h->data;
 
-    long  status;
+    ngx_acs_verdict_e  verdict;
 
-    status = h->status;
+    verdict = ngx_acs_hub_verdict(h);
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, op->log, 0,
-                   "acs_notify install: step %ui answered %l, curl %d",
-                   op->step, status, (int) h->result);
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, op->log, 0,
+                   "acs_notify install: step %ui answered %l, curl %d, "
+                   "verdict %d", op->step, h->status, (int) h->result,
+                   (int) verdict);
 
-    if (h->result != CURLE_OK || status < 200 || status == 404) {
+    if (verdict == NGX_ACS_VERDICT_ABSENT) {
 
-        if (h->result == CURLE_OK && status == 404
-            && op->kind != NGX_ACS_INSTALL_PUT)
-        {
+        if (op->kind != NGX_ACS_INSTALL_PUT) {
+
             /* none at this hub: the VoIP hub next, or there is none */
 
             if (op->step == 0 && ngx_acs_install_other(op, op->conf->hub)) {
@@ -651,18 +651,15 @@ ngx_acs_install_answered(ngx_acs_http_t *h)
             return;
         }
 
-        if (h->result == CURLE_OK && status == 404 && op->step == 1) {
+        if (op->step == 1) {
             /* the other hub's installation of a PUT: none, as it should */
             ngx_acs_install_finish(op, NGX_HTTP_OK, NULL, NULL);
             return;
         }
-
-        ngx_acs_install_fail(op);
-        return;
     }
 
-    if (status >= 300) {
-        ngx_acs_install_fail(op);
+    if (verdict != NGX_ACS_VERDICT_SENT) {
+        ngx_acs_install_fail(op, verdict);
         return;
     }
 
@@ -709,61 +706,68 @@ next:
 
 
 /*
- * An answer that is not the one hoped for: 400 when NH refused the
- * installation itself, 503 when it may work later, 502 otherwise (this
+ * An answer that is not the one hoped for, by the hub's verdict: 400 when
+ * NH refused the installation itself, 503 when it may work later (with
+ * the hub's Retry-After, else the module's default), 502 otherwise (this
  * nginx is not let in: rights, hub name), logged.
  */
 
 static void
-ngx_acs_install_fail(ngx_acs_install_op_t *op)
+ngx_acs_install_fail(ngx_acs_install_op_t *op, ngx_acs_verdict_e verdict)
 {
-    u_char          *p, *q, *last;
+    u_char           why[CURL_ERROR_SIZE];
     ngx_str_t        detail;
     ngx_acs_http_t  *h;
 
     h = &op->http;
 
-    if (h->response) {
-        detail.data = h->response;
-        detail.len = h->response_len;
+    ngx_acs_hub_detail(h, &detail);
 
-    } else {
-        detail.data = h->detail;
-        detail.len = h->detail_len;
-    }
+    switch (verdict) {
 
-    /* NH's <Error><Code>..</Code><Detail>..</Detail></Error> */
+    case NGX_ACS_VERDICT_THROTTLED:
+    case NGX_ACS_VERDICT_FAILED:
+    case NGX_ACS_VERDICT_UNREACHABLE:
+        op->retry_after = h->retry_after;
 
-    last = detail.data + detail.len;
-    p = ngx_strlcasestrn(detail.data, last, (u_char *) "<detail>", 8 - 1);
+        if (h->status < 200) {
+            ngx_acs_hub_why(h, why, sizeof(why));
 
-    if (p) {
-        p += 8;
-        q = ngx_strlcasestrn(p, last, (u_char *) "</detail>", 9 - 1);
-        detail.data = p;
-        detail.len = (q ? q : last) - p;
-    }
+            ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                          "acs_notify_registry: no answer from Notification "
+                          "Hubs \"%V\": %s", &op->at->name, why);
 
-    detail.len = ngx_min(detail.len, 200);
+            ngx_acs_install_finish(op, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "HubUnavailable", "Notification Hubs did "
+                                   "not answer, try again later");
+            return;
+        }
 
-    if (h->result != CURLE_OK) {
-        op->retry_after = NGX_ACS_INSTALL_RETRY;
-
-        ngx_log_error(NGX_LOG_ERR, op->log, 0,
-                      "acs_notify_registry: no answer from Notification "
-                      "Hubs \"%V\": %s", &op->at->name, h->error);
+        ngx_log_error(NGX_LOG_WARN, op->log, 0,
+                      "acs_notify_registry: Notification Hubs \"%V\" "
+                      "answered %l to an installation request",
+                      &op->at->name, h->status);
 
         ngx_acs_install_finish(op, NGX_HTTP_SERVICE_UNAVAILABLE,
-                               "HubUnavailable", "Notification Hubs did not "
-                               "answer, try again later");
+                               "HubUnavailable", "Notification Hubs is busy "
+                               "or unavailable, try again later");
         return;
-    }
 
-    switch (h->status) {
+    case NGX_ACS_VERDICT_RENEW:
+    case NGX_ACS_VERDICT_DENIED:
+        ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                      "acs_notify_registry: Notification Hubs \"%V\" "
+                      "answered %l to an installation request: the rule "
+                      "\"%V\" of its connection string needs the Listen "
+                      "right (and Send, for the pushes)", &op->at->name,
+                      h->status, &op->at->key_name);
 
-    case 400:
-    case 409:
-    case 413:
+        ngx_acs_install_finish(op, NGX_HTTP_BAD_GATEWAY, "HubAccessDenied",
+                               "Notification Hubs refused this server's "
+                               "rule: it needs the Listen right");
+        return;
+
+    case NGX_ACS_VERDICT_REFUSED:
         if (op->kind == NGX_ACS_INSTALL_PUT && op->step == 0) {
             ngx_log_error(NGX_LOG_INFO, op->log, 0,
                           "acs_notify_registry: Notification Hubs \"%V\" "
@@ -780,39 +784,9 @@ ngx_acs_install_fail(ngx_acs_install_op_t *op)
 
         break;
 
-    case 401:
-    case 403:
-        ngx_log_error(NGX_LOG_ERR, op->log, 0,
-                      "acs_notify_registry: Notification Hubs \"%V\" "
-                      "answered %l to an installation request: the rule "
-                      "\"%V\" of its connection string needs the Listen "
-                      "right (and Send, for the pushes)", &op->at->name,
-                      h->status, &op->at->key_name);
-
-        ngx_acs_install_finish(op, NGX_HTTP_BAD_GATEWAY, "HubAccessDenied",
-                               "Notification Hubs refused this server's "
-                               "rule: it needs the Listen right");
-        return;
-
-    case 429:
-    case 500:
-    case 502:
-    case 503:
-    case 504:
-        op->retry_after = h->retry_after ? h->retry_after
-                                         : NGX_ACS_INSTALL_RETRY;
-
-        ngx_log_error(NGX_LOG_WARN, op->log, 0,
-                      "acs_notify_registry: Notification Hubs \"%V\" "
-                      "answered %l to an installation request",
-                      &op->at->name, h->status);
-
-        ngx_acs_install_finish(op, NGX_HTTP_SERVICE_UNAVAILABLE,
-                               "HubUnavailable", "Notification Hubs is busy "
-                               "or unavailable, try again later");
-        return;
-
-    default:
+    case NGX_ACS_VERDICT_SENT:
+    case NGX_ACS_VERDICT_GONE:
+    case NGX_ACS_VERDICT_ABSENT:
         break;
     }
 

@@ -32,21 +32,6 @@
                                            included; more share slot 0 */
 
 
-typedef enum {
-    NGX_ACS_HUB_2XX = 0,
-    NGX_ACS_HUB_400,
-    NGX_ACS_HUB_401,
-    NGX_ACS_HUB_403,
-    NGX_ACS_HUB_404,
-    NGX_ACS_HUB_410,
-    NGX_ACS_HUB_413,
-    NGX_ACS_HUB_429,
-    NGX_ACS_HUB_4XX,
-    NGX_ACS_HUB_5XX,
-    NGX_ACS_HUB_ERROR,
-    NGX_ACS_HUB_MAX
-} ngx_acs_hub_class_e;
-
 
 typedef struct {
     ngx_atomic_t                buckets[NGX_ACS_HIST_BUCKETS + 1];
@@ -85,12 +70,6 @@ static char  *ngx_acs_outcomes[] = {
 
 /* stale events: calls over acs_notify_call_ttl, others over max_age */
 static char  *ngx_acs_stale_kinds[] = { "other", "call" };
-
-
-static char  *ngx_acs_hub_classes[] = {
-    "2xx", "400", "401", "403", "404", "410", "413", "429", "4xx", "5xx",
-    "error"
-};
 
 
 /* the metrics of a host of hubs, in the order ngx_acs_prom_host() knows */
@@ -136,7 +115,7 @@ static ngx_msec_t  ngx_acs_bounds[NGX_ACS_HIST_BUCKETS] = {
 /* a hub's counters */
 
 typedef struct {
-    ngx_atomic_t                answers[NGX_ACS_HUB_MAX];
+    ngx_atomic_t                answers[NGX_ACS_ANSWERS];
     ngx_atomic_t                opened;        /* connections, lane's */
 } ngx_acs_stats_hub_t;
 
@@ -474,7 +453,8 @@ ngx_acs_stats_host(ngx_http_request_t *r, ngx_uint_t i,
     for (j = i; j < amcf->hubs.nelts && j < ngx_acs_stats_nhubs; j++) {
         if (ngx_acs_same_lane(&hub[j], &hub[i])) {
             n += hub[j].name.len + 1;
-            host->throttled += ngx_acs_stats->hubs[j].answers[NGX_ACS_HUB_429];
+            host->throttled +=
+                           ngx_acs_stats->hubs[j].answers[NGX_ACS_ANSWER_429];
         }
     }
 
@@ -640,31 +620,16 @@ ngx_acs_stats_delivery_time(ngx_msec_t ms)
 
 
 void
-ngx_acs_stats_hub_answer(ngx_uint_t hub, long status, ngx_msec_t ms)
+ngx_acs_stats_hub_answer(ngx_uint_t hub, ngx_acs_answer_e answer,
+    ngx_msec_t ms)
 {
-    ngx_uint_t  c;
-
     if (ngx_acs_stats == NULL || hub >= ngx_acs_stats_nhubs) {
         return;
     }
 
-    switch (status) {
-    case 0:   c = NGX_ACS_HUB_ERROR; break;
-    case 400: c = NGX_ACS_HUB_400; break;
-    case 401: c = NGX_ACS_HUB_401; break;
-    case 403: c = NGX_ACS_HUB_403; break;
-    case 404: c = NGX_ACS_HUB_404; break;
-    case 410: c = NGX_ACS_HUB_410; break;
-    case 413: c = NGX_ACS_HUB_413; break;
-    case 429: c = NGX_ACS_HUB_429; break;
-    default:
-        c = (status >= 200 && status < 300) ? NGX_ACS_HUB_2XX
-            : (status >= 500) ? NGX_ACS_HUB_5XX : NGX_ACS_HUB_4XX;
-    }
+    (void) ngx_atomic_fetch_add(&ngx_acs_stats->hubs[hub].answers[answer], 1);
 
-    (void) ngx_atomic_fetch_add(&ngx_acs_stats->hubs[hub].answers[c], 1);
-
-    if (status) {
+    if (answer != NGX_ACS_ANSWER_ERROR) {
         ngx_acs_hist_add(&ngx_acs_stats->hub_time, ms);
     }
 }
@@ -879,8 +844,8 @@ ngx_acs_stats_json(ngx_http_request_t *r, ngx_str_t *out)
     for (i = 0; i < amcf->hubs.nelts && i < ngx_acs_stats_nhubs; i++) {
         ngx_acs_gen_str(&gen, &hub[i].name);
         ngx_acs_gen_map_open(&gen);
-        for (j = 0; j < NGX_ACS_HUB_MAX; j++) {
-            ngx_acs_gen_num(&gen, ngx_acs_hub_classes[j],
+        for (j = 0; j < NGX_ACS_ANSWERS; j++) {
+            ngx_acs_gen_num(&gen, ngx_acs_hub_answer_name(j),
                             s->hubs[i].answers[j]);
         }
         ngx_acs_gen_map_close(&gen);
@@ -1025,7 +990,7 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
     size = 16384 + 160 * (NGX_ACS_RESULTS + NGX_ACS_EVENT_TYPES
                           + NGX_ACS_PLATFORMS * NGX_ACS_OUT_MAX + 12
                           + 2 * (NGX_ACS_HIST_BUCKETS + 3))
-           + amcf->hubs.nelts * NGX_ACS_HUB_MAX * (160 + NGX_MAX_ERROR_STR)
+           + amcf->hubs.nelts * NGX_ACS_ANSWERS * (160 + NGX_MAX_ERROR_STR)
            + amcf->hubs.nelts * 10
              * (160 + NGX_ACS_RESOURCE_MAX
                 + amcf->hubs.nelts * (NGX_MAX_ERROR_STR + 1));
@@ -1091,10 +1056,11 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
     hub = amcf->hubs.elts;
 
     for (i = 0; i < amcf->hubs.nelts && i < ngx_acs_stats_nhubs; i++) {
-        for (j = 0; j < NGX_ACS_HUB_MAX; j++) {
+        for (j = 0; j < NGX_ACS_ANSWERS; j++) {
             p = ngx_sprintf(p, "acs_notify_hub_responses_total{hub=\"%V\","
                             "status=\"%s\"} %uA\n", &hub[i].name,
-                            ngx_acs_hub_classes[j], s->hubs[i].answers[j]);
+                            ngx_acs_hub_answer_name(j),
+                            s->hubs[i].answers[j]);
         }
     }
 

@@ -16,6 +16,7 @@
 #include <ngx_http.h>
 
 #include "ngx_acs_http.h"
+#include "ngx_acs_hub.h"
 
 
 typedef enum {
@@ -46,7 +47,9 @@ void ngx_acs_stats_push(ngx_uint_t platform, ngx_acs_outcome_e outcome);
 /* an event too old to push: a call (acs_notify_call_ttl) or another */
 void ngx_acs_stats_stale(ngx_uint_t call);
 void ngx_acs_stats_delivery_time(ngx_msec_t ms);
-void ngx_acs_stats_hub_answer(ngx_uint_t hub, long status, ngx_msec_t ms);
+/* an answer of a hub (NGX_ACS_ANSWER_ERROR: none), and its time */
+void ngx_acs_stats_hub_answer(ngx_uint_t hub, ngx_acs_answer_e answer,
+    ngx_msec_t ms);
 void ngx_acs_stats_retry(void);
 void ngx_acs_stats_queue(ngx_int_t delta);
 void ngx_acs_stats_in_flight(ngx_int_t delta);
