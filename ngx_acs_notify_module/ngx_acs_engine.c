@@ -150,6 +150,36 @@ static void ngx_acs_wait_handler(ngx_event_t *ev);
 static ngx_acs_engine_t  ngx_acs_engine;
 
 
+/* what the status page and the trace call each final outcome */
+
+static ngx_acs_outcome_e  ngx_acs_final_outcomes[] = {
+    [NGX_ACS_FINAL_SENT] = NGX_ACS_OUT_SENT,
+    [NGX_ACS_FINAL_GONE] = NGX_ACS_OUT_GONE,
+    [NGX_ACS_FINAL_REJECTED] = NGX_ACS_OUT_REJECTED,
+    [NGX_ACS_FINAL_FAILED] = NGX_ACS_OUT_FAILED,
+    [NGX_ACS_FINAL_DROPPED] = NGX_ACS_OUT_FAILED,
+    [NGX_ACS_FINAL_SKIPPED] = NGX_ACS_OUT_MAX,        /* not counted */
+    [NGX_ACS_FINAL_EXPIRED] = NGX_ACS_OUT_EXPIRED
+};
+
+static ngx_acs_trace_outcome_e  ngx_acs_final_traces[] = {
+    [NGX_ACS_FINAL_SENT] = NGX_ACS_TRACE_SENT,
+    [NGX_ACS_FINAL_GONE] = NGX_ACS_TRACE_GONE,
+    [NGX_ACS_FINAL_REJECTED] = NGX_ACS_TRACE_REJECTED,
+    [NGX_ACS_FINAL_FAILED] = NGX_ACS_TRACE_FAILED,
+    [NGX_ACS_FINAL_DROPPED] = NGX_ACS_TRACE_DROPPED,
+    [NGX_ACS_FINAL_SKIPPED] = NGX_ACS_TRACE_SKIPPED,
+    [NGX_ACS_FINAL_EXPIRED] = NGX_ACS_TRACE_EXPIRED
+};
+
+/* a row for every final outcome, or this does not compile */
+typedef char  ngx_acs_final_outcomes_all[
+    (sizeof(ngx_acs_final_outcomes) / sizeof(ngx_acs_outcome_e)
+     == NGX_ACS_FINALS
+     && sizeof(ngx_acs_final_traces) / sizeof(ngx_acs_trace_outcome_e)
+        == NGX_ACS_FINALS) ? 1 : -1];
+
+
 ngx_int_t
 ngx_acs_engine_init(ngx_cycle_t *cycle, ngx_array_t *hubs,
     ngx_acs_registry_t *registry, ngx_acs_dedup_t *dedup,
@@ -966,23 +996,14 @@ ngx_acs_job_final(ngx_acs_job_t *job, ngx_acs_final_e final)
 {
     ngx_acs_engine_t  *e = &ngx_acs_engine;
 
-    static ngx_acs_outcome_e  outcomes[] = {
-        [NGX_ACS_FINAL_SENT] = NGX_ACS_OUT_SENT,
-        [NGX_ACS_FINAL_GONE] = NGX_ACS_OUT_GONE,
-        [NGX_ACS_FINAL_REJECTED] = NGX_ACS_OUT_REJECTED,
-        [NGX_ACS_FINAL_FAILED] = NGX_ACS_OUT_FAILED,
-        [NGX_ACS_FINAL_DROPPED] = NGX_ACS_OUT_FAILED,
-        [NGX_ACS_FINAL_SKIPPED] = NGX_ACS_OUT_MAX,        /* not counted */
-        [NGX_ACS_FINAL_EXPIRED] = NGX_ACS_OUT_EXPIRED
-    };
-
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, e->log, 0,
                    "acs_notify: push of \"%V\" to %*s... final: %ui",
                    &job->event->log_id, ngx_min(job->dev->handle.len, 8),
                    job->dev->handle.data, (ngx_uint_t) final);
 
     if (final != NGX_ACS_FINAL_SKIPPED) {
-        ngx_acs_stats_push(job->dev->platform, outcomes[final]);
+        ngx_acs_stats_push(job->dev->platform,
+                           ngx_acs_final_outcomes[final]);
     }
 
     if (final == NGX_ACS_FINAL_SENT) {
@@ -1086,16 +1107,6 @@ ngx_acs_job_trace(ngx_acs_job_t *job, ngx_acs_final_e final)
     ngx_acs_engine_t      *e = &ngx_acs_engine;
     ngx_acs_trace_push_t   tp;
 
-    static ngx_acs_trace_outcome_e  outcomes[] = {
-        [NGX_ACS_FINAL_SENT] = NGX_ACS_TRACE_SENT,
-        [NGX_ACS_FINAL_GONE] = NGX_ACS_TRACE_GONE,
-        [NGX_ACS_FINAL_REJECTED] = NGX_ACS_TRACE_REJECTED,
-        [NGX_ACS_FINAL_FAILED] = NGX_ACS_TRACE_FAILED,
-        [NGX_ACS_FINAL_DROPPED] = NGX_ACS_TRACE_DROPPED,
-        [NGX_ACS_FINAL_SKIPPED] = NGX_ACS_TRACE_SKIPPED,
-        [NGX_ACS_FINAL_EXPIRED] = NGX_ACS_TRACE_EXPIRED
-    };
-
     a = e->answer;
     e->answer = NULL;
 
@@ -1117,7 +1128,7 @@ ngx_acs_job_trace(ngx_acs_job_t *job, ngx_acs_final_e final)
     tp.tag = job->dev->tag;
     tp.platform = job->dev->platform;
     tp.hub = job->hub->name;
-    tp.outcome = outcomes[final];
+    tp.outcome = ngx_acs_final_traces[final];
     tp.status = job->status;
     tp.attempts = job->attempt;
     tp.age = (job->event->age == NGX_ACS_AGE_UNKNOWN) ? NGX_ACS_TRACE_NONE

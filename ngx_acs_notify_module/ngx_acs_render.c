@@ -79,7 +79,8 @@ static ngx_int_t ngx_acs_render_shorten(ngx_acs_render_t *rd, ngx_str_t *s,
 static size_t ngx_acs_render_cost(ngx_acs_render_t *rd, u_char c);
 static ngx_int_t ngx_acs_render_open(ngx_acs_render_t *rd,
     ngx_acs_gen_t *gen);
-static void ngx_acs_render_ids(ngx_acs_render_t *rd, ngx_acs_gen_t *gen);
+static ngx_int_t ngx_acs_render_ids(ngx_acs_render_t *rd,
+    ngx_acs_gen_t *gen);
 static void ngx_acs_render_call(ngx_acs_render_t *rd, ngx_acs_gen_t *gen,
     ngx_uint_t numeric);
 
@@ -247,7 +248,11 @@ ngx_acs_build_apns(ngx_acs_render_t *rd, ngx_str_t *out)
 
     ngx_acs_gen_key(&gen, "acs");
     ngx_acs_gen_map_open(&gen);
-    ngx_acs_render_ids(rd, &gen);
+
+    if (ngx_acs_render_ids(rd, &gen) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_acs_gen_map_close(&gen);
 
     ngx_acs_gen_map_close(&gen);
@@ -320,8 +325,8 @@ ngx_acs_build_fcmv1(ngx_acs_render_t *rd, ngx_str_t *out)
     if (call) {
         ngx_acs_render_call(rd, &gen, 0);
 
-    } else {
-        ngx_acs_render_ids(rd, &gen);
+    } else if (ngx_acs_render_ids(rd, &gen) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     ngx_acs_gen_map_close(&gen);
@@ -372,8 +377,8 @@ ngx_acs_build_browser(ngx_acs_render_t *rd, ngx_str_t *out)
     if (call) {
         ngx_acs_render_call(rd, &gen, 0);
 
-    } else {
-        ngx_acs_render_ids(rd, &gen);
+    } else if (ngx_acs_render_ids(rd, &gen) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     ngx_acs_gen_pair(&gen, "title", &rd->title);
@@ -593,7 +598,7 @@ ngx_acs_render_open(ngx_acs_render_t *rd, ngx_acs_gen_t *gen)
 
 /* the ids of a chat push, or of a call shown as an alert */
 
-static void
+static ngx_int_t
 ngx_acs_render_ids(ngx_acs_render_t *rd, ngx_acs_gen_t *gen)
 {
     ngx_acs_gen_pair(gen, "eventId", &rd->msg->id);
@@ -612,12 +617,20 @@ ngx_acs_render_ids(ngx_acs_render_t *rd, ngx_acs_gen_t *gen)
         ngx_acs_gen_pair(gen, "senderId", &rd->msg->sender_id);
         break;
 
-    default: /* NGX_ACS_INTENT_INCOMING_CALL */
+    case NGX_ACS_INTENT_INCOMING_CALL:
         ngx_acs_gen_pair(gen, "callId", &rd->msg->call_id);
         ngx_acs_gen_pair(gen, "callerId", &rd->msg->sender_id);
         ngx_acs_gen_pair(gen, "recipientId", &rd->msg->recipient);
         break;
+
+    case NGX_ACS_INTENT_NONE:
+        ngx_log_error(NGX_LOG_ALERT, rd->pool->log, 0,
+                      "acs_notify: the payload of event \"%V\" has no "
+                      "intent", &rd->msg->id);
+        return NGX_ERROR;
     }
+
+    return NGX_OK;
 }
 
 

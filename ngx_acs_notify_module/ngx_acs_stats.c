@@ -23,11 +23,13 @@
 #include "ngx_acs_json.h"
 #include "ngx_acs_sas.h"
 #include "ngx_acs_platform.h"
+#include "ngx_acs_route.h"
 #include "ngx_acs_trace.h"
 #include "ngx_acs_stats.h"
 
 
 #define NGX_ACS_HIST_BUCKETS   12
+#define NGX_ACS_PROM_SIZE      16384    /* the text's first buffer */
 #define NGX_ACS_STATS_SLOTS    128      /* workers alive at once, reloads
                                            included; more share slot 0 */
 
@@ -45,61 +47,92 @@ typedef struct {
 /* requests: by ngx_acs_result_e, named by ngx_acs_result_name() */
 
 
-static char  *ngx_acs_event_types[] = {
-    "ChatMessageReceived", "ChatMessageReceivedInThread",
-    "ChatMessageEdited", "ChatMessageEditedInThread",
-    "ChatMessageDeleted", "ChatMessageDeletedInThread",
-    "ChatThreadCreatedWithUser", "ChatThreadCreated",
-    "ChatThreadWithUserDeleted", "ChatThreadDeleted",
-    "ChatThreadPropertiesUpdatedPerUser", "ChatThreadPropertiesUpdated",
-    "ChatParticipantAddedToThreadWithUser",
-    "ChatParticipantRemovedFromThreadWithUser",
-    "ChatThreadParticipantAdded", "ChatThreadParticipantRemoved",
-    "IncomingCall", "CallStarted", "CallEnded", "CallParticipantAdded",
-    "CallParticipantRemoved", "SMSReceived", "SMSDeliveryReportReceived",
-    "SubscriptionValidationEvent", "SubscriptionDeletedEvent", "other"
-};
-
-#define NGX_ACS_EVENT_TYPES  (sizeof(ngx_acs_event_types) / sizeof(char *))
-
-
 static char  *ngx_acs_outcomes[] = {
-    "sent", "gone", "rejected", "failed", "duplicate", "expired"
+    [NGX_ACS_OUT_SENT] = "sent",
+    [NGX_ACS_OUT_GONE] = "gone",
+    [NGX_ACS_OUT_REJECTED] = "rejected",
+    [NGX_ACS_OUT_FAILED] = "failed",
+    [NGX_ACS_OUT_DUPLICATE] = "duplicate",
+    [NGX_ACS_OUT_EXPIRED] = "expired"
 };
+
+/* a name for every outcome, or this does not compile */
+typedef char  ngx_acs_outcomes_named[
+    (sizeof(ngx_acs_outcomes) / sizeof(char *) == NGX_ACS_OUT_MAX) ? 1 : -1];
 
 
 /* stale events: calls over acs_notify_call_ttl, others over max_age */
 static char  *ngx_acs_stale_kinds[] = { "other", "call" };
 
 
-/* the metrics of a host of hubs, in the order ngx_acs_prom_host() knows */
+/* a host of hubs (a lane), as the status page shows it */
+
+typedef struct {
+    ngx_uint_t                  limit;
+    ngx_uint_t                  in_flight;
+    ngx_uint_t                  queued;
+    uint64_t                    srtt;          /* us, mean of workers */
+    uint64_t                    rtt_min;       /* us, least */
+    ngx_uint_t                  version;
+    ngx_uint_t                  open;
+    ngx_uint_t                  opened;
+    ngx_uint_t                  throttled;     /* 429s */
+    ngx_str_t                   hubs;          /* "main,voip" */
+} ngx_acs_stats_host_t;
+
+
+/* the metrics of a host of hubs: a field of ngx_acs_stats_host_t each */
 
 typedef struct {
     char                       *name;
     char                       *type;
     char                       *label;
     char                       *help;
+    size_t                      offset;
+    ngx_uint_t                  us;        /* unsigned:1, a uint64_t of
+                                              microseconds, in seconds */
 } ngx_acs_host_metric_t;
 
 
+#define ngx_acs_host_field(f)  offsetof(ngx_acs_stats_host_t, f)
+
 static ngx_acs_host_metric_t  ngx_acs_host_metrics[] = {
     { "limit", "gauge", "",
-      "Pushes the workers may have in flight to the host now." },
-    { "in_flight", "gauge", "", "Pushes in flight to the host." },
-    { "queued", "gauge", "", "Pushes waiting for the host's limit." },
+      "Pushes the workers may have in flight to the host now.",
+      ngx_acs_host_field(limit), 0 },
+    { "in_flight", "gauge", "", "Pushes in flight to the host.",
+      ngx_acs_host_field(in_flight), 0 },
+    { "queued", "gauge", "", "Pushes waiting for the host's limit.",
+      ngx_acs_host_field(queued), 0 },
     { "rtt_seconds", "gauge", ",stat=\"smoothed\"",
-      "The host's round trip: smoothed (mean of workers), least (min)." },
-    { "rtt_seconds", "gauge", ",stat=\"min\"", NULL },
+      "The host's round trip: smoothed (mean of workers), least (min).",
+      ngx_acs_host_field(srtt), 1 },
+    { "rtt_seconds", "gauge", ",stat=\"min\"", NULL,
+      ngx_acs_host_field(rtt_min), 1 },
     { "http_version", "gauge", "",
-      "HTTP version the host answers with (2, 1; 0 not known yet)." },
-    { "connections", "gauge", "", "Connections open to the host." },
+      "HTTP version the host answers with (2, 1; 0 not known yet).",
+      ngx_acs_host_field(version), 0 },
+    { "connections", "gauge", "", "Connections open to the host.",
+      ngx_acs_host_field(open), 0 },
     { "connections_opened_total", "counter", "",
-      "Connections opened to the host." },
-    { "throttled_total", "counter", "", "Answers 429 of the host's hubs." }
+      "Connections opened to the host.", ngx_acs_host_field(opened), 0 },
+    { "throttled_total", "counter", "", "Answers 429 of the host's hubs.",
+      ngx_acs_host_field(throttled), 0 }
 };
 
 #define NGX_ACS_HOST_METRICS                                                 \
     (sizeof(ngx_acs_host_metrics) / sizeof(ngx_acs_host_metric_t))
+
+
+/* the Prometheus text, in a buffer that grows */
+
+typedef struct {
+    ngx_pool_t                 *pool;
+    u_char                     *start;
+    u_char                     *pos;
+    u_char                     *end;
+    ngx_uint_t                  error;     /* unsigned:1, out of memory */
+} ngx_acs_prom_t;
 
 
 static char  *ngx_acs_methods[] = { "PUT", "GET", "DELETE", "other" };
@@ -173,18 +206,6 @@ typedef struct {
 } ngx_acs_stats_sum_t;
 
 
-typedef struct {
-    ngx_uint_t                  limit;
-    ngx_uint_t                  in_flight;
-    ngx_uint_t                  queued;
-    uint64_t                    srtt;          /* us, mean of workers */
-    uint64_t                    rtt_min;       /* us, least */
-    ngx_uint_t                  version;
-    ngx_uint_t                  open;
-    ngx_uint_t                  opened;
-    ngx_uint_t                  throttled;     /* 429s */
-    ngx_str_t                   hubs;          /* "main,voip" */
-} ngx_acs_stats_host_t;
 
 
 static size_t ngx_acs_stats_size(ngx_uint_t nhubs);
@@ -201,10 +222,12 @@ static ngx_int_t ngx_acs_stats_prometheus(ngx_http_request_t *r,
     ngx_str_t *out);
 static void ngx_acs_json_hist(ngx_acs_gen_t *gen, char *name,
     ngx_acs_hist_t *h);
-static u_char *ngx_acs_prom_hist(u_char *p, const char *name,
+static void ngx_acs_prom_hist(ngx_acs_prom_t *w, const char *name,
     const char *help, ngx_acs_hist_t *h);
-static u_char *ngx_acs_prom_host(u_char *p, ngx_uint_t metric,
+static void ngx_acs_prom_host(ngx_acs_prom_t *w,
+    ngx_acs_host_metric_t *metric, ngx_str_t *name,
     ngx_acs_stats_host_t *host);
+static void ngx_acs_prom_printf(ngx_acs_prom_t *w, const char *fmt, ...);
 static size_t ngx_acs_registry_size(ngx_http_request_t *r);
 
 
@@ -532,38 +555,12 @@ ngx_acs_stats_request(ngx_acs_result_e result)
 void
 ngx_acs_stats_event(ngx_str_t *type)
 {
-    u_char      *p;
-    size_t       len;
-    ngx_uint_t   i;
-
     if (ngx_acs_stats == NULL) {
         return;
     }
 
-    /* "Microsoft.Communication.X" and "Microsoft.EventGrid.X": X */
-
-    p = type->data;
-    len = type->len;
-
-    for (i = len; i > 0; i--) {
-        if (p[i - 1] == '.') {
-            break;
-        }
-    }
-
-    p += i;
-    len -= i;
-
-    for (i = 0; i < NGX_ACS_EVENT_TYPES - 1; i++) {
-        if (ngx_strlen(ngx_acs_event_types[i]) == len
-            && ngx_strncasecmp((u_char *) ngx_acs_event_types[i], p, len)
-               == 0)
-        {
-            break;
-        }
-    }
-
-    (void) ngx_atomic_fetch_add(&ngx_acs_stats->events[i], 1);
+    (void) ngx_atomic_fetch_add(
+                        &ngx_acs_stats->events[ngx_acs_route_type(type)], 1);
 }
 
 
@@ -822,7 +819,7 @@ ngx_acs_stats_json(ngx_http_request_t *r, ngx_str_t *out)
     ngx_acs_gen_key(&gen, "events");
     ngx_acs_gen_map_open(&gen);
     for (i = 0; i < NGX_ACS_EVENT_TYPES; i++) {
-        ngx_acs_gen_num(&gen, ngx_acs_event_types[i], s->events[i]);
+        ngx_acs_gen_num(&gen, ngx_acs_route_type_name(i), s->events[i]);
     }
     ngx_acs_gen_map_close(&gen);
 
@@ -964,17 +961,19 @@ ngx_acs_json_hist(ngx_acs_gen_t *gen, char *name, ngx_acs_hist_t *h)
 /*
  * The Prometheus text format 0.0.4: # HELP and # TYPE once per metric,
  * then its samples; rejected and unavailable requests carry their reason
- * in a label of their own.
+ * in a label of their own.  The text is written into a buffer that grows
+ * as it fills (ngx_acs_prom_printf), so no count of hubs, length of names
+ * or size of counters can overflow it.
  */
 
 static ngx_int_t
 ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
 {
-    u_char                           *p, *colon;
+    u_char                           *colon;
     ngx_str_t                        *name;
-    size_t                            size;
     ngx_uint_t                        i, j, k, m, n, dups, *index;
     ngx_acs_hub_t                    *hub;
+    ngx_acs_prom_t                    w;
     ngx_acs_stats_t                  *s;
     ngx_acs_stats_sum_t               sum;
     ngx_acs_stats_host_t             *hosts;
@@ -985,24 +984,17 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
 
     ngx_acs_stats_gauges(&sum);
 
-    /* a host's lines name its hubs: all of them at most, each line */
-
-    size = 16384 + 160 * (NGX_ACS_RESULTS + NGX_ACS_EVENT_TYPES
-                          + NGX_ACS_PLATFORMS * NGX_ACS_OUT_MAX + 12
-                          + 2 * (NGX_ACS_HIST_BUCKETS + 3))
-           + amcf->hubs.nelts * NGX_ACS_ANSWERS * (160 + NGX_MAX_ERROR_STR)
-           + amcf->hubs.nelts * 10
-             * (160 + NGX_ACS_RESOURCE_MAX
-                + amcf->hubs.nelts * (NGX_MAX_ERROR_STR + 1));
-
-    p = ngx_pnalloc(r->pool, size);
-    if (p == NULL) {
+    w.pool = r->pool;
+    w.error = 0;
+    w.start = ngx_pnalloc(r->pool, NGX_ACS_PROM_SIZE);
+    if (w.start == NULL) {
         return NGX_ERROR;
     }
 
-    out->data = p;
+    w.pos = w.start;
+    w.end = w.start + NGX_ACS_PROM_SIZE;
 
-    p = ngx_sprintf(p,
+    ngx_acs_prom_printf(&w,
             "# HELP acs_notify_requests_total Event Grid requests by result.\n"
             "# TYPE acs_notify_requests_total counter\n");
 
@@ -1011,44 +1003,44 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
         colon = ngx_strlchr(name->data, name->data + name->len, ':');
 
         if (colon) {
-            p = ngx_sprintf(p, "acs_notify_requests_total{result=\"%*s\","
-                            "reason=\"%s\"} %uA\n", colon - name->data,
-                            name->data, colon + 1, s->requests[i]);
+            ngx_acs_prom_printf(&w, "acs_notify_requests_total{result=\"%*s\","
+                                "reason=\"%s\"} %uA\n", colon - name->data,
+                                name->data, colon + 1, s->requests[i]);
 
         } else {
-            p = ngx_sprintf(p, "acs_notify_requests_total{result=\"%V\"} "
-                            "%uA\n", name, s->requests[i]);
+            ngx_acs_prom_printf(&w, "acs_notify_requests_total{result="
+                                "\"%V\"} %uA\n", name, s->requests[i]);
         }
     }
 
-    p = ngx_sprintf(p,
+    ngx_acs_prom_printf(&w,
             "# HELP acs_notify_events_total Events received, by type.\n"
             "# TYPE acs_notify_events_total counter\n");
 
     for (i = 0; i < NGX_ACS_EVENT_TYPES; i++) {
-        p = ngx_sprintf(p, "acs_notify_events_total{type=\"%s\"} %uA\n",
-                        ngx_acs_event_types[i], s->events[i]);
+        ngx_acs_prom_printf(&w, "acs_notify_events_total{type=\"%s\"} %uA\n",
+                            ngx_acs_route_type_name(i), s->events[i]);
     }
 
-    p = ngx_sprintf(p,
+    ngx_acs_prom_printf(&w,
             "# HELP acs_notify_pushes_total Pushes by platform and final "
             "outcome.\n"
             "# TYPE acs_notify_pushes_total counter\n");
 
     dups = 0;
 
-    for (i = 1; i < NGX_ACS_PLATFORMS; i++) {
+    for (i = NGX_ACS_PLATFORM_APNS; i < NGX_ACS_PLATFORMS; i++) {
         for (j = 0; j < NGX_ACS_OUT_MAX; j++) {
-            p = ngx_sprintf(p, "acs_notify_pushes_total{platform=\"%V\","
-                            "outcome=\"%s\"} %uA\n",
-                            &ngx_acs_platform(i)->name, ngx_acs_outcomes[j],
-                            s->pushes[i][j]);
+            ngx_acs_prom_printf(&w, "acs_notify_pushes_total{platform=\"%V\","
+                                "outcome=\"%s\"} %uA\n",
+                                &ngx_acs_platform(i)->name,
+                                ngx_acs_outcomes[j], s->pushes[i][j]);
         }
 
         dups += s->pushes[i][NGX_ACS_OUT_DUPLICATE];
     }
 
-    p = ngx_sprintf(p,
+    ngx_acs_prom_printf(&w,
             "# HELP acs_notify_hub_responses_total Notification Hubs answers "
             "by hub and status class (error: no answer).\n"
             "# TYPE acs_notify_hub_responses_total counter\n");
@@ -1057,10 +1049,10 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
 
     for (i = 0; i < amcf->hubs.nelts && i < ngx_acs_stats_nhubs; i++) {
         for (j = 0; j < NGX_ACS_ANSWERS; j++) {
-            p = ngx_sprintf(p, "acs_notify_hub_responses_total{hub=\"%V\","
-                            "status=\"%s\"} %uA\n", &hub[i].name,
-                            ngx_acs_hub_answer_name(j),
-                            s->hubs[i].answers[j]);
+            ngx_acs_prom_printf(&w, "acs_notify_hub_responses_total{hub="
+                                "\"%V\",status=\"%s\"} %uA\n", &hub[i].name,
+                                ngx_acs_hub_answer_name(j),
+                                s->hubs[i].answers[j]);
         }
     }
 
@@ -1086,37 +1078,35 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
         /* no help: more samples of the metric before */
 
         if (ngx_acs_host_metrics[m].help) {
-            p = ngx_sprintf(p, "# HELP acs_notify_hub_host_%s %s\n"
-                            "# TYPE acs_notify_hub_host_%s %s\n",
-                            ngx_acs_host_metrics[m].name,
-                            ngx_acs_host_metrics[m].help,
-                            ngx_acs_host_metrics[m].name,
-                            ngx_acs_host_metrics[m].type);
+            ngx_acs_prom_printf(&w, "# HELP acs_notify_hub_host_%s %s\n"
+                                "# TYPE acs_notify_hub_host_%s %s\n",
+                                ngx_acs_host_metrics[m].name,
+                                ngx_acs_host_metrics[m].help,
+                                ngx_acs_host_metrics[m].name,
+                                ngx_acs_host_metrics[m].type);
         }
 
         for (k = 0; k < n; k++) {
-            p = ngx_sprintf(p, "acs_notify_hub_host_%s{host=\"%V\","
-                            "hubs=\"%V\"%s} ", ngx_acs_host_metrics[m].name,
-                            &hub[index[k]].host, &hosts[k].hubs,
-                            ngx_acs_host_metrics[m].label);
-            p = ngx_acs_prom_host(p, m, &hosts[k]);
+            ngx_acs_prom_host(&w, &ngx_acs_host_metrics[m],
+                              &hub[index[k]].host, &hosts[k]);
         }
     }
 
-    p = ngx_sprintf(p,
+    ngx_acs_prom_printf(&w,
             "# HELP acs_notify_registrations_total Registration API requests "
             "by method and status class.\n"
             "# TYPE acs_notify_registrations_total counter\n");
 
     for (i = 0; i < 4; i++) {
         for (j = 0; j < 3; j++) {
-            p = ngx_sprintf(p, "acs_notify_registrations_total{method=\"%s\","
-                            "status=\"%s\"} %uA\n", ngx_acs_methods[i],
-                            ngx_acs_classes[j], s->registrations[i][j]);
+            ngx_acs_prom_printf(&w, "acs_notify_registrations_total{method="
+                                "\"%s\",status=\"%s\"} %uA\n",
+                                ngx_acs_methods[i], ngx_acs_classes[j],
+                                s->registrations[i][j]);
         }
     }
 
-    p = ngx_sprintf(p,
+    ngx_acs_prom_printf(&w,
             "# HELP acs_notify_stale_events_total Events not pushed because "
             "they arrived too old: calls over acs_notify_call_ttl, others "
             "over acs_notify_max_age.\n"
@@ -1126,7 +1116,7 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
             ngx_acs_stale_kinds[1], s->stale[1],
             ngx_acs_stale_kinds[0], s->stale[0]);
 
-    p = ngx_sprintf(p,
+    ngx_acs_prom_printf(&w,
             "# HELP acs_notify_retries_total Push attempts scheduled again.\n"
             "# TYPE acs_notify_retries_total counter\n"
             "acs_notify_retries_total %uA\n"
@@ -1153,83 +1143,112 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
             s->retries, dups, sum.queue, sum.in_flight, sum.connections,
             ngx_acs_registry_size(r));
 
-    p = ngx_acs_prom_hist(p, "acs_notify_delivery_latency_seconds",
-                          "From the event's arrival to Notification Hubs' "
-                          "acceptance of its push.", &s->delivery);
-    p = ngx_acs_prom_hist(p, "acs_notify_hub_response_seconds",
-                          "Time of one request to Notification Hubs.",
-                          &s->hub_time);
+    ngx_acs_prom_hist(&w, "acs_notify_delivery_latency_seconds",
+                      "From the event's arrival to Notification Hubs' "
+                      "acceptance of its push.", &s->delivery);
+    ngx_acs_prom_hist(&w, "acs_notify_hub_response_seconds",
+                      "Time of one request to Notification Hubs.",
+                      &s->hub_time);
 
-    out->len = p - out->data;
+    if (w.error) {
+        return NGX_ERROR;
+    }
+
+    out->data = w.start;
+    out->len = w.pos - w.start;
 
     return NGX_OK;
 }
 
 
-static u_char *
-ngx_acs_prom_hist(u_char *p, const char *name, const char *help,
+static void
+ngx_acs_prom_hist(ngx_acs_prom_t *w, const char *name, const char *help,
     ngx_acs_hist_t *h)
 {
     ngx_uint_t        i;
     ngx_atomic_int_t  cum;
 
-    p = ngx_sprintf(p, "# HELP %s %s\n# TYPE %s histogram\n",
-                    name, help, name);
+    ngx_acs_prom_printf(w, "# HELP %s %s\n# TYPE %s histogram\n",
+                        name, help, name);
 
     cum = 0;
 
     for (i = 0; i < NGX_ACS_HIST_BUCKETS; i++) {
         cum += h->buckets[i];
-        p = ngx_sprintf(p, "%s_bucket{le=\"%M.%03M\"} %A\n", name,
-                        ngx_acs_bounds[i] / 1000, ngx_acs_bounds[i] % 1000,
-                        cum);
+        ngx_acs_prom_printf(w, "%s_bucket{le=\"%M.%03M\"} %A\n", name,
+                            ngx_acs_bounds[i] / 1000,
+                            ngx_acs_bounds[i] % 1000, cum);
     }
 
     cum += h->buckets[NGX_ACS_HIST_BUCKETS];
 
     /* _count is the +Inf bucket, as the format requires, even mid-update */
 
-    return ngx_sprintf(p, "%s_bucket{le=\"+Inf\"} %A\n"
-                       "%s_sum %uA.%03uA\n%s_count %A\n",
-                       name, cum, name, h->sum / 1000, h->sum % 1000, name,
-                       cum);
+    ngx_acs_prom_printf(w, "%s_bucket{le=\"+Inf\"} %A\n"
+                        "%s_sum %uA.%03uA\n%s_count %A\n",
+                        name, cum, name, h->sum / 1000, h->sum % 1000, name,
+                        cum);
 }
 
 
-/* the value of a metric of ngx_acs_host_metrics[] for a host, a line */
+/* the sample of a metric of a host, a line */
 
-static u_char *
-ngx_acs_prom_host(u_char *p, ngx_uint_t metric, ngx_acs_stats_host_t *host)
+static void
+ngx_acs_prom_host(ngx_acs_prom_t *w, ngx_acs_host_metric_t *metric,
+    ngx_str_t *name, ngx_acs_stats_host_t *host)
 {
-    switch (metric) {
+    u_char    *field;
+    uint64_t   us;
 
-    case 0:
-        return ngx_sprintf(p, "%ui\n", host->limit);
+    field = (u_char *) host + metric->offset;
 
-    case 1:
-        return ngx_sprintf(p, "%ui\n", host->in_flight);
+    ngx_acs_prom_printf(w, "acs_notify_hub_host_%s{host=\"%V\",hubs=\"%V\"%s} ",
+                        metric->name, name, &host->hubs, metric->label);
 
-    case 2:
-        return ngx_sprintf(p, "%ui\n", host->queued);
+    if (metric->us) {
+        us = *(uint64_t *) field;
+        ngx_acs_prom_printf(w, "%uL.%06uL\n", us / 1000000, us % 1000000);
+        return;
+    }
 
-    case 3:
-        return ngx_sprintf(p, "%uL.%06uL\n", host->srtt / 1000000,
-                           host->srtt % 1000000);
+    ngx_acs_prom_printf(w, "%ui\n", *(ngx_uint_t *) field);
+}
 
-    case 4:
-        return ngx_sprintf(p, "%uL.%06uL\n", host->rtt_min / 1000000,
-                           host->rtt_min % 1000000);
 
-    case 5:
-        return ngx_sprintf(p, "%ui\n", host->version);
+/*
+ * Text at the end of the writer's buffer; a text that may not have fit
+ * (it reached the end) is written again into a buffer twice as large.
+ */
 
-    case 6:
-        return ngx_sprintf(p, "%ui\n", host->open);
+static void
+ngx_acs_prom_printf(ngx_acs_prom_t *w, const char *fmt, ...)
+{
+    u_char   *p, *start;
+    size_t    size;
+    va_list   args;
 
-    case 7:
-        return ngx_sprintf(p, "%ui\n", host->opened);
+    while (!w->error) {
+        va_start(args, fmt);
+        p = ngx_vslprintf(w->pos, w->end, fmt, args);
+        va_end(args);
 
-    default: /* 8 */
-        return ngx_sprintf(p, "%ui\n", host->throttled);
+        if (p < w->end) {
+            w->pos = p;
+            return;
+        }
+
+        size = 2 * (w->end - w->start);
+
+        start = ngx_pnalloc(w->pool, size);
+        if (start == NULL) {
+            w->error = 1;
+            return;
+        }
+
+        p = ngx_cpymem(start, w->start, w->pos - w->start);
+
+        w->start = start;
+        w->pos = p;
+        w->end = start + size;
     }
 }

@@ -106,7 +106,7 @@ ngx_acs_template_add(ngx_conf_t *cf, ngx_array_t **templates,
     ngx_str_t *event_type, ngx_str_t *platform, ngx_str_t *payload)
 {
     char                  *rv;
-    u_char                *last, names[128];
+    u_char                *last, names[256];
     ngx_uint_t             i;
     ngx_acs_platform_t    *p;
     ngx_acs_template_t    *tpl;
@@ -114,13 +114,11 @@ ngx_acs_template_add(ngx_conf_t *cf, ngx_array_t **templates,
 
     rule = ngx_acs_route_rule(event_type, 1);
     if (rule == NULL) {
+        last = ngx_acs_route_names(names, names + sizeof(names), " or ");
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "acs_notify_template: event type \"%V\" is never "
-                           "pushed, use ChatMessageReceived, "
-                           "ChatThreadCreatedWithUser, "
-                           "ChatParticipantAddedToThreadWithUser, "
-                           "ChatThreadParticipantAdded or IncomingCall",
-                           event_type);
+                           "pushed, use %*s", event_type, last - names,
+                           names);
         return NGX_CONF_ERROR;
     }
 
@@ -328,7 +326,7 @@ ngx_acs_template_value(ngx_acs_msg_t *msg, ngx_acs_tpl_part_t *part,
         *value = msg->text;
         break;
 
-    default: /* NGX_ACS_TPL_LITERAL */
+    case NGX_ACS_TPL_LITERAL:
         *value = part->text;
         break;
     }
