@@ -41,7 +41,7 @@
 #include "ngx_acs_json.h"
 #include "ngx_acs_event.h"
 #include "ngx_acs_route.h"
-#include "ngx_acs_registry.h"
+#include "ngx_acs_store.h"
 #include "ngx_acs_platform.h"
 #include "ngx_acs_template.h"
 #include "ngx_acs_dedup.h"
@@ -126,8 +126,7 @@ typedef struct {
 
 typedef struct {
     ngx_log_t                  *log;
-    ngx_acs_registry_t         *registry;
-    ngx_acs_install_conf_t     *installs;      /* or a hub registry */
+    ngx_acs_store_t            *store;
     ngx_acs_dedup_t            *dedup;
     ngx_uint_t                  queue_size;    /* acs_notify_queue */
     ngx_uint_t                  reserved;      /* held by admitted batches */
@@ -188,15 +187,15 @@ ngx_acs_dispatch_init_process(ngx_cycle_t *cycle)
     ngx_memzero(e, sizeof(ngx_acs_dispatcher_t));
 
     e->log = cycle->log;
-    e->registry = amcf->registry;
-    e->installs = amcf->installs;
+    e->store = amcf->store;
     e->dedup = amcf->dedup;
     e->queue_size = amcf->queue_size;
 
     ngx_queue_init(&e->preparing);
     ngx_queue_init(&e->making);
 
-    return ngx_acs_engine_init(cycle, &amcf->hubs, amcf->registry,
+    return ngx_acs_engine_init(cycle, &amcf->hubs,
+                               ngx_acs_store_registry(amcf->store),
                                amcf->dedup, ngx_acs_dispatch_work,
                                ngx_acs_dispatch_final);
 }
@@ -601,7 +600,7 @@ ngx_acs_batch_trace(ngx_acs_batch_t *batch, ngx_str_t *id, ngx_str_t *type,
 
         tp.device = dev->device_id;
         tp.handle = dev->handle;
-        tp.tag = dev->tag;
+        tp.target = dev->target;
         tp.platform = dev->platform;
         tp.hub = hub->name;
     }
@@ -662,8 +661,7 @@ ngx_acs_item_wants(ngx_acs_batch_t *batch, ngx_acs_item_t *item,
         break;
     }
 
-    if (p->keys && !dev->tag && (dev->auth.len == 0 || dev->p256dh.len == 0))
-    {
+    if (ngx_acs_device_lacks_keys(dev, p)) {
 
         if (log) {
             ngx_log_error(NGX_LOG_WARN, batch->request->connection->log, 0,
@@ -685,7 +683,6 @@ static ngx_acs_recipient_t *
 ngx_acs_batch_recipient(ngx_acs_batch_t *batch, ngx_str_t *raw_id)
 {
     uint32_t              hash;
-    ngx_int_t             rc;
     ngx_uint_t            i;
     ngx_array_t           devices;
     ngx_rbtree_node_t    *node, *sentinel;
@@ -727,28 +724,10 @@ ngx_acs_batch_recipient(ngx_acs_batch_t *batch, ngx_str_t *raw_id)
         return NULL;
     }
 
-    if (ngx_acs_dispatcher.installs) {
-
-        /* a hub registry: one send per platform to the user's tag */
-
-        rc = ngx_acs_install_devices(ngx_acs_dispatcher.installs,
-                                     batch->delivery.pool, raw_id, &devices);
-
-        if (rc == NGX_DECLINED) {
-            ngx_log_error(NGX_LOG_WARN, batch->request->connection->log, 0,
-                          "acs_notify: no push to \"%V\": its raw id is "
-                          "too long for a Notification Hubs tag",
-                          ngx_acs_log_str(batch->delivery.pool, raw_id));
-
-        } else if (rc != NGX_OK) {
-            return NULL;
-        }
-
-    } else if (ngx_acs_registry_list(ngx_acs_dispatcher.registry, raw_id,
-                                     batch->delivery.pool,
-                                     batch->request->connection->log,
-                                     &devices)
-               != NGX_OK)
+    if (ngx_acs_store_targets(ngx_acs_dispatcher.store, raw_id,
+                              batch->delivery.pool,
+                              batch->request->connection->log, &devices)
+        != NGX_OK)
     {
         return NULL;
     }
@@ -996,12 +975,10 @@ ngx_acs_batch_make(ngx_acs_batch_t *batch, ngx_uint_t *budget)
                 continue;
             }
 
-            /* a tag send: once per event and platform */
-
             ngx_acs_dedup_key(job->key, &item->push.msg.id,
                               &item->push.msg.type, &item->push.msg.subject,
                               &item->push.msg.recipient,
-                              dev->tag ? &dev->device_id : &dev->handle);
+                              ngx_acs_device_key(dev));
 
             rc = e->dedup ? ngx_acs_dedup_claim(e->dedup, job->key,
                                                 batch->delivery.owner, log)

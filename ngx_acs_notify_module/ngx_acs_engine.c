@@ -564,8 +564,7 @@ ngx_acs_job_start(ngx_acs_job_t *job)
     h = &slot->http;
 
     h->headers = ngx_acs_push_headers(job, &slot->headers, e->log);
-    h->url = (const char *) (job->dev->tag ? hub->tag_url.data
-                                           : hub->url.data);
+    h->url = (const char *) hub->urls[job->dev->target].data;
     h->body = body.data;
     h->body_len = body.len;
     ngx_acs_hub_transport(hub, h);
@@ -1125,7 +1124,7 @@ ngx_acs_job_trace(ngx_acs_job_t *job, ngx_acs_final_e final)
     tp.user = job->event->msg.recipient;
     tp.device = job->dev->device_id;
     tp.handle = job->dev->handle;
-    tp.tag = job->dev->tag;
+    tp.target = job->dev->target;
     tp.platform = job->dev->platform;
     tp.hub = job->hub->name;
     tp.outcome = ngx_acs_final_traces[final];

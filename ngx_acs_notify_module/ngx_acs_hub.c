@@ -30,6 +30,20 @@ static char  *ngx_acs_answer_names[] = {
     [NGX_ACS_ANSWER_ERROR] = "error"
 };
 
+/* the header of each target of a push */
+
+static ngx_str_t  ngx_acs_hub_targets[] = {
+    [NGX_ACS_TARGET_HANDLE] =
+        ngx_string("ServiceBusNotification-DeviceHandle"),
+    [NGX_ACS_TARGET_TAG] = ngx_string("ServiceBusNotification-Tags")
+};
+
+/* a header for every target, or this does not compile */
+typedef char  ngx_acs_hub_targets_all[
+    (sizeof(ngx_acs_hub_targets) / sizeof(ngx_str_t) == NGX_ACS_TARGETS)
+    ? 1 : -1];
+
+
 /* a name for every answer, or this does not compile */
 typedef char  ngx_acs_answer_names_all[
     (sizeof(ngx_acs_answer_names) / sizeof(char *) == NGX_ACS_ANSWERS)
@@ -42,7 +56,7 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
 {
     u_char      *p, *last;
     ngx_int_t    n;
-    ngx_str_t    v, cs, endpoint;
+    ngx_str_t    v, cs, endpoint, *direct, *tag;
     ngx_uint_t        i;
     const char       *err;
     ngx_file_info_t   fi;
@@ -238,16 +252,19 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
     }
     hub->resource.data = ngx_pnalloc(cf->pool, hub->resource.len);
 
-    hub->url.len = hub->resource.len
-                   + sizeof("/messages/?api-version=&direct") - 1
-                   + hub->api_version.len;
-    hub->url.data = ngx_pnalloc(cf->pool, hub->url.len + 1);
+    direct = &hub->urls[NGX_ACS_TARGET_HANDLE];
+    tag = &hub->urls[NGX_ACS_TARGET_TAG];
 
-    hub->tag_url.len = hub->url.len - (sizeof("&direct") - 1);
-    hub->tag_url.data = ngx_pnalloc(cf->pool, hub->tag_url.len + 1);
+    direct->len = hub->resource.len
+                  + sizeof("/messages/?api-version=&direct") - 1
+                  + hub->api_version.len;
+    direct->data = ngx_pnalloc(cf->pool, direct->len + 1);
 
-    if (hub->resource.data == NULL || hub->url.data == NULL
-        || hub->tag_url.data == NULL)
+    tag->len = direct->len - (sizeof("&direct") - 1);
+    tag->data = ngx_pnalloc(cf->pool, tag->len + 1);
+
+    if (hub->resource.data == NULL || direct->data == NULL
+        || tag->data == NULL)
     {
         return NGX_CONF_ERROR;
     }
@@ -256,12 +273,12 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
 
     /* "direct" must be there: without it NH broadcasts to every device */
 
-    ngx_sprintf(hub->url.data, "%V/messages/?api-version=%V&direct%Z",
+    ngx_sprintf(direct->data, "%V/messages/?api-version=%V&direct%Z",
                 &hub->resource, &hub->api_version);
 
     /* a send to the installations of a tag expression (a hub registry) */
 
-    ngx_sprintf(hub->tag_url.data, "%V/messages/?api-version=%V%Z",
+    ngx_sprintf(tag->data, "%V/messages/?api-version=%V%Z",
                 &hub->resource, &hub->api_version);
 
     if (hub->connect_to.len) {
@@ -333,6 +350,13 @@ void
 ngx_acs_hub_token_reset(ngx_acs_hub_t *hub)
 {
     hub->token_len = 0;
+}
+
+
+ngx_str_t *
+ngx_acs_hub_target(ngx_acs_target_e target)
+{
+    return &ngx_acs_hub_targets[target];
 }
 
 

@@ -16,6 +16,7 @@
 
 #include "ngx_acs_sas.h"
 #include "ngx_acs_curl.h"
+#include "ngx_acs_device.h"
 
 
 /* HTTP/2 asked for, HTTP/1.1 when the hub does not offer it */
@@ -76,8 +77,8 @@ typedef struct {
     ngx_str_t                   key;
     ngx_str_t                   api_version;
     ngx_str_t                   resource;      /* https://host/hub */
-    ngx_str_t                   url;           /* direct send, C string */
-    ngx_str_t                   tag_url;       /* tag send, C string */
+    ngx_str_t                   urls[NGX_ACS_TARGETS];   /* the sends to
+                                                  each target, C strings */
     ngx_str_t                   connect_to;    /* CONNECT_TO entry, or "" */
     struct curl_slist          *connect_to_list;    /* per worker */
     ngx_str_t                   ca_file;       /* C string or empty */
@@ -100,6 +101,9 @@ char *ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
 /* the hub's token, signed anew within NGX_ACS_SAS_RENEW of its expiry */
 ngx_str_t ngx_acs_hub_token(ngx_acs_hub_t *hub, time_t now);
 void ngx_acs_hub_token_reset(ngx_acs_hub_t *hub);
+
+/* the header that names a push's target: its value, the handle or tag */
+ngx_str_t *ngx_acs_hub_target(ngx_acs_target_e target);
 
 /* how a request to the hub goes: CA, connect_to, HTTP/2, timeout */
 void ngx_acs_hub_transport(ngx_acs_hub_t *hub, ngx_acs_http_t *h);

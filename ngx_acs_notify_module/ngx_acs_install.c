@@ -360,7 +360,7 @@ ngx_acs_install_devices(ngx_acs_install_conf_t *ic, ngx_pool_t *pool,
         dev->device_id = p->name;
         dev->platform = p->id;
         dev->handle = (p->voip == NGX_ACS_VOIP_ONLY) ? voip : tag;
-        dev->tag = 1;
+        dev->target = NGX_ACS_TARGET_TAG;
     }
 
     return NGX_OK;

@@ -18,7 +18,7 @@
 
 #include "ngx_acs_hub.h"
 #include "ngx_acs_curl.h"
-#include "ngx_acs_registry.h"
+#include "ngx_acs_device.h"
 
 
 #define NGX_ACS_TAG_MAX         120     /* NH's limit on a tag */
@@ -55,7 +55,7 @@ ngx_int_t ngx_acs_install_tag(ngx_pool_t *pool, ngx_str_t *raw_id,
 
 /*
  * What a delivery pushes to a user in hub mode: one device per platform
- * of the registry, its handle the user's tag (dev->tag set).  NGX_OK,
+ * of the registry, its handle the user's tag (target NGX_ACS_TARGET_TAG).  NGX_OK,
  * NGX_DECLINED (no tag fits: logged by the caller), NGX_ERROR.
  */
 ngx_int_t ngx_acs_install_devices(ngx_acs_install_conf_t *ic,

@@ -1188,7 +1188,7 @@ ngx_acs_registry_decode(MDB_val *key, MDB_val *val, size_t prefix,
         return NGX_DECLINED;
     }
 
-    /* every field, those a record does not hold included (dev->tag) */
+    /* every field, those a record does not hold included: a direct target */
     ngx_memzero(dev, sizeof(ngx_acs_device_t));
 
     /* the data of a read transaction lives only as long as it: copy */

@@ -770,19 +770,11 @@ ngx_acs_stats_handler(ngx_http_request_t *r)
 static size_t
 ngx_acs_registry_size(ngx_http_request_t *r)
 {
-    size_t                            n;
     ngx_http_acs_notify_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_acs_notify_module);
 
-    if (amcf->registry == NULL
-        || ngx_acs_registry_count(amcf->registry, r->connection->log, &n)
-           != NGX_OK)
-    {
-        return 0;
-    }
-
-    return n;
+    return ngx_acs_store_count(amcf->store, r->connection->log);
 }
 
 
