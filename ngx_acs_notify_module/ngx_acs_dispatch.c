@@ -38,6 +38,7 @@
 
 #include "ngx_acs_notify.h"
 #include "ngx_acs_conf.h"
+#include "ngx_acs_http.h"
 #include "ngx_acs_json.h"
 #include "ngx_acs_event.h"
 #include "ngx_acs_route.h"

@@ -12,7 +12,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_acs_notify.h"
+#include "ngx_acs_conf.h"
 #include "ngx_acs_hub.h"
 
 

@@ -36,9 +36,17 @@
 #define NGX_ACS_INSTALL_RESPONSE   16384   /* an installation read */
 
 
+typedef enum {
+    NGX_ACS_HTTP_GET = 0,
+    NGX_ACS_HTTP_PUT,
+    NGX_ACS_HTTP_DELETE
+} ngx_acs_http_method_e;
+
+
 static ngx_int_t ngx_acs_install_step(ngx_acs_install_op_t *op);
+static ngx_acs_hub_t *ngx_acs_install_hub(ngx_acs_install_op_t *op);
 static ngx_int_t ngx_acs_install_request(ngx_acs_install_op_t *op,
-    ngx_acs_hub_t *hub, const char *method);
+    ngx_acs_hub_t *hub, ngx_acs_http_method_e method);
 static void ngx_acs_install_answered(ngx_acs_http_t *h);
 static ngx_int_t ngx_acs_install_body(ngx_acs_install_op_t *op);
 static ngx_int_t ngx_acs_install_read(ngx_acs_install_op_t *op);
@@ -392,59 +400,71 @@ ngx_acs_install_start(ngx_acs_install_op_t *op)
     p = ngx_cpymem(op->id, "acs-", 4);
     ngx_hex_dump(p, digest, 20);
 
-    op->step = 0;
+    switch (op->kind) {
 
-    if (op->kind == NGX_ACS_INSTALL_PUT && ngx_acs_install_body(op) != NGX_OK)
-    {
-        return NGX_ERROR;
+    case NGX_ACS_INSTALL_PUT:
+        if (ngx_acs_install_body(op) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        op->step = NGX_ACS_INSTALL_WRITE;
+        break;
+
+    case NGX_ACS_INSTALL_GET:
+    case NGX_ACS_INSTALL_DELETE:
+        op->step = NGX_ACS_INSTALL_READ;
+        break;
     }
 
     return ngx_acs_install_step(op);
 }
 
 
-/*
- * The requests of each kind, step by step:
- *   PUT     0 PUT at its hub; 1 DELETE at the other hub, if there is one
- *   GET     0 GET at the hub; 1 GET at the VoIP hub, if there is one
- *   DELETE  0 GET at the hub; 1 GET at the VoIP hub; 2 DELETE where found
- */
+/* the request of the operation's step (ngx_acs_install.h) */
 
 static ngx_int_t
 ngx_acs_install_step(ngx_acs_install_op_t *op)
 {
-    ngx_acs_hub_t       *hub;
-    ngx_acs_platform_t  *pf;
+    ngx_acs_install_conf_t  *ic = op->conf;
 
-    switch (op->kind) {
+    switch (op->step) {
 
-    case NGX_ACS_INSTALL_PUT:
-        pf = ngx_acs_platform(op->dev.platform);
-        hub = (pf->voip == NGX_ACS_VOIP_ONLY && op->conf->voip_hub)
-              ? op->conf->voip_hub : op->conf->hub;
+    case NGX_ACS_INSTALL_WRITE:
+        return ngx_acs_install_request(op, ngx_acs_install_hub(op),
+                                       NGX_ACS_HTTP_PUT);
 
-        if (op->step == 0) {
-            return ngx_acs_install_request(op, hub, "PUT");
-        }
+    case NGX_ACS_INSTALL_UNWRITE:
+        return ngx_acs_install_request(op,
+                                       ngx_acs_install_other(op,
+                                                   ngx_acs_install_hub(op)),
+                                       NGX_ACS_HTTP_DELETE);
 
-        return ngx_acs_install_request(op, ngx_acs_install_other(op, hub),
-                                       "DELETE");
+    case NGX_ACS_INSTALL_READ:
+        return ngx_acs_install_request(op, ic->hub, NGX_ACS_HTTP_GET);
 
-    case NGX_ACS_INSTALL_GET:
-        return ngx_acs_install_request(op, op->step == 0 ? op->conf->hub
-                                                         : op->conf->voip_hub,
-                                       NULL);
+    case NGX_ACS_INSTALL_READ_VOIP:
+        return ngx_acs_install_request(op, ic->voip_hub, NGX_ACS_HTTP_GET);
 
-    default: /* NGX_ACS_INSTALL_DELETE */
-
-        if (op->step == 2) {
-            return ngx_acs_install_request(op, op->at, "DELETE");
-        }
-
-        return ngx_acs_install_request(op, op->step == 0 ? op->conf->hub
-                                                         : op->conf->voip_hub,
-                                       NULL);
+    case NGX_ACS_INSTALL_REMOVE:
+        return ngx_acs_install_request(op, op->at, NGX_ACS_HTTP_DELETE);
     }
+
+    return NGX_ERROR;
+}
+
+
+/* the hub of the device: a VoIP platform's is the VoIP hub, if any */
+
+static ngx_acs_hub_t *
+ngx_acs_install_hub(ngx_acs_install_op_t *op)
+{
+    if (ngx_acs_platform(op->dev.platform)->voip == NGX_ACS_VOIP_ONLY
+        && op->conf->voip_hub)
+    {
+        return op->conf->voip_hub;
+    }
+
+    return op->conf->hub;
 }
 
 
@@ -467,7 +487,7 @@ ngx_acs_install_other(ngx_acs_install_op_t *op, ngx_acs_hub_t *hub)
 
 static ngx_int_t
 ngx_acs_install_request(ngx_acs_install_op_t *op, ngx_acs_hub_t *hub,
-    const char *method)
+    ngx_acs_http_method_e method)
 {
     u_char            *p;
     size_t             size;
@@ -487,7 +507,7 @@ ngx_acs_install_request(ngx_acs_install_op_t *op, ngx_acs_hub_t *hub,
     ngx_str_null(&lines[2].value);
     n = 3;
 
-    if (op->body.len && method && method[0] == 'P') {
+    if (method == NGX_ACS_HTTP_PUT) {
         ngx_str_set(&lines[3].name, "Content-Type");
         ngx_str_set(&lines[3].value, "application/json");
         n = 4;
@@ -516,30 +536,35 @@ ngx_acs_install_request(ngx_acs_install_op_t *op, ngx_acs_hub_t *hub,
     h->handler = ngx_acs_install_answered;
     h->data = op;
 
-    if (method == NULL || method[0] == 'D') {
-        /* no body */
+    switch (method) {
+
+    case NGX_ACS_HTTP_GET:
         h->get = 1;
-        h->method = method;
-
-    } else {
-        h->method = method;
-        h->body = op->body.data;
-        h->body_len = op->body.len;
-    }
-
-    if (method == NULL) {
         h->response = ngx_pnalloc(op->pool, NGX_ACS_INSTALL_RESPONSE);
         if (h->response == NULL) {
             return NGX_ERROR;
         }
 
         h->response_size = NGX_ACS_INSTALL_RESPONSE;
+        break;
+
+    case NGX_ACS_HTTP_PUT:
+        h->method = "PUT";
+        h->body = op->body.data;
+        h->body_len = op->body.len;
+        break;
+
+    case NGX_ACS_HTTP_DELETE:
+        /* no body */
+        h->get = 1;
+        h->method = "DELETE";
+        break;
     }
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, op->log, 0,
                    "acs_notify install: %s %*s at hub \"%V\"",
-                   method ? method : "GET", (size_t) NGX_ACS_INSTALL_ID_LEN,
-                   op->id, &hub->name);
+                   h->method ? h->method : "GET",
+                   (size_t) NGX_ACS_INSTALL_ID_LEN, op->id, &hub->name);
 
     return ngx_acs_curl_submit(h, op->log);
 }
@@ -626,35 +651,41 @@ ngx_acs_install_answered(ngx_acs_http_t *h)
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, op->log, 0,
                    "acs_notify install: step %ui answered %l, curl %d, "
-                   "verdict %d", op->step, h->status, (int) h->result,
-                   (int) verdict);
+                   "verdict %d", (ngx_uint_t) op->step, h->status,
+                   (int) h->result, (int) verdict);
 
     if (verdict == NGX_ACS_VERDICT_ABSENT) {
 
-        if (op->kind != NGX_ACS_INSTALL_PUT) {
+        switch (op->step) {
+
+        case NGX_ACS_INSTALL_READ:
 
             /* none at this hub: the VoIP hub next, or there is none */
 
-            if (op->step == 0 && ngx_acs_install_other(op, op->conf->hub)) {
-                op->step = 1;
+            if (ngx_acs_install_other(op, op->conf->hub)) {
+                op->step = NGX_ACS_INSTALL_READ_VOIP;
                 goto next;
             }
 
-            if (op->kind == NGX_ACS_INSTALL_DELETE && op->step == 2) {
-                /* gone since it was read */
-                ngx_acs_install_finish(op, NGX_HTTP_NO_CONTENT, NULL, NULL);
-                return;
-            }
+            /* fall through */
 
+        case NGX_ACS_INSTALL_READ_VOIP:
             ngx_acs_install_finish(op, NGX_HTTP_NOT_FOUND, "NotFound",
                                    "no such device");
             return;
-        }
 
-        if (op->step == 1) {
+        case NGX_ACS_INSTALL_REMOVE:
+            /* gone since it was read */
+            ngx_acs_install_finish(op, NGX_HTTP_NO_CONTENT, NULL, NULL);
+            return;
+
+        case NGX_ACS_INSTALL_UNWRITE:
             /* the other hub's installation of a PUT: none, as it should */
             ngx_acs_install_finish(op, NGX_HTTP_OK, NULL, NULL);
             return;
+
+        case NGX_ACS_INSTALL_WRITE:
+            break;
         }
     }
 
@@ -663,18 +694,29 @@ ngx_acs_install_answered(ngx_acs_http_t *h)
         return;
     }
 
-    switch (op->kind) {
+    switch (op->step) {
 
-    case NGX_ACS_INSTALL_PUT:
-        if (op->step == 0 && ngx_acs_install_other(op, op->at)) {
-            op->step = 1;
+    case NGX_ACS_INSTALL_WRITE:
+        if (ngx_acs_install_other(op, op->at)) {
+            op->step = NGX_ACS_INSTALL_UNWRITE;
             goto next;
         }
 
         ngx_acs_install_finish(op, NGX_HTTP_OK, NULL, NULL);
         return;
 
-    case NGX_ACS_INSTALL_GET:
+    case NGX_ACS_INSTALL_UNWRITE:
+        ngx_acs_install_finish(op, NGX_HTTP_OK, NULL, NULL);
+        return;
+
+    case NGX_ACS_INSTALL_READ:
+    case NGX_ACS_INSTALL_READ_VOIP:
+
+        if (op->kind == NGX_ACS_INSTALL_DELETE) {
+            op->step = NGX_ACS_INSTALL_REMOVE;
+            goto next;
+        }
+
         if (ngx_acs_install_read(op) != NGX_OK) {
             ngx_acs_install_finish(op, NGX_HTTP_BAD_GATEWAY,
                                    "BadHubAnswer", "Notification Hubs "
@@ -686,12 +728,7 @@ ngx_acs_install_answered(ngx_acs_http_t *h)
         ngx_acs_install_finish(op, NGX_HTTP_OK, NULL, NULL);
         return;
 
-    default: /* NGX_ACS_INSTALL_DELETE */
-        if (op->step < 2) {
-            op->step = 2;
-            goto next;
-        }
-
+    case NGX_ACS_INSTALL_REMOVE:
         ngx_acs_install_finish(op, NGX_HTTP_NO_CONTENT, NULL, NULL);
         return;
     }
@@ -768,7 +805,7 @@ ngx_acs_install_fail(ngx_acs_install_op_t *op, ngx_acs_verdict_e verdict)
         return;
 
     case NGX_ACS_VERDICT_REFUSED:
-        if (op->kind == NGX_ACS_INSTALL_PUT && op->step == 0) {
+        if (op->step == NGX_ACS_INSTALL_WRITE) {
             ngx_log_error(NGX_LOG_INFO, op->log, 0,
                           "acs_notify_registry: Notification Hubs \"%V\" "
                           "refused the installation with %l: %V",

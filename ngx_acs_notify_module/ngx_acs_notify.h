@@ -2,7 +2,9 @@
 /*
  * Copyright (C) ngx_acs_notify_module authors
  *
- * Configuration and per-request state shared by the module's stages.
+ * The module's configuration, main and per location, as the directives
+ * (ngx_acs_notify_module.c) make it: what the handlers of the features
+ * read.  The helpers below them never include this.
  */
 
 
@@ -14,8 +16,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_acs_conf.h"
-#include "ngx_acs_http.h"
 #include "ngx_acs_auth.h"
 #include "ngx_acs_store.h"
 #include "ngx_acs_render.h"

@@ -11,6 +11,8 @@
 #include <ngx_http.h>
 
 #include "ngx_acs_crypto.h"
+#include "ngx_acs_conf.h"
+#include "ngx_acs_http.h"
 #include "ngx_acs_notify.h"
 #include "ngx_acs_webhook.h"
 #include "ngx_acs_registrations.h"

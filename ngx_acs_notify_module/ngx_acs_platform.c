@@ -13,7 +13,7 @@
 #include <ngx_core.h>
 
 #include "ngx_acs_platform.h"
-#include "ngx_acs_registry.h"
+#include "ngx_acs_device.h"
 #include "ngx_acs_render.h"
 #include "ngx_acs_template.h"
 

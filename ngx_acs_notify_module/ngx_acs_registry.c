@@ -21,7 +21,7 @@
 #include <ngx_core.h>
 #include <lmdb.h>
 
-#include "ngx_acs_notify.h"
+#include "ngx_acs_conf.h"
 #include "ngx_acs_registry.h"
 
 

@@ -17,7 +17,7 @@
 
 #include "ngx_acs_platform.h"
 #include "ngx_acs_route.h"
-#include "ngx_acs_registry.h"
+#include "ngx_acs_device.h"
 #include "ngx_acs_curl.h"
 
 

@@ -51,7 +51,7 @@
 #include "ngx_acs_crypto.h"
 #include "ngx_acs_json.h"
 #include "ngx_acs_event.h"
-#include "ngx_acs_registry.h"
+#include "ngx_acs_device.h"
 #include "ngx_acs_route.h"
 
 

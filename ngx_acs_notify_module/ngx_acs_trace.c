@@ -27,6 +27,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_acs_http.h"
 #include "ngx_acs_notify.h"
 #include "ngx_acs_json.h"
 #include "ngx_acs_platform.h"
