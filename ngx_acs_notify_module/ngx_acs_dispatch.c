@@ -41,6 +41,7 @@
 #include "ngx_acs_http.h"
 #include "ngx_acs_json.h"
 #include "ngx_acs_event.h"
+#include "ngx_acs_time.h"
 #include "ngx_acs_route.h"
 #include "ngx_acs_store.h"
 #include "ngx_acs_platform.h"
