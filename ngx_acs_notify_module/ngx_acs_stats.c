@@ -22,6 +22,7 @@
 #include "ngx_acs_http.h"
 #include "ngx_acs_notify.h"
 #include "ngx_acs_json.h"
+#include "ngx_acs_prom.h"
 #include "ngx_acs_sas.h"
 #include "ngx_acs_platform.h"
 #include "ngx_acs_route.h"
@@ -30,7 +31,6 @@
 
 
 #define NGX_ACS_HIST_BUCKETS   12
-#define NGX_ACS_PROM_SIZE      16384    /* the text's first buffer */
 #define NGX_ACS_STATS_SLOTS    128      /* workers alive at once, reloads
                                            included; more share slot 0 */
 
@@ -125,15 +125,6 @@ static ngx_acs_host_metric_t  ngx_acs_host_metrics[] = {
     (sizeof(ngx_acs_host_metrics) / sizeof(ngx_acs_host_metric_t))
 
 
-/* the Prometheus text, in a buffer that grows */
-
-typedef struct {
-    ngx_pool_t                 *pool;
-    u_char                     *start;
-    u_char                     *pos;
-    u_char                     *end;
-    ngx_uint_t                  error;     /* unsigned:1, out of memory */
-} ngx_acs_prom_t;
 
 
 static char  *ngx_acs_methods[] = { "PUT", "GET", "DELETE", "other" };
@@ -228,7 +219,6 @@ static void ngx_acs_prom_hist(ngx_acs_prom_t *w, const char *name,
 static void ngx_acs_prom_host(ngx_acs_prom_t *w,
     ngx_acs_host_metric_t *metric, ngx_str_t *name,
     ngx_acs_stats_host_t *host);
-static void ngx_acs_prom_printf(ngx_acs_prom_t *w, const char *fmt, ...);
 static size_t ngx_acs_registry_size(ngx_http_request_t *r);
 
 
@@ -955,8 +945,8 @@ ngx_acs_json_hist(ngx_acs_gen_t *gen, char *name, ngx_acs_hist_t *h)
  * The Prometheus text format 0.0.4: # HELP and # TYPE once per metric,
  * then its samples; rejected and unavailable requests carry their reason
  * in a label of their own.  The text is written into a buffer that grows
- * as it fills (ngx_acs_prom_printf), so no count of hubs, length of names
- * or size of counters can overflow it.
+ * as it fills (ngx_acs_prom.c), so no count of hubs, length of names or
+ * size of counters can overflow it.
  */
 
 static ngx_int_t
@@ -977,15 +967,9 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
 
     ngx_acs_stats_gauges(&sum);
 
-    w.pool = r->pool;
-    w.error = 0;
-    w.start = ngx_pnalloc(r->pool, NGX_ACS_PROM_SIZE);
-    if (w.start == NULL) {
+    if (ngx_acs_prom_init(&w, r->pool) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    w.pos = w.start;
-    w.end = w.start + NGX_ACS_PROM_SIZE;
 
     ngx_acs_prom_printf(&w,
             "# HELP acs_notify_requests_total Event Grid requests by result.\n"
@@ -1143,14 +1127,7 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
                       "Time of one request to Notification Hubs.",
                       &s->hub_time);
 
-    if (w.error) {
-        return NGX_ERROR;
-    }
-
-    out->data = w.start;
-    out->len = w.pos - w.start;
-
-    return NGX_OK;
+    return ngx_acs_prom_done(&w, out);
 }
 
 
@@ -1205,43 +1182,4 @@ ngx_acs_prom_host(ngx_acs_prom_t *w, ngx_acs_host_metric_t *metric,
     }
 
     ngx_acs_prom_printf(w, "%ui\n", *(ngx_uint_t *) field);
-}
-
-
-/*
- * Text at the end of the writer's buffer; a text that may not have fit
- * (it reached the end) is written again into a buffer twice as large.
- */
-
-static void
-ngx_acs_prom_printf(ngx_acs_prom_t *w, const char *fmt, ...)
-{
-    u_char   *p, *start;
-    size_t    size;
-    va_list   args;
-
-    while (!w->error) {
-        va_start(args, fmt);
-        p = ngx_vslprintf(w->pos, w->end, fmt, args);
-        va_end(args);
-
-        if (p < w->end) {
-            w->pos = p;
-            return;
-        }
-
-        size = 2 * (w->end - w->start);
-
-        start = ngx_pnalloc(w->pool, size);
-        if (start == NULL) {
-            w->error = 1;
-            return;
-        }
-
-        p = ngx_cpymem(start, w->start, w->pos - w->start);
-
-        w->start = start;
-        w->pos = p;
-        w->end = start + size;
-    }
 }
