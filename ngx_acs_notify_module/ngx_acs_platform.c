@@ -15,7 +15,7 @@
 #include "ngx_acs_platform.h"
 #include "ngx_acs_device.h"
 #include "ngx_acs_render.h"
-#include "ngx_acs_template.h"
+#include "ngx_acs_shape.h"
 
 
 static ngx_int_t ngx_acs_check_apns(ngx_str_t *handle);
@@ -38,7 +38,7 @@ static ngx_acs_platform_t  ngx_acs_platforms[] = {
       .markup = NGX_ACS_MARKUP_JSON,
       .build = ngx_acs_build_apns,
       .headers = ngx_acs_headers_apns,
-      .shape = ngx_acs_template_shape_apns,
+      .shape = ngx_acs_shape_apns,
       .installation = ngx_string("apns"),
       .hub_default = 1,
       .check = ngx_acs_check_apns,
@@ -54,7 +54,7 @@ static ngx_acs_platform_t  ngx_acs_platforms[] = {
       .markup = NGX_ACS_MARKUP_JSON,
       .build = ngx_acs_build_voip,
       .headers = ngx_acs_headers_voip,
-      .shape = ngx_acs_template_shape_apns,
+      .shape = ngx_acs_shape_apns,
       .installation = ngx_string("apns"),
       .hub_default = 1,
       .check = ngx_acs_check_apns,
@@ -70,7 +70,7 @@ static ngx_acs_platform_t  ngx_acs_platforms[] = {
       .markup = NGX_ACS_MARKUP_JSON,
       .build = ngx_acs_build_fcmv1,
       .headers = NULL,
-      .shape = ngx_acs_template_shape_fcmv1,
+      .shape = ngx_acs_shape_fcmv1,
       .installation = ngx_string("fcmv1"),
       .hub_default = 1,
       .check = ngx_acs_check_fcm,
@@ -86,7 +86,7 @@ static ngx_acs_platform_t  ngx_acs_platforms[] = {
       .markup = NGX_ACS_MARKUP_XML,
       .build = ngx_acs_build_wns,
       .headers = ngx_acs_headers_wns,
-      .shape = ngx_acs_template_shape_toast,
+      .shape = ngx_acs_shape_toast,
       .installation = ngx_string("wns"),
       .hub_default = 0,
       .check = ngx_acs_check_url,
@@ -102,7 +102,7 @@ static ngx_acs_platform_t  ngx_acs_platforms[] = {
       .markup = NGX_ACS_MARKUP_JSON,
       .build = ngx_acs_build_browser,
       .headers = ngx_acs_headers_browser,
-      .shape = ngx_acs_template_shape_json,
+      .shape = ngx_acs_shape_json,
       .installation = ngx_string("browser"),
       .hub_default = 0,
       .check = ngx_acs_check_url,

@@ -64,7 +64,7 @@ typedef void (*ngx_acs_headers_pt)(ngx_acs_render_t *rd);
 
 /*
  * The shape of a template's payload, every placeholder replaced by "x"
- * (ngx_acs_template.c): NULL when it has the platform's, else why not.
+ * (ngx_acs_shape.c): NULL when it has the platform's, else why not.
  */
 typedef char *(*ngx_acs_shape_pt)(ngx_pool_t *pool, ngx_str_t *payload);
 

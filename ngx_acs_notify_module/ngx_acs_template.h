@@ -36,11 +36,5 @@ ngx_acs_template_t *ngx_acs_template_find(ngx_array_t *templates,
 ngx_int_t ngx_acs_template_render(ngx_pool_t *pool, ngx_acs_template_t *tpl,
     ngx_acs_msg_t *msg, ngx_str_t *out);
 
-/* the shapes of the platforms' payloads (ngx_acs_shape_pt) */
-char *ngx_acs_template_shape_apns(ngx_pool_t *pool, ngx_str_t *payload);
-char *ngx_acs_template_shape_fcmv1(ngx_pool_t *pool, ngx_str_t *payload);
-char *ngx_acs_template_shape_toast(ngx_pool_t *pool, ngx_str_t *payload);
-char *ngx_acs_template_shape_json(ngx_pool_t *pool, ngx_str_t *payload);
-
 
 #endif /* _NGX_ACS_TEMPLATE_H_INCLUDED_ */
