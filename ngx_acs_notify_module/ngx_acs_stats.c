@@ -225,6 +225,9 @@ static size_t ngx_acs_registry_size(ngx_http_request_t *r);
 static ngx_acs_stats_t       *ngx_acs_stats;
 static ngx_uint_t             ngx_acs_stats_nhubs;
 static ngx_acs_stats_slot_t  *ngx_acs_stats_own;
+
+static ngx_acs_stats_devices_pt  ngx_acs_stats_devices_handler;
+static void                     *ngx_acs_stats_devices_data;
 static ngx_str_t         ngx_acs_stats_zone_name =
     ngx_string("acs_notify_stats");
 
@@ -758,14 +761,23 @@ ngx_acs_stats_handler(ngx_http_request_t *r)
 }
 
 
+void
+ngx_acs_stats_devices(ngx_acs_stats_devices_pt devices, void *data)
+{
+    ngx_acs_stats_devices_handler = devices;
+    ngx_acs_stats_devices_data = data;
+}
+
+
 static size_t
 ngx_acs_registry_size(ngx_http_request_t *r)
 {
-    ngx_http_acs_notify_main_conf_t  *amcf;
+    if (ngx_acs_stats_devices_handler == NULL) {
+        return 0;
+    }
 
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_acs_notify_module);
-
-    return ngx_acs_store_count(amcf->store, r->connection->log);
+    return ngx_acs_stats_devices_handler(ngx_acs_stats_devices_data,
+                                         r->connection->log);
 }
 
 

@@ -61,6 +61,15 @@ void ngx_acs_stats_lane(ngx_uint_t hub, ngx_uint_t limit,
     uint64_t rtt_min, ngx_uint_t version, ngx_uint_t open,
     ngx_uint_t opened);
 
+/*
+ * What tells the status page how many registrations the device store
+ * holds: the store gives it, so that the counters below every feature
+ * call none of them
+ */
+typedef size_t (*ngx_acs_stats_devices_pt)(void *data, ngx_log_t *log);
+
+void ngx_acs_stats_devices(ngx_acs_stats_devices_pt devices, void *data);
+
 /* the status location's handler: JSON, or Prometheus text */
 ngx_int_t ngx_acs_stats_handler(ngx_http_request_t *r);
 

@@ -26,6 +26,7 @@
 #include "ngx_acs_json.h"
 #include "ngx_acs_registry.h"
 #include "ngx_acs_install.h"
+#include "ngx_acs_stats.h"
 #include "ngx_acs_store.h"
 
 
@@ -64,6 +65,7 @@ static ngx_int_t ngx_acs_hub_store_targets(ngx_acs_store_t *store,
     ngx_str_t *raw_id, ngx_pool_t *pool, ngx_log_t *log,
     ngx_array_t *devices);
 
+static size_t ngx_acs_store_devices(void *data, ngx_log_t *log);
 static void ngx_acs_store_refuse(ngx_acs_store_op_t *op, ngx_uint_t status,
     const char *code, const char *fmt, ...);
 
@@ -186,6 +188,9 @@ ngx_acs_store_init_module(ngx_cycle_t *cycle, ngx_acs_store_t *store)
 ngx_int_t
 ngx_acs_store_init_process(ngx_cycle_t *cycle, ngx_acs_store_t *store)
 {
+    /* the status page asks the store how many devices it holds */
+    ngx_acs_stats_devices(ngx_acs_store_devices, store);
+
     if (store->registry == NULL) {
         return NGX_OK;
     }
@@ -243,12 +248,14 @@ ngx_acs_store_targets(ngx_acs_store_t *store, ngx_str_t *raw_id,
 }
 
 
-size_t
-ngx_acs_store_count(ngx_acs_store_t *store, ngx_log_t *log)
+static size_t
+ngx_acs_store_devices(void *data, ngx_log_t *log)
 {
+    ngx_acs_store_t  *store = data;
+
     size_t  n;
 
-    if (store == NULL || store->registry == NULL
+    if (store->registry == NULL
         || ngx_acs_registry_count(store->registry, log, &n) != NGX_OK)
     {
         return 0;

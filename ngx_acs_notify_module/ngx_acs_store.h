@@ -106,9 +106,6 @@ ngx_int_t ngx_acs_store_start(ngx_acs_store_op_t *op);
 ngx_int_t ngx_acs_store_targets(ngx_acs_store_t *store, ngx_str_t *raw_id,
     ngx_pool_t *pool, ngx_log_t *log, ngx_array_t *devices);
 
-/* the devices it holds, for the status page; 0 when it cannot count */
-size_t ngx_acs_store_count(ngx_acs_store_t *store, ngx_log_t *log);
-
 /*
  * The registry on disk that handles Notification Hubs reports gone are
  * removed from; NULL for a hub registry (the hub drops them itself)
