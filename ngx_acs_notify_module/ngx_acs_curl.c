@@ -69,6 +69,7 @@
 #include <ngx_event.h>
 
 #include "ngx_acs_conf.h"
+#include "ngx_acs_stats.h"
 #include "ngx_acs_curl.h"
 
 #include <nghttp2/nghttp2.h>
@@ -89,6 +90,7 @@ struct ngx_acs_curl_sock_s {
     ino_t                       ino;       /* from a reused number */
     int                         want;      /* CURL_POLL_*, as curl asked */
     unsigned                    foreign:1; /* opened by curl itself */
+    unsigned                    ready:1;   /* connected, TLS done */
     ngx_acs_curl_conns_t       *conns;     /* counted in, or NULL */
     ngx_acs_curl_sock_t        *next;      /* in the free list */
 };
@@ -125,6 +127,10 @@ static int ngx_acs_curl_timer(CURLM *multi, long timeout_ms, void *userp);
 static curl_socket_t ngx_acs_curl_open_socket(void *clientp,
     curlsocktype purpose, struct curl_sockaddr *addr);
 static int ngx_acs_curl_close_socket(void *clientp, curl_socket_t s);
+#if (LIBCURL_VERSION_NUM >= 0x075000)
+static int ngx_acs_curl_prereq(void *clientp, char *primary_ip,
+    char *local_ip, int primary_port, int local_port);
+#endif
 static size_t ngx_acs_curl_header(char *buf, size_t size, size_t n,
     void *data);
 static size_t ngx_acs_curl_write(char *buf, size_t size, size_t n,
@@ -266,13 +272,6 @@ ngx_acs_curl_running(void)
 }
 
 
-ngx_uint_t
-ngx_acs_curl_sockets(void)
-{
-    return ngx_acs_curl.nsocks;
-}
-
-
 ngx_int_t
 ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
 {
@@ -297,6 +296,8 @@ ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
     h->status = 0;
     h->result = CURLE_OK;
     h->connected = 0;
+    h->opened = 0;
+    h->sock = (ngx_socket_t) -1;
     h->version = 0;
     h->rtt = 0;
     h->retry_after = 0;
@@ -337,11 +338,15 @@ ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->error);
 
     /*
-     * Memory per push in flight: NH answers in a few hundred bytes and a
-     * payload is at most a few kilobytes, so the smallest buffers curl
-     * allows (4k to read instead of 16k, 16k to send instead of 64k)
+     * Receive buffer: libcurl's own 16k.  A smaller one (4k) made libcurl
+     * 7.88 write past it when a large body (a key set) came over TLS while
+     * HTTP/2 pushes ran: its TLS read was handed the 4,097-byte buffer with
+     * a larger length (valgrind: SSL_read writing past the block; workers
+     * died of SIGABRT and SIGSEGV, t/427), see docs/dispatch.md, section 7.
+     * The send buffer is the smallest curl allows: a payload is at most a
+     * few kilobytes.
      */
-    curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, 4096L);
+    curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, 16384L);
     curl_easy_setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
     curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, ngx_acs_curl_header);
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, h);
@@ -353,6 +358,13 @@ ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
                      ngx_acs_curl_close_socket);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, ac);
+
+#if (LIBCURL_VERSION_NUM >= 0x075000)
+    if (h->conns) {
+        curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, ngx_acs_curl_prereq);
+        curl_easy_setopt(easy, CURLOPT_PREREQDATA, h);
+    }
+#endif
 
     if (h->ca_file) {
         curl_easy_setopt(easy, CURLOPT_CAINFO, h->ca_file);
@@ -388,6 +400,7 @@ static int
 ngx_acs_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp,
     void *socketp)
 {
+    ngx_acs_http_t       *h;
     ngx_acs_curl_sock_t  *sk;
 
     sk = ngx_acs_curl_sock(s);
@@ -434,6 +447,16 @@ ngx_acs_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp,
 
     ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ngx_acs_curl.log, 0,
                    "acs_notify curl: socket %d wants %d", s, what);
+
+    /* the transfer's connection, for ngx_acs_curl_prereq() */
+
+    h = NULL;
+
+    if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &h) == CURLE_OK
+        && h != NULL && !sk->foreign)
+    {
+        h->sock = s;
+    }
 
     sk->want = what;
     ngx_acs_curl_watch(sk);
@@ -494,10 +517,21 @@ ngx_acs_curl_open_socket(void *clientp, curlsocktype purpose,
     /* the connection is the lane's of the transfer that opens it */
 
     sk->conns = h->conns;
+    h->opened = 1;
 
     if (sk->conns) {
         sk->conns->open++;
         sk->conns->opened++;
+
+        if (sk->conns->asked) {
+            sk->conns->asked--;
+        }
+
+#if (LIBCURL_VERSION_NUM < 0x075000)
+        /* no word of the handshake's end: ready as soon as opened */
+        sk->ready = 1;
+        sk->conns->ready++;
+#endif
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ac->log, 0,
@@ -531,6 +565,39 @@ ngx_acs_curl_close_socket(void *clientp, curl_socket_t s)
 
     return 0;
 }
+
+
+#if (LIBCURL_VERSION_NUM >= 0x075000)
+
+/*
+ * A transfer is about to send its request: its connection is up, TLS and
+ * ALPN done.  An HTTP/2 lane counts only such connections as room for
+ * more streams: libcurl, given a transfer while every ready connection is
+ * full and another is in its handshake, opens one more (PIPEWAIT waits
+ * only while the protocol is not known).
+ */
+
+static int
+ngx_acs_curl_prereq(void *clientp, char *primary_ip, char *local_ip,
+    int primary_port, int local_port)
+{
+    ngx_acs_http_t  *h = clientp;
+
+    ngx_acs_curl_sock_t  *sk;
+
+    /* the socket curl last named for the transfer: its connection's */
+
+    sk = ngx_acs_curl_sock(h->sock);
+
+    if (sk && !sk->ready && sk->conns) {
+        sk->ready = 1;
+        sk->conns->ready++;
+    }
+
+    return CURL_PREREQFUNC_OK;
+}
+
+#endif
 
 
 static ngx_acs_curl_sock_t *
@@ -640,11 +707,13 @@ ngx_acs_curl_adopt(ngx_socket_t s, ngx_uint_t foreign)
     sk->ino = fi.st_ino;
     sk->want = want;
     sk->foreign = foreign;
+    sk->ready = 0;
     sk->conns = NULL;
     sk->next = NULL;
 
     ac->fds[s] = sk;
     ac->nsocks++;
+    ngx_acs_stats_connections(1);
 
     if (want) {
         ngx_acs_curl_watch(sk);
@@ -741,9 +810,15 @@ ngx_acs_curl_drop(ngx_acs_curl_sock_t *sk)
 
     ac->fds[sk->fd] = NULL;
     ac->nsocks--;
+    ngx_acs_stats_connections(-1);
 
     if (sk->conns) {
         sk->conns->open--;
+
+        if (sk->ready) {
+            sk->conns->ready--;
+        }
+
         sk->conns = NULL;
     }
 

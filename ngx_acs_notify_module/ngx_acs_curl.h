@@ -28,7 +28,11 @@
 
 typedef struct {
     ngx_uint_t                  open;
+    ngx_uint_t                  ready;         /* of them, past their
+                                                  connect and TLS */
     ngx_uint_t                  opened;        /* ever */
+    ngx_uint_t                  asked;         /* transfers that may open
+                                                  one and did not yet */
 } ngx_acs_curl_conns_t;
 
 
@@ -59,6 +63,9 @@ struct ngx_acs_http_s {
                                                 it as a stream rather than
                                                 open one */
     ngx_acs_curl_conns_t       *conns;       /* NULL: not counted */
+    ngx_uint_t                  opened;      /* unsigned:1, it opened a
+                                                connection */
+    ngx_socket_t                sock;        /* the last curl named */
     ngx_msec_t                  timeout;     /* from the start */
     ngx_acs_http_done_pt        handler;
     void                       *data;
@@ -112,8 +119,6 @@ struct curl_slist *ngx_acs_curl_headers(ngx_acs_header_t *h, ngx_uint_t n,
 /* requests in flight in this worker */
 ngx_uint_t ngx_acs_curl_running(void);
 
-/* sockets curl has open in this worker (connections, resolvers) */
-ngx_uint_t ngx_acs_curl_sockets(void);
 
 
 #endif /* _NGX_ACS_CURL_H_INCLUDED_ */

@@ -116,7 +116,6 @@ typedef struct {
     ngx_acs_slot_t             *slots;         /* every slot made */
     ngx_acs_handle_t           *free_handles;
     ngx_array_t                 allocs;        /* of void *, freed at exit */
-    ngx_uint_t                  sockets;       /* counted in the stats */
 
     ngx_acs_slot_t             *answer;        /* the last transfer ended,
                                                   for the trace */
@@ -231,7 +230,6 @@ ngx_acs_engine_exit(ngx_cycle_t *cycle)
 
     ngx_acs_gone_exit();
     ngx_acs_curl_exit_process(cycle);
-    ngx_acs_stats_connections(- (ngx_int_t) e->sockets);
 
     for (slot = e->slots; slot; slot = slot->made) {
         ngx_acs_push_headers_free(&slot->headers);
@@ -473,13 +471,6 @@ ngx_acs_pump(ngx_event_t *ev)
 
     if (more) {
         ngx_post_event(&e->pump, &ngx_posted_next_events);
-    }
-
-    i = ngx_acs_curl_sockets();
-
-    if (i != e->sockets) {
-        ngx_acs_stats_connections((ngx_int_t) i - (ngx_int_t) e->sockets);
-        e->sockets = i;
     }
 }
 

@@ -10,13 +10,14 @@
  *              max_connections connections of up to 100 streams each;
  *              HTTP/1.1, a connection each; until the first answer says
  *              which, max_connections
- *   where      a transfer of an HTTP/2 lane waits for a connection that
- *              can carry it (CURLOPT_PIPEWAIT) while the connections open
- *              have streams to spare; when they are full, one transfer
- *              opens a connection and the others wait until it is open:
- *              told of many transfers at once, libcurl would open a
- *              connection for each while the first is in its TLS
- *              handshake (a burst of handshakes, then idle connections)
+ *   where      an HTTP/2 lane gives libcurl no more transfers than its
+ *              ready connections (connected, TLS done) have streams for;
+ *              when they are full, transfers that may open a connection
+ *              (no CURLOPT_PIPEWAIT), as many as the limit needs more
+ *              connections, and the others wait until those are ready:
+ *              libcurl opens a connection for each transfer it cannot
+ *              put on a ready one, PIPEWAIT or not, once the protocol is
+ *              known (a burst of handshakes, then idle connections)
  *   when not   a brake: 8 failing answers in a row (429, 503, 5xx,
  *              timeouts) with none good for 100 ms, or one refused
  *              connection, stop the lane; after Retry-After (at most
@@ -149,7 +150,7 @@ ngx_acs_lane_ceiling(ngx_acs_lane_t *lane)
 ngx_uint_t
 ngx_acs_lane_room(ngx_acs_lane_t *lane)
 {
-    ngx_uint_t  room, capacity;
+    ngx_uint_t  room, capacity, need, opening;
 
     if (lane->braked) {
         return 0;
@@ -181,21 +182,28 @@ ngx_acs_lane_room(ngx_acs_lane_t *lane)
         return room;
     }
 
-    if (lane->opening && lane->conns.opened != lane->opening_at) {
-        /* the connection asked for is open: counted in conns.open */
-        lane->opening = 0;
-    }
+    /* only connections past their handshake carry streams */
 
-    capacity = lane->conns.open * NGX_ACS_CURL_STREAMS;
+    capacity = lane->conns.ready * NGX_ACS_CURL_STREAMS;
 
     if (lane->active < capacity) {
         return ngx_min(room, capacity - lane->active);
     }
 
-    /* the connections are full: one more is opened, one at a time */
+    /*
+     * Full: a transfer that may open a connection at a time, while the
+     * limit needs more connections than are being opened
+     */
 
-    return (lane->opening || lane->conns.open >= lane->conns_max)
-           ? 0 : ngx_min(room, 1);
+    need = (lane->limit.limit > capacity)
+           ? (lane->limit.limit - capacity + NGX_ACS_CURL_STREAMS - 1)
+             / NGX_ACS_CURL_STREAMS
+           : 0;
+
+    opening = lane->conns.open - lane->conns.ready + lane->conns.asked;
+
+    return (opening < need && lane->conns.open < lane->conns_max)
+           ? ngx_min(room, 1) : 0;
 }
 
 
@@ -216,13 +224,12 @@ ngx_acs_lane_pipewait(ngx_acs_lane_t *lane)
     /* not known yet: the first connection tells, the others wait for it */
 
     if (lane->version == 0
-        || lane->active < lane->conns.open * NGX_ACS_CURL_STREAMS)
+        || lane->active < lane->conns.ready * NGX_ACS_CURL_STREAMS)
     {
         return 1;
     }
 
-    lane->opening = 1;
-    lane->opening_at = lane->conns.opened;
+    lane->conns.asked++;
 
     return 0;
 }
@@ -251,10 +258,11 @@ ngx_acs_lane_answer(ngx_acs_lane_t *lane, ngx_acs_http_t *h,
     lane->active--;
     lane->rate_done++;
 
-    if (!h->pipewait && lane->version == 2) {
-        /* the transfer that was to open a connection (curl may have found
-         * a stream free instead) */
-        lane->opening = 0;
+    if (!h->pipewait && lane->version == 2 && !h->opened
+        && lane->conns.asked)
+    {
+        /* it was to open a connection; libcurl found a stream instead */
+        lane->conns.asked--;
     }
 
     if (h->version && h->version != lane->version) {
@@ -316,6 +324,7 @@ ngx_acs_lane_answer(ngx_acs_lane_t *lane, ngx_acs_http_t *h,
     }
 
     ngx_acs_lane_rate(lane);
+    ngx_acs_lane_gauges(lane);
 }
 
 

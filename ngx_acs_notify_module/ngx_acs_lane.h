@@ -38,9 +38,6 @@ typedef struct {
                                                   known yet */
     ngx_acs_curl_conns_t        conns;
     ngx_uint_t                  reported;      /* conns.opened counted */
-    ngx_uint_t                  opening;       /* unsigned:1, a transfer
-                                                  asked for a connection */
-    ngx_uint_t                  opening_at;    /* conns.opened then */
 
     /* the brake: a failing hub gets a probe now and then */
     ngx_uint_t                  failures;      /* answers in a row */

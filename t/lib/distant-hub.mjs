@@ -115,7 +115,8 @@
 //
 // JOURNAL LINE  {"time" (epoch s, body read), "proto" (h1|h2), "conn"
 // (connection number), "req" (its number on the connection), "hub", "op"
-// (direct-send|tag-send), "handle" or "tags", "format", "status" (0: never
+// (direct-send|tag-send), "handle" or "tags", "format", "body_sha1" (16 hex
+// of the body's SHA-1: a push sent twice has the same), "status" (0: never
 // answered), "delay_ms" (the delay drawn), "detail" (why, for an error),
 // "tracking_id", "hang"/"aborted" when so}; written when the request is
 // answered or abandoned.
@@ -860,6 +861,10 @@ function journal(x, status, detail, extra) {
     };
     if (x.op === 'tag-send') e.tags = x.tags; else e.handle = x.handle ?? null;
     e.format = x.format ?? null;
+    // the push itself, to tell a push sent twice from two pushes
+    if (x.body && x.body.length) {
+        e.body_sha1 = crypto.createHash('sha1').update(x.body).digest('hex').slice(0, 16);
+    }
     e.status = status;
     e.delay_ms = x.delay ?? 0;
     if (detail) e.detail = detail;

@@ -78,6 +78,9 @@ sub start {
     my $key = delete $o{key} // encode_base64(_random_bytes(32), '');
     my $journal = delete $o{journal} ? "$dir/journal.jsonl" : undef;
     my $port = delete $o{port} // 0;
+    # another loopback address: libcurl keeps its connections per connect_to
+    # address, so two stand-ins on one address would share them
+    my $address = delete $o{address} // '127.0.0.1';
     # refusing from the start, it listens later: on a port chosen now
     $port ||= _free_port() if $o{refuse};
     my $node = delete $o{node} // $ENV{NODE} || 'node';
@@ -86,6 +89,7 @@ sub start {
     my @args = ('--cert', $tls->{cert}, '--cert-key', $tls->{key},
                 '--namespace', $ns, (map { ('--hub', $_) } @hubs),
                 '--key-name', $key_name, '--key', $key,
+                '--address', $address,
                 '--port', $port, '--ready-file', "$dir/ready.json",
                 '--parent-pid', $$);
     push @args, '--journal', $journal if $journal;
@@ -113,6 +117,7 @@ sub start {
     }
     my $self = bless {
         pid => $pid, owner => $$, dir => $dir, tls => $tls, namespace => $ns,
+        address => $address,
         host => "$ns.$DOMAIN", hubs => \@hubs, key_name => $key_name,
         key => $key, journal => $journal, log => $log,
         http => HTTP::Tiny->new(timeout => 30, keep_alive => 0),
@@ -173,11 +178,11 @@ sub hub          { $_[0]{hubs}[0] }
 sub hubs         { @{ $_[0]{hubs} } }
 sub key_name     { $_[0]{key_name} }
 sub key          { $_[0]{key} }
-sub connect_to   { "127.0.0.1:$_[0]{port}" }
+sub connect_to   { "$_[0]{address}:$_[0]{port}" }
 sub base_url     { "https://$_[0]{host}" }
 
 # curl --connect-to HOST:443:127.0.0.1:PORT
-sub curl_connect_to { "$_[0]{host}:443:127.0.0.1:$_[0]{port}" }
+sub curl_connect_to { "$_[0]{host}:443:$_[0]{address}:$_[0]{port}" }
 
 sub connection_string {
     my ($self) = @_;
@@ -189,7 +194,7 @@ sub connection_string {
 sub hub_conf {
     my ($self, $hub) = @_;
     return '"connection_string=' . $self->connection_string . '" hub=' . ($hub // $self->hub)
-        . " connect_to=127.0.0.1:$self->{port} ca_file=$self->{tls}{ca}";
+        . " connect_to=$self->{address}:$self->{port} ca_file=$self->{tls}{ca}";
 }
 
 sub send_path {

@@ -161,6 +161,7 @@ sub request {
         alarm 0;
     };
     return (0, {}, "timeout") unless defined $resp;
+    return (0, {}, "closed") unless length $resp;
     my ($head, $content) = split /\r\n\r\n/, $resp, 2;
     my ($status) = $head =~ m{^HTTP/1\.\d (\d+)};
     my %hdr;
