@@ -92,16 +92,16 @@ is_deeply(\@undef, [], "$so leaves none of its own symbols undefined");
 my $doc = slurp('docs/architecture.md');
 my ($block) = $doc =~ /## How the files depend on each other.*?```\n(.*?)```/s;
 ok($block, 'docs/architecture.md has the graph of the files');
-my (%said, %none, $from);
+my (%said, %none, $list);
 for my $line (split /\n/, $block // '') {
     if ($line =~ /^\s*calling none of the others:\s*(.*)$/) {
-        $none{$_} = 1 for split /[,\s]+/, $1;
-        $from = undef;
+        $list = \%none;
+        $none{$_} = 1 for grep { length } split /[,\s]+/, $1;
     } elsif ($line =~ /^\s*(\w+)\s+[─-]*▶\s*(.*)$/) {
-        $from = $1;
-        $said{$from}{$_} = 1 for grep { length } split /[,\s]+/, $2;
-    } elsif (defined $from && $line =~ /^\s+([\w, ]+)$/) {
-        $said{$from}{$_} = 1 for grep { length } split /[,\s]+/, $1;
+        $list = $said{$1} = {};
+        $list->{$_} = 1 for grep { length } split /[,\s]+/, $2;
+    } elsif ($list && $line =~ /^\s+([\w, ]+)$/) {
+        $list->{$_} = 1 for grep { length } split /[,\s]+/, $1;
     }
 }
 for my $f (sort keys %calls) {
