@@ -33,11 +33,8 @@ MEM_WAVES=${MEM_WAVES:-3}
 PIN=${PIN:-1}
 ONLY=${ONLY:-}    # "throughput" or "memory": that part alone
 FLOOR_BODY=${FLOOR_BODY:-406}   # body bytes of the libcurl floor (the fcmv1 chat push of the module)
-KEY=dGVzdC1hY2Nlc3Mta2V5LTAxMjM0NTY3ODlhYmNkZWY=
-NHKEY=c2FtcGxlLXNoYXJlZC1hY2Nlc3Mta2V5LW5vdC1yZWFsPQ==
-SECRET=bench-secret-0123456789
 HELPER=(perl "$ROOT/bench/lib/dispatch-helper.pl")
-CLK_TCK=$(getconf CLK_TCK)
+. "$ROOT/bench/lib/common.sh"
 
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is needed" >&2; exit 1; }
@@ -88,11 +85,6 @@ start_nginx() {  # prefix
     echo "nginx in $1 did not start" >&2
     exit 1
 }
-worker_of() {  # prefix -> pid of its (single) worker
-    local m
-    m=$(cat "$1/logs/nginx.pid" 2>/dev/null) || return 0
-    cat "/proc/$m/task/$m/children" 2>/dev/null | awk '{print $1}'
-}
 
 # --- the sink: stock nginx, TLS, HTTP/2 and HTTP/1.1, 201 to every push -----
 
@@ -125,49 +117,11 @@ LOC
 }
 mkdir -p "$RUN/sink/empty"
 
-cat >"$RUN/sink/conf/nginx.conf" <<CONF
-worker_processes 1;
-$SINK_AFF
-worker_rlimit_nofile 16384;
-pid $RUN/sink/logs/nginx.pid;
-error_log $RUN/sink/logs/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path $RUN/sink/tmp;
-    proxy_temp_path $RUN/sink/tmp;
-    keepalive_requests 100000;
-    keepalive_timeout 300s;
-    http2_max_concurrent_streams 1000;
-    client_body_buffer_size 16k;
-    ssl_certificate $RUN/ca/server.pem;
-    ssl_certificate_key $RUN/ca/server.key;
-    server {
-        listen 127.0.0.1:$SINK_H2 ssl http2;
-$(sink_201 sink-h2)
-        # the memory measurement: pushes held by bench/lib/stall-sink.py
-        location /slow-hub/ {
-            proxy_pass http://127.0.0.1:$STALL;
-            proxy_read_timeout 120s;
-        }
-    }
-    server {
-        listen 127.0.0.1:$SINK_H1 ssl;
-$(sink_201 sink-h1)
-    }
-    server {
-        listen 127.0.0.1:$SINK_ST;
-        location = /status { stub_status; }
-    }
-}
-CONF
+sink_conf 100000 /slow-hub/ 120s "$(sink_201 sink-h2)" "$(sink_201 sink-h1)"
 
 # --- the module's nginx: one worker, hubs pointing at the sink ---------------
 
-for ns in bench-ns bench-ns-h1 bench-ns-slow; do
-    printf 'Endpoint=sb://%s.servicebus.windows.net/;SharedAccessKeyName=DefaultFullSharedAccessSignature;SharedAccessKey=%s\n' \
-        "$ns" "$NHKEY" >"$RUN/module/conf/$ns.conn"
-done
+for ns in bench-ns bench-ns-h1 bench-ns-slow; do conn "$ns" "$RUN/module"; done
 cat >"$RUN/module/conf/nginx.conf" <<CONF
 load_module $MODULE;
 worker_processes 1;
@@ -468,14 +422,8 @@ fi
 # --- logs ------------------------------------------------------------------------
 
 LOG=$RUN/module/logs/error.log
-count_level() { grep -c "\[$1\]" "$2" 2>/dev/null || true; }
 {
-    for f in module sink edge; do
-        printf '%s error.log: %s emerg, %s alert, %s crit, %s error, %s warn\n' "$f" \
-            "$(count_level emerg "$RUN/$f/logs/error.log")" "$(count_level alert "$RUN/$f/logs/error.log")" \
-            "$(count_level crit "$RUN/$f/logs/error.log")" "$(count_level error "$RUN/$f/logs/error.log")" \
-            "$(count_level warn "$RUN/$f/logs/error.log")"
-    done
+    log_levels module sink edge
     echo "module error.log: $(grep -c 'will be retried' "$LOG" || true) push retries," \
         "$(grep -c 'rejected the push' "$LOG" || true) pushes rejected," \
         "$(grep -c 'failed after' "$LOG" || true) pushes failed"

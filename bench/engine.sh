@@ -27,15 +27,12 @@ CALL_MS=${CALL_MS:-20}
 RSS_N=${RSS_N:-50000}
 DEDUP=${DEDUP:-8m}  # acs_notify_dedup size= (8m, the default: about 65,000 pushes)
 NRECIP=500          # bench-r00001..00500, one fcmv1 device each
-KEY=dGVzdC1hY2Nlc3Mta2V5LTAxMjM0NTY3ODlhYmNkZWY=
-NHKEY=c2FtcGxlLXNoYXJlZC1hY2Nlc3Mta2V5LW5vdC1yZWFsPQ==
-SECRET=bench-secret-0123456789
 CALLEE='8:acs:bench-callee'
 U16='8:acs:bench-u16'
 DHELP=(perl "$ROOT/bench/lib/dispatch-helper.pl")
 EHELP=(perl "$ROOT/bench/lib/engine-helper.pl")
 LOAD=(python3 "$ROOT/bench/lib/engine-load.py")
-CLK_TCK=$(getconf CLK_TCK)
+. "$ROOT/bench/lib/common.sh"
 
 want() { [[ " ${ONLY//,/ } " == *" $1 "* ]]; }
 
@@ -94,11 +91,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-worker_of() {  # prefix -> pid of its (single) worker
-    local m
-    m=$(cat "$1/logs/nginx.pid" 2>/dev/null) || return 0
-    cat "/proc/$m/task/$m/children" 2>/dev/null | awk '{print $1}'
-}
 start_nginx() {  # prefix
     "$NGINX" -p "$1/" -c "$1/conf/nginx.conf" -e "$1/logs/error.log"
     local i
@@ -121,49 +113,10 @@ mkdir -p "$RUN/sink/empty"
 SINK_201="
         root $RUN/sink/empty;
         include $ROOT/bench/lib/sink-201.conf;"
-cat >"$RUN/sink/conf/nginx.conf" <<CONF
-worker_processes 1;
-$SINK_AFF
-worker_rlimit_nofile 16384;
-pid $RUN/sink/logs/nginx.pid;
-error_log $RUN/sink/logs/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path $RUN/sink/tmp;
-    proxy_temp_path $RUN/sink/tmp;
-    keepalive_requests 1000000;
-    keepalive_timeout 300s;
-    http2_max_concurrent_streams 1000;
-    client_body_buffer_size 16k;
-    ssl_certificate $RUN/ca/server.pem;
-    ssl_certificate_key $RUN/ca/server.key;
-    server {
-        listen 127.0.0.1:$SINK_H2 ssl http2;
-$SINK_201
-        # pushes held by bench/lib/stall-sink.py (case rss)
-        location /stall-hub/ {
-            proxy_pass http://127.0.0.1:$STALL;
-            proxy_read_timeout 300s;
-        }
-    }
-    server {
-        listen 127.0.0.1:$SINK_H1 ssl;
-$SINK_201
-    }
-    server {
-        listen 127.0.0.1:$SINK_ST;
-        location = /status { stub_status; }
-    }
-}
-CONF
+sink_conf 1000000 /stall-hub/ 300s "$SINK_201" "$SINK_201"
 
 # --- the module's nginx: one worker; hubs h1 (default: HTTP/1.1), h2 ---------
 
-conn() {  # namespace -> a connection-string file
-    printf 'Endpoint=sb://%s.servicebus.windows.net/;SharedAccessKeyName=DefaultFullSharedAccessSignature;SharedAccessKey=%s\n' \
-        "$1" "$NHKEY" >"$2/conf/$1.conn"
-}
 for ns in bench-ns-h1 bench-ns-h2 bench-ns-stall; do conn "$ns" "$RUN/module"; done
 cat >"$RUN/module/conf/nginx.conf" <<CONF
 load_module $MODULE;
@@ -569,15 +522,8 @@ stop_nginx "$RUN/module"
 
 # --- logs ------------------------------------------------------------------------
 
-count_level() { grep -c "\[$1\]" "$2" 2>/dev/null || true; }
 {
-    for f in module sink edge down; do
-        [ -f "$RUN/$f/logs/error.log" ] || continue
-        printf '%s error.log: %s emerg, %s alert, %s crit, %s error, %s warn\n' "$f" \
-            "$(count_level emerg "$RUN/$f/logs/error.log")" "$(count_level alert "$RUN/$f/logs/error.log")" \
-            "$(count_level crit "$RUN/$f/logs/error.log")" "$(count_level error "$RUN/$f/logs/error.log")" \
-            "$(count_level warn "$RUN/$f/logs/error.log")"
-    done
+    log_levels module sink edge down
     for f in module down; do
         [ -f "$RUN/$f/logs/error.log" ] || continue
         echo "most frequent [warn]-or-worse $f log lines (counts):"

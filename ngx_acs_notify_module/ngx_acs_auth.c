@@ -12,7 +12,7 @@
 #include <openssl/err.h>
 
 #include "ngx_acs_crypto.h"
-#include "ngx_acs_notify.h"
+#include "ngx_acs_conf.h"
 #include "ngx_acs_json.h"
 #include "ngx_acs_jwks.h"
 #include "ngx_acs_auth.h"

@@ -42,25 +42,17 @@
  *    idle connections survive between bursts), HTTP/2 when asked for and
  *    the peer offers it over ALPN, with multiplexing (CURLPIPE_MULTIPLEX,
  *    CURLOPT_PIPEWAIT).  The caller bounds the transfers in the multi
- *    handle (ngx_acs_dispatch.c): libcurl's own work per call grows with
- *    them.
+ *    handle (the push engine's lanes, ngx_acs_engine.c and
+ *    ngx_acs_lane.c): libcurl's own work per call grows with them.
  *  - no curl call from inside a curl callback: the callbacks only change
  *    nginx events and timers; completions are collected afterwards by
  *    ngx_acs_curl_collect(), and their handlers may start new requests.
  *  - the timer is non-cancelable while transfers run, so a graceful
  *    shutdown waits for requests in flight, and cancelable when idle.
  *  - clean shutdown in ngx_acs_curl_exit_process().
- *  - libcurl before 8.1.0 ends every HTTP/2 transfer whose answer has no
- *    body (Notification Hubs' 201) with RST_STREAM(STREAM_CLOSED), the
- *    stream being closed already: it forgets the close it saw while
- *    headers were pending.  Servers built on nghttp2 1.57 or later (Node,
- *    Envoy, Apache, nghttpx) take those for a rapid-reset attack, 1,000
- *    at once and 33 a second more, and close the connection with GOAWAY:
- *    a new connection and TLS handshake every thousand pushes, half the
- *    throughput.  nghttp2_submit_rst_stream() below stands in for
- *    nghttp2's own for libcurl (this module is earlier in libcurl's lookup
- *    scope): a reset of a stream nghttp2 knows closed is dropped, every
- *    other goes to nghttp2.
+ *  - libcurl before 8.1.0 resets every HTTP/2 stream closed without a
+ *    body, which servers on nghttp2 1.57+ take for a rapid-reset attack:
+ *    ngx_acs_h2reset.c drops those resets.
  */
 
 
@@ -71,12 +63,6 @@
 #include "ngx_acs_conf.h"
 #include "ngx_acs_stats.h"
 #include "ngx_acs_curl.h"
-
-#include <nghttp2/nghttp2.h>
-
-
-typedef int (*ngx_acs_rst_stream_pt)(nghttp2_session *session, uint8_t flags,
-    int32_t stream_id, uint32_t error_code);
 
 
 /* a socket curl uses, by its number */
@@ -1167,40 +1153,4 @@ ngx_acs_curl_headers(ngx_acs_header_t *h, ngx_uint_t n,
     }
 
     return n ? lines : NULL;
-}
-
-
-/*
- * A reset of a closed HTTP/2 stream, as libcurl before 8.1.0 sends at the
- * end of each transfer without a body, is dropped (the pitfalls above);
- * the others are nghttp2's.  Not static: it stands in for nghttp2's own.
- */
-
-int
-nghttp2_submit_rst_stream(nghttp2_session *session, uint8_t flags,
-    int32_t stream_id, uint32_t error_code)
-{
-    nghttp2_stream  *stream;
-
-    static ngx_acs_rst_stream_pt  submit;
-
-    if (submit == NULL) {
-        submit = (ngx_acs_rst_stream_pt) dlsym(RTLD_NEXT,
-                                               "nghttp2_submit_rst_stream");
-        if (submit == NULL) {
-            return NGHTTP2_ERR_INVALID_ARGUMENT;
-        }
-    }
-
-    if (error_code == NGHTTP2_STREAM_CLOSED) {
-        stream = nghttp2_session_find_stream(session, stream_id);
-
-        if (stream == NULL
-            || nghttp2_stream_get_state(stream) == NGHTTP2_STREAM_STATE_CLOSED)
-        {
-            return 0;
-        }
-    }
-
-    return submit(session, flags, stream_id, error_code);
 }

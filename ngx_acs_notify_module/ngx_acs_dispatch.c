@@ -6,14 +6,10 @@
  * with a pool of its own, so that it can outlive the request (an
  * "accepted" answer, or 503 at the deadline while pushes are running):
  *
- *   prepare   each event is routed; one too old to push (a call older
- *             than acs_notify_call_ttl, another older than
- *             acs_notify_max_age) is stale: counted, logged, not pushed;
- *             a call's ring end is kept for the engine; the recipient is
- *             looked up (once per recipient and delivery) and the
- *             message made (once per event, ngx_acs_route.c); the pushes
- *             are counted; a delivery of more than 256 events is prepared
- *             256 a turn of the event loop, the others at once
+ *   prepare   each event is routed, aged, its recipient looked up and
+ *             its message made (ngx_acs_prepare.c); a delivery of more
+ *             than 256 events is prepared 256 a turn of the event loop,
+ *             the others at once
  *   admit     the delivery is taken when its pushes fit in acs_notify_queue
  *             beside those queued and the room promised to others, or,
  *             when it is larger than the whole queue, as the one oversize
@@ -38,15 +34,13 @@
 
 #include "ngx_acs_notify.h"
 #include "ngx_acs_conf.h"
+#include "ngx_acs_http.h"
 #include "ngx_acs_json.h"
-#include "ngx_acs_event.h"
-#include "ngx_acs_route.h"
-#include "ngx_acs_registry.h"
 #include "ngx_acs_platform.h"
-#include "ngx_acs_template.h"
 #include "ngx_acs_dedup.h"
 #include "ngx_acs_engine.h"
 #include "ngx_acs_lane.h"
+#include "ngx_acs_batch.h"
 #include "ngx_acs_dispatch.h"
 #include "ngx_acs_stats.h"
 
@@ -56,78 +50,11 @@
 #define NGX_ACS_PASS_EVENTS      256      /* events prepared per pass */
 #define NGX_ACS_PASS_JOBS        1024     /* jobs made per pass */
 #define NGX_ACS_DROP_LOG         8        /* dropped jobs logged alone */
-#define NGX_ACS_TIME_SKEW        300000   /* ms: a time in the future this
-                                             much is taken for now */
-
-
-typedef enum {
-    NGX_ACS_BATCH_PREPARING = 0,
-    NGX_ACS_BATCH_MAKING,
-    NGX_ACS_BATCH_MADE,
-    NGX_ACS_BATCH_EXPIRED
-} ngx_acs_batch_state_e;
-
-
-/* a recipient of a delivery and its devices, looked up once */
-
-typedef struct {
-    ngx_rbtree_node_t           node;          /* key: hash of the raw id */
-    ngx_str_t                   raw_id;
-    ngx_acs_device_t           *devs;
-    ngx_uint_t                  ndevs;
-    ngx_uint_t                  has_voip;      /* unsigned:1 */
-} ngx_acs_recipient_t;
-
-
-/* an event of a delivery */
-
-typedef struct {
-    ngx_acs_event_push_t        push;          /* message, payloads */
-    ngx_acs_recipient_t        *to;            /* NULL: no push */
-    ngx_uint_t                  next;          /* the next device to make */
-} ngx_acs_item_t;
-
-
-typedef struct {
-    ngx_acs_delivery_t          delivery;      /* what the jobs see */
-
-    ngx_http_request_t         *request;       /* NULL once answered */
-    ngx_pool_cleanup_t         *cleanup;       /* in the request's pool */
-    ngx_array_t                *events;        /* the request's */
-    ngx_http_acs_notify_loc_conf_t  *conf;
-
-    ngx_acs_batch_state_e       state;
-    ngx_queue_t                 link;          /* preparing or making */
-    ngx_queue_t                 jobs;          /* made, not final */
-
-    ngx_acs_item_t             *items;
-    ngx_uint_t                  nitems;        /* prepared */
-    ngx_uint_t                  next_item;     /* the next to make jobs of */
-    ngx_rbtree_t                recipients;
-    ngx_rbtree_node_t           sentinel;
-
-    ngx_uint_t                  pushes;        /* counted when prepared */
-    ngx_uint_t                  calls;         /* of them, call pushes */
-    ngx_uint_t                  made;          /* devices taken */
-    ngx_uint_t                  reserved;      /* room held in the queue */
-    ngx_uint_t                  pending;       /* jobs not final */
-    ngx_uint_t                  sent;
-    ngx_uint_t                  failed;
-    ngx_uint_t                  busy;          /* in flight elsewhere */
-    ngx_uint_t                  dropped;
-    ngx_uint_t                  stale;         /* events too old to push */
-
-    ngx_int_t                  *sync;          /* the answer, when given
-                                                  inside ngx_acs_dispatch */
-    ngx_event_t                 timer;         /* the deadline */
-    ngx_connection_t            dummy;
-} ngx_acs_batch_t;
 
 
 typedef struct {
     ngx_log_t                  *log;
-    ngx_acs_registry_t         *registry;
-    ngx_acs_install_conf_t     *installs;      /* or a hub registry */
+    ngx_acs_store_t            *store;
     ngx_acs_dedup_t            *dedup;
     ngx_uint_t                  queue_size;    /* acs_notify_queue */
     ngx_uint_t                  reserved;      /* held by admitted batches */
@@ -145,18 +72,6 @@ static ngx_acs_batch_t *ngx_acs_batch_create(ngx_http_request_t *r,
     ngx_array_t *events);
 static ngx_int_t ngx_acs_batch_prepare(ngx_acs_batch_t *batch,
     ngx_uint_t *budget);
-static ngx_int_t ngx_acs_batch_item(ngx_acs_batch_t *batch,
-    ngx_acs_event_t *ev, ngx_acs_item_t *item);
-static ngx_int_t ngx_acs_batch_age(ngx_acs_batch_t *batch,
-    ngx_acs_event_t *ev, ngx_acs_route_t *route, ngx_str_t *id,
-    ngx_acs_event_push_t *push);
-static void ngx_acs_batch_trace(ngx_acs_batch_t *batch, ngx_str_t *id,
-    ngx_str_t *type, ngx_str_t *user, ngx_acs_device_t *dev,
-    ngx_acs_trace_outcome_e outcome, ngx_msec_t age);
-static ngx_acs_recipient_t *ngx_acs_batch_recipient(ngx_acs_batch_t *batch,
-    ngx_str_t *raw_id);
-static ngx_uint_t ngx_acs_item_wants(ngx_acs_batch_t *batch,
-    ngx_acs_item_t *item, ngx_acs_device_t *dev, ngx_uint_t log);
 static void ngx_acs_batch_admit(ngx_acs_batch_t *batch);
 static ngx_int_t ngx_acs_batch_distance(ngx_acs_batch_t *batch);
 static void ngx_acs_batch_make(ngx_acs_batch_t *batch, ngx_uint_t *budget);
@@ -186,15 +101,15 @@ ngx_acs_dispatch_init_process(ngx_cycle_t *cycle)
     ngx_memzero(e, sizeof(ngx_acs_dispatcher_t));
 
     e->log = cycle->log;
-    e->registry = amcf->registry;
-    e->installs = amcf->installs;
+    e->store = amcf->store;
     e->dedup = amcf->dedup;
     e->queue_size = amcf->queue_size;
 
     ngx_queue_init(&e->preparing);
     ngx_queue_init(&e->making);
 
-    return ngx_acs_engine_init(cycle, &amcf->hubs, amcf->registry,
+    return ngx_acs_engine_init(cycle, &amcf->hubs,
+                               ngx_acs_store_registry(amcf->store),
                                amcf->dedup, ngx_acs_dispatch_work,
                                ngx_acs_dispatch_final);
 }
@@ -310,6 +225,7 @@ ngx_acs_batch_create(ngx_http_request_t *r, ngx_array_t *events)
 
     batch->events = events;
     batch->conf = ngx_http_get_module_loc_conf(r, ngx_http_acs_notify_module);
+    batch->store = ngx_acs_dispatcher.store;
     batch->state = NGX_ACS_BATCH_PREPARING;
 
     batch->delivery.pool = pool;
@@ -382,361 +298,6 @@ ngx_acs_batch_prepare(ngx_acs_batch_t *batch, ngx_uint_t *budget)
     batch->events = NULL;
 
     return NGX_OK;
-}
-
-
-/* an event: route, recipient, message; its pushes counted */
-
-static ngx_int_t
-ngx_acs_batch_item(ngx_acs_batch_t *batch, ngx_acs_event_t *ev,
-    ngx_acs_item_t *item)
-{
-    ngx_int_t                   rc;
-    ngx_log_t                  *log;
-    ngx_str_t                  *id;
-    ngx_uint_t                  i, n, calls;
-    ngx_pool_t                 *pool;
-    ngx_acs_route_t             route;
-    ngx_acs_recipient_t        *to;
-    ngx_http_acs_notify_ctx_t  *ctx;
-
-    log = batch->request->connection->log;
-    ctx = ngx_http_get_module_ctx(batch->request, ngx_http_acs_notify_module);
-    pool = batch->delivery.pool;
-
-    /* the sender's strings as the logs show them: escaped */
-    id = ngx_acs_log_str(pool, &ev->id);
-
-    rc = ngx_acs_route(pool, ev, &route);
-
-    if (rc == NGX_DECLINED) {
-        /* the router's debug line says why */
-        ctx->ignored++;
-        return NGX_OK;
-    }
-
-    if (rc != NGX_OK) {
-        ctx->ignored++;
-        ngx_log_error(batch->conf->log_level, log, 0,
-                      "acs_notify: event \"%V\" of type \"%V\" has no "
-                      "recipient, no push", id,
-                      ngx_acs_log_str(pool, &ev->type));
-        return NGX_OK;
-    }
-
-    if (ngx_acs_batch_age(batch, ev, &route, id, &item->push) != NGX_OK) {
-        /* too old to push: logged */
-        ctx->stale++;
-        return NGX_OK;
-    }
-
-    to = ngx_acs_batch_recipient(batch, &route.recipient);
-    if (to == NULL) {
-        return NGX_DECLINED;
-    }
-
-    item->push.msg.intent = route.intent;
-    item->push.log_id = *id;
-    item->to = to;
-
-    n = 0;
-
-    for (i = 0; i < to->ndevs; i++) {
-        n += ngx_acs_item_wants(batch, item, &to->devs[i], 1);
-    }
-
-    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, log, 0,
-                   "acs_notify: event \"%V\" for \"%V\": %ui devices, %ui "
-                   "pushes", id, ngx_acs_log_str(pool, &route.recipient),
-                   to->ndevs, n);
-
-    if (n == 0) {
-        item->to = NULL;
-        return NGX_OK;
-    }
-
-    if (ngx_acs_message(pool, ev, &route, batch->conf->render.preview,
-                        ngx_acs_template_find(batch->conf->render.templates,
-                                              route.rule, NULL)
-                        != NULL,
-                        &item->push.msg)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    /* the message's copies outlive the request: the logs take those */
-
-    item->push.log_id = *ngx_acs_log_str(pool, &item->push.msg.id);
-    item->push.log_to = *ngx_acs_log_str(pool, &item->push.msg.recipient);
-
-    calls = (route.intent == NGX_ACS_INTENT_INCOMING_CALL) ? n : 0;
-
-    batch->pushes += n;
-    batch->calls += calls;
-
-    return NGX_OK;
-}
-
-
-/*
- * The event's age on arrival, from its time (eventTime, CloudEvents time),
- * a time up to NGX_ACS_TIME_SKEW in the future taken for now: NGX_DECLINED
- * when it is older than its limit (acs_notify_call_ttl for a call,
- * acs_notify_max_age for another), so stale: counted and logged.  A call
- * to push gets its ring end, counted from its time, or from its arrival
- * when its time cannot be read (it is pushed then, as any such event).
- */
-
-static ngx_int_t
-ngx_acs_batch_age(ngx_acs_batch_t *batch, ngx_acs_event_t *ev,
-    ngx_acs_route_t *route, ngx_str_t *id, ngx_acs_event_push_t *push)
-{
-    char        *why;
-    int64_t      t, age;
-    ngx_log_t   *log;
-    ngx_msec_t   limit;
-    ngx_uint_t   call;
-    ngx_time_t  *tp;
-
-    log = batch->request->connection->log;
-    call = (route->intent == NGX_ACS_INTENT_INCOMING_CALL);
-    limit = call ? batch->conf->call_ttl : batch->conf->max_age;
-
-    push->age = NGX_ACS_AGE_UNKNOWN;
-    push->expires = 0;
-
-    tp = ngx_timeofday();
-    age = 0;
-    why = NULL;
-
-    if (ngx_acs_event_time(&ev->time, &t) != NGX_OK) {
-        why = "no readable";
-
-    } else {
-        age = ((int64_t) tp->sec * 1000 + tp->msec) - t;
-
-        if (age < -NGX_ACS_TIME_SKEW) {
-            why = "a future";
-        }
-    }
-
-    if (why) {
-
-        if (limit) {
-            ngx_log_error(NGX_LOG_INFO, log, 0,
-                          "acs_notify: event \"%V\" has %s time \"%V\": "
-                          "its age is not known, it is pushed", id, why,
-                          ngx_acs_log_str(batch->delivery.pool, &ev->time));
-        }
-
-        if (call && limit) {
-            push->expires = batch->delivery.received + limit;
-        }
-
-        return NGX_OK;
-    }
-
-    age = ngx_max(age, 0);
-    age = ngx_min(age, NGX_MAX_INT32_VALUE);
-    push->age = (ngx_msec_t) age;
-
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
-                   "acs_notify: event \"%V\" is %Mms old, limit %Mms", id,
-                   push->age, limit);
-
-    if (limit && push->age > limit) {
-        batch->stale++;
-        ngx_acs_stats_stale(call);
-
-        ngx_log_error(NGX_LOG_INFO, log, 0,
-                      "acs_notify: event \"%V\" (%V) is %M.%03Ms old, over "
-                      "%s %M.%03Ms: not pushed (stale)", id,
-                      ngx_acs_log_str(batch->delivery.pool, &ev->type),
-                      push->age / 1000, push->age % 1000,
-                      call ? "acs_notify_call_ttl" : "acs_notify_max_age",
-                      limit / 1000, limit % 1000);
-
-        ngx_acs_batch_trace(batch, &ev->id, &ev->type, &route->recipient,
-                            NULL, NGX_ACS_TRACE_STALE, push->age);
-
-        return NGX_DECLINED;
-    }
-
-    if (call && limit) {
-        push->expires = ngx_current_msec + (limit - push->age);
-    }
-
-    return NGX_OK;
-}
-
-
-/* an outcome decided here, before any job: a stale event, a duplicate */
-
-static void
-ngx_acs_batch_trace(ngx_acs_batch_t *batch, ngx_str_t *id, ngx_str_t *type,
-    ngx_str_t *user, ngx_acs_device_t *dev, ngx_acs_trace_outcome_e outcome,
-    ngx_msec_t age)
-{
-    ngx_acs_hub_t         *hub;
-    ngx_acs_trace_push_t   tp;
-
-    if (!ngx_acs_trace_on()) {
-        return;
-    }
-
-    ngx_memzero(&tp, sizeof(ngx_acs_trace_push_t));
-
-    tp.event_id = *id;
-    tp.type = *type;
-    tp.user = *user;
-    tp.outcome = outcome;
-    tp.age = (age == NGX_ACS_AGE_UNKNOWN) ? NGX_ACS_TRACE_NONE : age;
-    tp.queued = ngx_current_msec - batch->delivery.received;
-
-    if (dev) {
-        hub = (ngx_acs_platform(dev->platform)->voip && batch->conf->voip_hub)
-              ? batch->conf->voip_hub : batch->conf->hub;
-
-        tp.device = dev->device_id;
-        tp.handle = dev->handle;
-        tp.tag = dev->tag;
-        tp.platform = dev->platform;
-        tp.hub = hub->name;
-    }
-
-    ngx_acs_trace_add(&tp);
-}
-
-
-/*
- * Whether the device gets a push of the event: VoIP devices get calls
- * only (iOS allows nothing else), an apns device of a user who has a VoIP
- * device gets no call (it rings there, not twice), a web push needs its
- * keys (Notification Hubs refuses it without; logged once, when counted).
- */
-
-static ngx_uint_t
-ngx_acs_item_wants(ngx_acs_batch_t *batch, ngx_acs_item_t *item,
-    ngx_acs_device_t *dev, ngx_uint_t log)
-{
-    ngx_uint_t           call;
-    ngx_acs_platform_t  *p;
-
-    p = ngx_acs_platform(dev->platform);
-    call = (item->push.msg.intent == NGX_ACS_INTENT_INCOMING_CALL);
-
-    if ((p->calls_only && !call) || (call && p->rings_voip
-                                     && item->to->has_voip))
-    {
-        return 0;
-    }
-
-    if (p->keys && !dev->tag && (dev->auth.len == 0 || dev->p256dh.len == 0))
-    {
-
-        if (log) {
-            ngx_log_error(NGX_LOG_WARN, batch->request->connection->log, 0,
-                          "acs_notify: no push of event \"%V\" for device "
-                          "\"%V\" (%V): the registration lacks its keys",
-                          &item->push.log_id, &dev->device_id, &p->name);
-        }
-
-        return 0;
-    }
-
-    return 1;
-}
-
-
-/* the devices of a recipient, looked up once per delivery */
-
-static ngx_acs_recipient_t *
-ngx_acs_batch_recipient(ngx_acs_batch_t *batch, ngx_str_t *raw_id)
-{
-    uint32_t              hash;
-    ngx_int_t             rc;
-    ngx_uint_t            i;
-    ngx_array_t           devices;
-    ngx_rbtree_node_t    *node, *sentinel;
-    ngx_acs_recipient_t  *to;
-
-    hash = ngx_murmur_hash2(raw_id->data, raw_id->len);
-
-    node = batch->recipients.root;
-    sentinel = batch->recipients.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
-            continue;
-        }
-
-        to = (ngx_acs_recipient_t *) node;
-
-        if (to->raw_id.len == raw_id->len
-            && ngx_strncmp(to->raw_id.data, raw_id->data, raw_id->len) == 0)
-        {
-            return to;
-        }
-
-        /* the same hash: equal keys go right (ngx_rbtree_insert_value) */
-        node = node->right;
-    }
-
-    to = ngx_pcalloc(batch->delivery.pool, sizeof(ngx_acs_recipient_t));
-    if (to == NULL) {
-        return NULL;
-    }
-
-    if (ngx_array_init(&devices, batch->delivery.pool, 4,
-                       sizeof(ngx_acs_device_t))
-        != NGX_OK)
-    {
-        return NULL;
-    }
-
-    if (ngx_acs_dispatcher.installs) {
-
-        /* a hub registry: one send per platform to the user's tag */
-
-        rc = ngx_acs_install_devices(ngx_acs_dispatcher.installs,
-                                     batch->delivery.pool, raw_id, &devices);
-
-        if (rc == NGX_DECLINED) {
-            ngx_log_error(NGX_LOG_WARN, batch->request->connection->log, 0,
-                          "acs_notify: no push to \"%V\": its raw id is "
-                          "too long for a Notification Hubs tag",
-                          ngx_acs_log_str(batch->delivery.pool, raw_id));
-
-        } else if (rc != NGX_OK) {
-            return NULL;
-        }
-
-    } else if (ngx_acs_registry_list(ngx_acs_dispatcher.registry, raw_id,
-                                     batch->delivery.pool,
-                                     batch->request->connection->log,
-                                     &devices)
-               != NGX_OK)
-    {
-        return NULL;
-    }
-
-    to->raw_id = *raw_id;
-    to->devs = devices.elts;
-    to->ndevs = devices.nelts;
-
-    for (i = 0; i < to->ndevs; i++) {
-        if (ngx_acs_platform(to->devs[i].platform)->calls_only) {
-            to->has_voip = 1;
-        }
-    }
-
-    to->node.key = hash;
-    ngx_rbtree_insert(&batch->recipients, &to->node);
-
-    return to;
 }
 
 
@@ -965,12 +526,10 @@ ngx_acs_batch_make(ngx_acs_batch_t *batch, ngx_uint_t *budget)
                 continue;
             }
 
-            /* a tag send: once per event and platform */
-
             ngx_acs_dedup_key(job->key, &item->push.msg.id,
                               &item->push.msg.type, &item->push.msg.subject,
                               &item->push.msg.recipient,
-                              dev->tag ? &dev->device_id : &dev->handle);
+                              ngx_acs_device_key(dev));
 
             rc = e->dedup ? ngx_acs_dedup_claim(e->dedup, job->key,
                                                 batch->delivery.owner, log)
@@ -1012,9 +571,7 @@ ngx_acs_batch_make(ngx_acs_batch_t *batch, ngx_uint_t *budget)
             job->event = &item->push;
             job->dev = dev;
             job->call = call;
-            job->hub = (ngx_acs_platform(dev->platform)->voip
-                        && batch->conf->voip_hub)
-                       ? batch->conf->voip_hub : batch->conf->hub;
+            job->hub = ngx_acs_batch_hub(batch, dev);
 
             ngx_queue_insert_tail(&batch->jobs, &job->sibling);
             batch->pending++;

@@ -149,6 +149,36 @@ static void ngx_acs_wait_handler(ngx_event_t *ev);
 static ngx_acs_engine_t  ngx_acs_engine;
 
 
+/* what the status page and the trace call each final outcome */
+
+static ngx_acs_outcome_e  ngx_acs_final_outcomes[] = {
+    [NGX_ACS_FINAL_SENT] = NGX_ACS_OUT_SENT,
+    [NGX_ACS_FINAL_GONE] = NGX_ACS_OUT_GONE,
+    [NGX_ACS_FINAL_REJECTED] = NGX_ACS_OUT_REJECTED,
+    [NGX_ACS_FINAL_FAILED] = NGX_ACS_OUT_FAILED,
+    [NGX_ACS_FINAL_DROPPED] = NGX_ACS_OUT_FAILED,
+    [NGX_ACS_FINAL_SKIPPED] = NGX_ACS_OUT_MAX,        /* not counted */
+    [NGX_ACS_FINAL_EXPIRED] = NGX_ACS_OUT_EXPIRED
+};
+
+static ngx_acs_trace_outcome_e  ngx_acs_final_traces[] = {
+    [NGX_ACS_FINAL_SENT] = NGX_ACS_TRACE_SENT,
+    [NGX_ACS_FINAL_GONE] = NGX_ACS_TRACE_GONE,
+    [NGX_ACS_FINAL_REJECTED] = NGX_ACS_TRACE_REJECTED,
+    [NGX_ACS_FINAL_FAILED] = NGX_ACS_TRACE_FAILED,
+    [NGX_ACS_FINAL_DROPPED] = NGX_ACS_TRACE_DROPPED,
+    [NGX_ACS_FINAL_SKIPPED] = NGX_ACS_TRACE_SKIPPED,
+    [NGX_ACS_FINAL_EXPIRED] = NGX_ACS_TRACE_EXPIRED
+};
+
+/* a row for every final outcome, or this does not compile */
+typedef char  ngx_acs_final_outcomes_all[
+    (sizeof(ngx_acs_final_outcomes) / sizeof(ngx_acs_outcome_e)
+     == NGX_ACS_FINALS
+     && sizeof(ngx_acs_final_traces) / sizeof(ngx_acs_trace_outcome_e)
+        == NGX_ACS_FINALS) ? 1 : -1];
+
+
 ngx_int_t
 ngx_acs_engine_init(ngx_cycle_t *cycle, ngx_array_t *hubs,
     ngx_acs_registry_t *registry, ngx_acs_dedup_t *dedup,
@@ -525,8 +555,7 @@ ngx_acs_job_start(ngx_acs_job_t *job)
     h = &slot->http;
 
     h->headers = ngx_acs_push_headers(job, &slot->headers, e->log);
-    h->url = (const char *) (job->dev->tag ? hub->tag_url.data
-                                           : hub->url.data);
+    h->url = (const char *) hub->urls[job->dev->target].data;
     h->body = body.data;
     h->body_len = body.len;
     ngx_acs_hub_transport(hub, h);
@@ -671,21 +700,14 @@ ngx_acs_job_done(ngx_acs_http_t *h)
     job->handle = NULL;
 
     ngx_acs_stats_in_flight(-1);
-    ngx_acs_stats_hub_answer(job->hub->index, (status >= 200) ? status : 0,
+    ngx_acs_stats_hub_answer(job->hub->index, ngx_acs_hub_answer(h),
                              ngx_current_msec - slot->start);
 
-    if (h->result != CURLE_OK && status < 200) {
-        ngx_cpystrn(lane->error, (u_char *) (h->error[0]
-                                  ? h->error
-                                  : curl_easy_strerror(h->result)),
-                    CURL_ERROR_SIZE);
-
-    } else if (verdict == NGX_ACS_VERDICT_THROTTLED
-               || verdict == NGX_ACS_VERDICT_FAILED)
+    if (verdict == NGX_ACS_VERDICT_THROTTLED
+        || verdict == NGX_ACS_VERDICT_FAILED
+        || verdict == NGX_ACS_VERDICT_UNREACHABLE)
     {
-        ngx_snprintf(lane->error, CURL_ERROR_SIZE - 1, "HTTP %l%s%Z", status,
-                     (status == 429) ? " throttled"
-                     : (status == 403) ? " quota" : "");
+        ngx_acs_hub_why(h, lane->error, CURL_ERROR_SIZE);
     }
 
     ngx_acs_lane_answer(lane, h, verdict, slot->start);
@@ -694,8 +716,6 @@ ngx_acs_job_done(ngx_acs_http_t *h)
 
     tracking.data = h->tracking_id;
     tracking.len = h->tracking_id_len;
-    detail.data = h->detail;
-    detail.len = h->detail_len;
 
     job->status = (status >= 200) ? (uint16_t) status : 0;
 
@@ -762,17 +782,15 @@ ngx_acs_job_done(ngx_acs_http_t *h)
         ngx_acs_job_retry(job, 0, (char *) lane->error);
         return;
 
+    case NGX_ACS_VERDICT_DENIED:
+    case NGX_ACS_VERDICT_ABSENT:
     case NGX_ACS_VERDICT_REFUSED:
         break;
     }
 
     /* 400, 401 twice, 403, 404, 413 and others: never better on retry */
 
-    while (detail.len && (detail.data[detail.len - 1] == '\n'
-                          || detail.data[detail.len - 1] == '\r'))
-    {
-        detail.len--;
-    }
+    ngx_acs_hub_detail(h, &detail);
 
     ngx_log_error(NGX_LOG_ERR, e->log, 0,
                   "acs_notify: Notification Hubs \"%V\" rejected the push of "
@@ -780,7 +798,8 @@ ngx_acs_job_done(ngx_acs_http_t *h)
                   &job->hub->name, &job->event->log_id,
                   ngx_min(job->dev->handle.len, 8), job->dev->handle.data,
                   status, &tracking, detail.len ? ", " : "", &detail,
-                  (status == 401 || status == 403)
+                  (verdict == NGX_ACS_VERDICT_RENEW
+                   || verdict == NGX_ACS_VERDICT_DENIED)
                   ? " (pushes need a rule with the Send right)" : "");
 
     ngx_acs_job_final(job, NGX_ACS_FINAL_REJECTED);
@@ -967,23 +986,14 @@ ngx_acs_job_final(ngx_acs_job_t *job, ngx_acs_final_e final)
 {
     ngx_acs_engine_t  *e = &ngx_acs_engine;
 
-    static ngx_acs_outcome_e  outcomes[] = {
-        [NGX_ACS_FINAL_SENT] = NGX_ACS_OUT_SENT,
-        [NGX_ACS_FINAL_GONE] = NGX_ACS_OUT_GONE,
-        [NGX_ACS_FINAL_REJECTED] = NGX_ACS_OUT_REJECTED,
-        [NGX_ACS_FINAL_FAILED] = NGX_ACS_OUT_FAILED,
-        [NGX_ACS_FINAL_DROPPED] = NGX_ACS_OUT_FAILED,
-        [NGX_ACS_FINAL_SKIPPED] = NGX_ACS_OUT_MAX,        /* not counted */
-        [NGX_ACS_FINAL_EXPIRED] = NGX_ACS_OUT_EXPIRED
-    };
-
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, e->log, 0,
                    "acs_notify: push of \"%V\" to %*s... final: %ui",
                    &job->event->log_id, ngx_min(job->dev->handle.len, 8),
                    job->dev->handle.data, (ngx_uint_t) final);
 
     if (final != NGX_ACS_FINAL_SKIPPED) {
-        ngx_acs_stats_push(job->dev->platform, outcomes[final]);
+        ngx_acs_stats_push(job->dev->platform,
+                           ngx_acs_final_outcomes[final]);
     }
 
     if (final == NGX_ACS_FINAL_SENT) {
@@ -1087,16 +1097,6 @@ ngx_acs_job_trace(ngx_acs_job_t *job, ngx_acs_final_e final)
     ngx_acs_engine_t      *e = &ngx_acs_engine;
     ngx_acs_trace_push_t   tp;
 
-    static ngx_acs_trace_outcome_e  outcomes[] = {
-        [NGX_ACS_FINAL_SENT] = NGX_ACS_TRACE_SENT,
-        [NGX_ACS_FINAL_GONE] = NGX_ACS_TRACE_GONE,
-        [NGX_ACS_FINAL_REJECTED] = NGX_ACS_TRACE_REJECTED,
-        [NGX_ACS_FINAL_FAILED] = NGX_ACS_TRACE_FAILED,
-        [NGX_ACS_FINAL_DROPPED] = NGX_ACS_TRACE_DROPPED,
-        [NGX_ACS_FINAL_SKIPPED] = NGX_ACS_TRACE_SKIPPED,
-        [NGX_ACS_FINAL_EXPIRED] = NGX_ACS_TRACE_EXPIRED
-    };
-
     a = e->answer;
     e->answer = NULL;
 
@@ -1115,10 +1115,10 @@ ngx_acs_job_trace(ngx_acs_job_t *job, ngx_acs_final_e final)
     tp.user = job->event->msg.recipient;
     tp.device = job->dev->device_id;
     tp.handle = job->dev->handle;
-    tp.tag = job->dev->tag;
+    tp.target = job->dev->target;
     tp.platform = job->dev->platform;
     tp.hub = job->hub->name;
-    tp.outcome = outcomes[final];
+    tp.outcome = ngx_acs_final_traces[final];
     tp.status = job->status;
     tp.attempts = job->attempt;
     tp.age = (job->event->age == NGX_ACS_AGE_UNKNOWN) ? NGX_ACS_TRACE_NONE

@@ -30,7 +30,8 @@ typedef enum {
     NGX_ACS_FINAL_FAILED,
     NGX_ACS_FINAL_DROPPED,     /* not started by the deadline */
     NGX_ACS_FINAL_SKIPPED,     /* no payload fits the device */
-    NGX_ACS_FINAL_EXPIRED      /* a call's ring time ran out first */
+    NGX_ACS_FINAL_EXPIRED,     /* a call's ring time ran out first */
+    NGX_ACS_FINALS
 } ngx_acs_final_e;
 
 

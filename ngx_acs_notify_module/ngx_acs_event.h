@@ -101,13 +101,4 @@ ngx_int_t ngx_acs_event_dup(ngx_pool_t *pool, ngx_str_t *s);
 /* a copy of the event in pool, NULL when out of memory */
 ngx_acs_event_t *ngx_acs_event_copy(ngx_pool_t *pool, ngx_acs_event_t *ev);
 
-/*
- * An RFC 3339 date-time, as eventTime and CloudEvents time are written
- * ("2025-06-12T10:02:24.2415391Z", "2025-06-12T12:02:24+02:00"): the
- * milliseconds since the epoch it names (fractions of a millisecond cut),
- * or NGX_ERROR when it is not one, or before 1970 or after 9999.
- */
-ngx_int_t ngx_acs_event_time(ngx_str_t *s, int64_t *ms);
-
-
 #endif /* _NGX_ACS_EVENT_H_INCLUDED_ */

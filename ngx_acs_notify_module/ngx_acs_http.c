@@ -15,37 +15,44 @@
 #define NGX_ACS_RETRY_AFTER  "10"
 
 
-/* in the order of ngx_acs_result_e */
-
 static ngx_str_t  ngx_acs_results[] = {
-    ngx_null_string,
-    ngx_string("validated"),
-    ngx_string("deleted"),
-    ngx_string("options"),
-    ngx_string("dispatched"),
-    ngx_string("accepted"),
-    ngx_string("checked"),
-    ngx_string("stale"),
-    ngx_string("unavailable:dispatch"),
-    ngx_string("unavailable:queue_full"),
-    ngx_string("unavailable:shutdown"),
-    ngx_string("unavailable:registry"),
-    ngx_string("unavailable:jwks"),
-    ngx_string("unavailable:hub"),
-    ngx_string("unavailable:backlog"),
-    ngx_string("rejected:method"),
-    ngx_string("rejected:secret"),
-    ngx_string("rejected:token"),
-    ngx_string("rejected:subscription"),
-    ngx_string("rejected:content_type"),
-    ngx_string("rejected:aeg_event_type"),
-    ngx_string("rejected:json"),
-    ngx_string("rejected:too_large"),
-    ngx_string("rejected:schema"),
-    ngx_string("rejected:topic"),
-    ngx_string("rejected:origin"),
-    ngx_string("other")
+    [NGX_ACS_RESULT_NONE] = ngx_null_string,
+    [NGX_ACS_RESULT_VALIDATED] = ngx_string("validated"),
+    [NGX_ACS_RESULT_DELETED] = ngx_string("deleted"),
+    [NGX_ACS_RESULT_OPTIONS] = ngx_string("options"),
+    [NGX_ACS_RESULT_DISPATCHED] = ngx_string("dispatched"),
+    [NGX_ACS_RESULT_ACCEPTED] = ngx_string("accepted"),
+    [NGX_ACS_RESULT_CHECKED] = ngx_string("checked"),
+    [NGX_ACS_RESULT_STALE] = ngx_string("stale"),
+    [NGX_ACS_RESULT_UNAVAILABLE_DISPATCH] = ngx_string("unavailable:dispatch"),
+    [NGX_ACS_RESULT_UNAVAILABLE_QUEUE_FULL] =
+        ngx_string("unavailable:queue_full"),
+    [NGX_ACS_RESULT_UNAVAILABLE_SHUTDOWN] = ngx_string("unavailable:shutdown"),
+    [NGX_ACS_RESULT_UNAVAILABLE_REGISTRY] = ngx_string("unavailable:registry"),
+    [NGX_ACS_RESULT_UNAVAILABLE_JWKS] = ngx_string("unavailable:jwks"),
+    [NGX_ACS_RESULT_UNAVAILABLE_HUB] = ngx_string("unavailable:hub"),
+    [NGX_ACS_RESULT_UNAVAILABLE_BACKLOG] = ngx_string("unavailable:backlog"),
+    [NGX_ACS_RESULT_REJECTED_METHOD] = ngx_string("rejected:method"),
+    [NGX_ACS_RESULT_REJECTED_SECRET] = ngx_string("rejected:secret"),
+    [NGX_ACS_RESULT_REJECTED_TOKEN] = ngx_string("rejected:token"),
+    [NGX_ACS_RESULT_REJECTED_SUBSCRIPTION] =
+        ngx_string("rejected:subscription"),
+    [NGX_ACS_RESULT_REJECTED_CONTENT_TYPE] =
+        ngx_string("rejected:content_type"),
+    [NGX_ACS_RESULT_REJECTED_AEG_EVENT_TYPE] =
+        ngx_string("rejected:aeg_event_type"),
+    [NGX_ACS_RESULT_REJECTED_JSON] = ngx_string("rejected:json"),
+    [NGX_ACS_RESULT_REJECTED_TOO_LARGE] = ngx_string("rejected:too_large"),
+    [NGX_ACS_RESULT_REJECTED_SCHEMA] = ngx_string("rejected:schema"),
+    [NGX_ACS_RESULT_REJECTED_TOPIC] = ngx_string("rejected:topic"),
+    [NGX_ACS_RESULT_REJECTED_ORIGIN] = ngx_string("rejected:origin"),
+    [NGX_ACS_RESULT_OTHER] = ngx_string("other")
 };
+
+/* a name for every result, or this does not compile */
+typedef char  ngx_acs_results_named[
+    (sizeof(ngx_acs_results) / sizeof(ngx_str_t) == NGX_ACS_RESULTS)
+    ? 1 : -1];
 
 
 ngx_http_acs_notify_ctx_t *

@@ -49,17 +49,8 @@ typedef enum {
 } ngx_acs_result_e;
 
 
-typedef enum {
-    NGX_ACS_AEG_NOTIFICATION = 0,
-    NGX_ACS_AEG_VALIDATION,
-    NGX_ACS_AEG_DELETION
-} ngx_acs_aeg_type_e;
-
-
 typedef struct {
-    ngx_uint_t                  aeg_type;   /* ngx_acs_aeg_type_e */
     ngx_uint_t                  registration;   /* unsigned:1 */
-    ngx_uint_t                  tokenless;  /* unsigned:1 */
 
     ngx_uint_t                  events;
     ngx_uint_t                  pushes;

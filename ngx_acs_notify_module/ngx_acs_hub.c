@@ -1,16 +1,53 @@
 
 /*
  * Copyright (C) ngx_acs_notify_module authors
+ *
+ * Notification Hubs links: connection strings, SAS tokens, how a request
+ * goes, and what an answer means.  The statuses of the hubs are read here
+ * alone: pushes, installations and the status page act on the verdict
+ * and the answer's class.
  */
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_acs_notify.h"
+#include "ngx_acs_conf.h"
 #include "ngx_acs_hub.h"
 
 
+static char  *ngx_acs_answer_names[] = {
+    [NGX_ACS_ANSWER_2XX] = "2xx",
+    [NGX_ACS_ANSWER_400] = "400",
+    [NGX_ACS_ANSWER_401] = "401",
+    [NGX_ACS_ANSWER_403] = "403",
+    [NGX_ACS_ANSWER_404] = "404",
+    [NGX_ACS_ANSWER_410] = "410",
+    [NGX_ACS_ANSWER_413] = "413",
+    [NGX_ACS_ANSWER_429] = "429",
+    [NGX_ACS_ANSWER_4XX] = "4xx",
+    [NGX_ACS_ANSWER_5XX] = "5xx",
+    [NGX_ACS_ANSWER_ERROR] = "error"
+};
+
+/* the header of each target of a push */
+
+static ngx_str_t  ngx_acs_hub_targets[] = {
+    [NGX_ACS_TARGET_HANDLE] =
+        ngx_string("ServiceBusNotification-DeviceHandle"),
+    [NGX_ACS_TARGET_TAG] = ngx_string("ServiceBusNotification-Tags")
+};
+
+/* a header for every target, or this does not compile */
+typedef char  ngx_acs_hub_targets_all[
+    (sizeof(ngx_acs_hub_targets) / sizeof(ngx_str_t) == NGX_ACS_TARGETS)
+    ? 1 : -1];
+
+
+/* a name for every answer, or this does not compile */
+typedef char  ngx_acs_answer_names_all[
+    (sizeof(ngx_acs_answer_names) / sizeof(char *) == NGX_ACS_ANSWERS)
+    ? 1 : -1];
 
 
 char *
@@ -19,7 +56,7 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
 {
     u_char      *p, *last;
     ngx_int_t    n;
-    ngx_str_t    v, cs, endpoint;
+    ngx_str_t    v, cs, endpoint, *direct, *tag;
     ngx_uint_t        i;
     const char       *err;
     ngx_file_info_t   fi;
@@ -215,16 +252,19 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
     }
     hub->resource.data = ngx_pnalloc(cf->pool, hub->resource.len);
 
-    hub->url.len = hub->resource.len
-                   + sizeof("/messages/?api-version=&direct") - 1
-                   + hub->api_version.len;
-    hub->url.data = ngx_pnalloc(cf->pool, hub->url.len + 1);
+    direct = &hub->urls[NGX_ACS_TARGET_HANDLE];
+    tag = &hub->urls[NGX_ACS_TARGET_TAG];
 
-    hub->tag_url.len = hub->url.len - (sizeof("&direct") - 1);
-    hub->tag_url.data = ngx_pnalloc(cf->pool, hub->tag_url.len + 1);
+    direct->len = hub->resource.len
+                  + sizeof("/messages/?api-version=&direct") - 1
+                  + hub->api_version.len;
+    direct->data = ngx_pnalloc(cf->pool, direct->len + 1);
 
-    if (hub->resource.data == NULL || hub->url.data == NULL
-        || hub->tag_url.data == NULL)
+    tag->len = direct->len - (sizeof("&direct") - 1);
+    tag->data = ngx_pnalloc(cf->pool, tag->len + 1);
+
+    if (hub->resource.data == NULL || direct->data == NULL
+        || tag->data == NULL)
     {
         return NGX_CONF_ERROR;
     }
@@ -233,12 +273,12 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
 
     /* "direct" must be there: without it NH broadcasts to every device */
 
-    ngx_sprintf(hub->url.data, "%V/messages/?api-version=%V&direct%Z",
+    ngx_sprintf(direct->data, "%V/messages/?api-version=%V&direct%Z",
                 &hub->resource, &hub->api_version);
 
     /* a send to the installations of a tag expression (a hub registry) */
 
-    ngx_sprintf(hub->tag_url.data, "%V/messages/?api-version=%V%Z",
+    ngx_sprintf(tag->data, "%V/messages/?api-version=%V%Z",
                 &hub->resource, &hub->api_version);
 
     if (hub->connect_to.len) {
@@ -313,6 +353,13 @@ ngx_acs_hub_token_reset(ngx_acs_hub_t *hub)
 }
 
 
+ngx_str_t *
+ngx_acs_hub_target(ngx_acs_target_e target)
+{
+    return &ngx_acs_hub_targets[target];
+}
+
+
 void
 ngx_acs_hub_transport(ngx_acs_hub_t *hub, ngx_acs_http_t *h)
 {
@@ -367,7 +414,10 @@ ngx_acs_hub_verdict(ngx_acs_http_t *h)
     case 403:
         /* the quota answer of older API versions has a Retry-After */
         return h->retry_after ? NGX_ACS_VERDICT_THROTTLED
-                              : NGX_ACS_VERDICT_REFUSED;
+                              : NGX_ACS_VERDICT_DENIED;
+
+    case 404:
+        return NGX_ACS_VERDICT_ABSENT;
 
     case 429:
     case 503:
@@ -380,6 +430,104 @@ ngx_acs_hub_verdict(ngx_acs_http_t *h)
         return (h->status >= 500) ? NGX_ACS_VERDICT_FAILED
                                   : NGX_ACS_VERDICT_REFUSED;
     }
+}
+
+
+void
+ngx_acs_hub_why(ngx_acs_http_t *h, u_char *buf, size_t size)
+{
+    if (h->result != CURLE_OK && h->status < 200) {
+        ngx_cpystrn(buf, (u_char *) (h->error[0]
+                                     ? h->error
+                                     : curl_easy_strerror(h->result)),
+                    size);
+        return;
+    }
+
+    ngx_snprintf(buf, size - 1, "HTTP %l%s%Z", h->status,
+                 (h->status == 429) ? " throttled"
+                 : (h->status == 403) ? " quota" : "");
+}
+
+
+void
+ngx_acs_hub_detail(ngx_acs_http_t *h, ngx_str_t *detail)
+{
+    u_char  *p, *q, *last;
+
+    if (h->response) {
+        detail->data = h->response;
+        detail->len = h->response_len;
+
+    } else {
+        detail->data = h->detail;
+        detail->len = h->detail_len;
+    }
+
+    /* NH's <Error><Code>..</Code><Detail>..</Detail></Error> */
+
+    last = detail->data + detail->len;
+    p = ngx_strlcasestrn(detail->data, last, (u_char *) "<detail>", 8 - 1);
+
+    if (p) {
+        p += 8;
+        q = ngx_strlcasestrn(p, last, (u_char *) "</detail>", 9 - 1);
+        detail->data = p;
+        detail->len = (q ? q : last) - p;
+    }
+
+    detail->len = ngx_min(detail->len, NGX_ACS_HUB_DETAIL_MAX);
+
+    while (detail->len && (detail->data[detail->len - 1] == '\n'
+                           || detail->data[detail->len - 1] == '\r'))
+    {
+        detail->len--;
+    }
+}
+
+
+ngx_acs_answer_e
+ngx_acs_hub_answer(ngx_acs_http_t *h)
+{
+    if (h->status < 200) {
+        return NGX_ACS_ANSWER_ERROR;
+    }
+
+    switch (h->status) {
+
+    case 400:
+        return NGX_ACS_ANSWER_400;
+
+    case 401:
+        return NGX_ACS_ANSWER_401;
+
+    case 403:
+        return NGX_ACS_ANSWER_403;
+
+    case 404:
+        return NGX_ACS_ANSWER_404;
+
+    case 410:
+        return NGX_ACS_ANSWER_410;
+
+    case 413:
+        return NGX_ACS_ANSWER_413;
+
+    case 429:
+        return NGX_ACS_ANSWER_429;
+
+    default:
+        return (h->status < 300) ? NGX_ACS_ANSWER_2XX
+               : (h->status >= 500) ? NGX_ACS_ANSWER_5XX
+               : NGX_ACS_ANSWER_4XX;
+    }
+}
+
+
+char *
+ngx_acs_hub_answer_name(ngx_acs_answer_e answer)
+{
+    return ngx_acs_answer_names[answer];
 }
 
 

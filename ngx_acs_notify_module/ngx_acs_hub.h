@@ -16,6 +16,7 @@
 
 #include "ngx_acs_sas.h"
 #include "ngx_acs_curl.h"
+#include "ngx_acs_device.h"
 
 
 /* HTTP/2 asked for, HTTP/1.1 when the hub does not offer it */
@@ -25,14 +26,21 @@
 #define NGX_ACS_HUB_CONNECTIONS    512
 
 
-/* what an answer of Notification Hubs means (docs/dispatch.md, 5) */
+/*
+ * What an answer of Notification Hubs means (docs/dispatch.md, 5), for a
+ * push, an installation or any other request to a hub: every reading of
+ * its statuses is in ngx_acs_hub_verdict()
+ */
 
 typedef enum {
     NGX_ACS_VERDICT_SENT = 0,       /* 2xx */
     NGX_ACS_VERDICT_GONE,           /* 410: the device handle is gone */
     NGX_ACS_VERDICT_RENEW,          /* 401: a new SAS token, once */
-    NGX_ACS_VERDICT_REFUSED,        /* 400, 403, 404, 413, ...: never
-                                       better on retry */
+    NGX_ACS_VERDICT_DENIED,         /* 403 without Retry-After: the rule
+                                       lacks a right */
+    NGX_ACS_VERDICT_ABSENT,         /* 404: no such hub, or resource */
+    NGX_ACS_VERDICT_REFUSED,        /* 400, 413, other 4xx: never better
+                                       on retry */
     NGX_ACS_VERDICT_THROTTLED,      /* 429, 503, 403 with Retry-After:
                                        the hub asks for less */
     NGX_ACS_VERDICT_FAILED,         /* 408, other 5xx, a timeout or an
@@ -40,6 +48,24 @@ typedef enum {
     NGX_ACS_VERDICT_UNREACHABLE     /* no connection: refused, not
                                        resolved, TLS failed, not in time */
 } ngx_acs_verdict_e;
+
+
+/* the answers the status page counts apart */
+
+typedef enum {
+    NGX_ACS_ANSWER_2XX = 0,
+    NGX_ACS_ANSWER_400,
+    NGX_ACS_ANSWER_401,
+    NGX_ACS_ANSWER_403,
+    NGX_ACS_ANSWER_404,
+    NGX_ACS_ANSWER_410,
+    NGX_ACS_ANSWER_413,
+    NGX_ACS_ANSWER_429,
+    NGX_ACS_ANSWER_4XX,
+    NGX_ACS_ANSWER_5XX,
+    NGX_ACS_ANSWER_ERROR,           /* no answer */
+    NGX_ACS_ANSWERS
+} ngx_acs_answer_e;
 
 
 typedef struct {
@@ -51,8 +77,8 @@ typedef struct {
     ngx_str_t                   key;
     ngx_str_t                   api_version;
     ngx_str_t                   resource;      /* https://host/hub */
-    ngx_str_t                   url;           /* direct send, C string */
-    ngx_str_t                   tag_url;       /* tag send, C string */
+    ngx_str_t                   urls[NGX_ACS_TARGETS];   /* the sends to
+                                                  each target, C strings */
     ngx_str_t                   connect_to;    /* CONNECT_TO entry, or "" */
     struct curl_slist          *connect_to_list;    /* per worker */
     ngx_str_t                   ca_file;       /* C string or empty */
@@ -76,11 +102,33 @@ char *ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
 ngx_str_t ngx_acs_hub_token(ngx_acs_hub_t *hub, time_t now);
 void ngx_acs_hub_token_reset(ngx_acs_hub_t *hub);
 
+/* the header that names a push's target: its value, the handle or tag */
+ngx_str_t *ngx_acs_hub_target(ngx_acs_target_e target);
+
 /* how a request to the hub goes: CA, connect_to, HTTP/2, timeout */
 void ngx_acs_hub_transport(ngx_acs_hub_t *hub, ngx_acs_http_t *h);
 
 /* the verdict of a finished request */
 ngx_acs_verdict_e ngx_acs_hub_verdict(ngx_acs_http_t *h);
+
+/*
+ * Why a request failed, for logs: libcurl's error, or "HTTP 429
+ * throttled", "HTTP 403 quota", "HTTP 500"; a C string in buf
+ */
+void ngx_acs_hub_why(ngx_acs_http_t *h, u_char *buf, size_t size);
+
+/*
+ * NH's error detail: the text of the <Detail> of its error body, else the
+ * start of the body, without a line end, at most
+ * NGX_ACS_HUB_DETAIL_MAX bytes (pointing into the body)
+ */
+#define NGX_ACS_HUB_DETAIL_MAX  200
+
+void ngx_acs_hub_detail(ngx_acs_http_t *h, ngx_str_t *detail);
+
+/* the class of an answer the status page counts, and its name */
+ngx_acs_answer_e ngx_acs_hub_answer(ngx_acs_http_t *h);
+char *ngx_acs_hub_answer_name(ngx_acs_answer_e answer);
 
 /*
  * Connections a worker may open to one hub host whatever max_connections

@@ -34,16 +34,24 @@
 
 
 #define NGX_ACS_INSTALL_RESPONSE   16384   /* an installation read */
-#define NGX_ACS_INSTALL_RETRY      5       /* s, when NH gave no Retry-After */
+
+
+typedef enum {
+    NGX_ACS_HTTP_GET = 0,
+    NGX_ACS_HTTP_PUT,
+    NGX_ACS_HTTP_DELETE
+} ngx_acs_http_method_e;
 
 
 static ngx_int_t ngx_acs_install_step(ngx_acs_install_op_t *op);
+static ngx_acs_hub_t *ngx_acs_install_hub(ngx_acs_install_op_t *op);
 static ngx_int_t ngx_acs_install_request(ngx_acs_install_op_t *op,
-    ngx_acs_hub_t *hub, const char *method);
+    ngx_acs_hub_t *hub, ngx_acs_http_method_e method);
 static void ngx_acs_install_answered(ngx_acs_http_t *h);
 static ngx_int_t ngx_acs_install_body(ngx_acs_install_op_t *op);
 static ngx_int_t ngx_acs_install_read(ngx_acs_install_op_t *op);
-static void ngx_acs_install_fail(ngx_acs_install_op_t *op);
+static void ngx_acs_install_fail(ngx_acs_install_op_t *op,
+    ngx_acs_verdict_e verdict);
 static void ngx_acs_install_finish(ngx_acs_install_op_t *op,
     ngx_uint_t status, const char *code, const char *fmt, ...);
 static ngx_acs_hub_t *ngx_acs_install_other(ngx_acs_install_op_t *op,
@@ -57,7 +65,7 @@ char *
 ngx_acs_install_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
     ngx_acs_install_conf_t **ic)
 {
-    u_char                  *p, *last, *start;
+    u_char                  *p, *last, *start, *end, names[128];
     ngx_str_t                v, name;
     ngx_uint_t               i;
     ngx_acs_platform_t      *pf;
@@ -95,11 +103,14 @@ ngx_acs_install_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
 
                 pf = ngx_acs_platform_find(&name);
                 if (pf == NULL) {
+                    end = ngx_acs_platform_names(names,
+                                                 names + sizeof(names),
+                                                 " or ");
                     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                        "acs_notify_registry: unknown "
                                        "platform \"%V\" in platforms=, "
-                                       "expected apns, apns-voip, fcmv1, "
-                                       "wns or browser", &name);
+                                       "expected %*s", &name, end - names,
+                                       names);
                     return NGX_CONF_ERROR;
                 }
 
@@ -143,6 +154,11 @@ ngx_int_t
 ngx_acs_install_init_conf(ngx_conf_t *cf, ngx_acs_install_conf_t *ic,
     ngx_array_t *hubs)
 {
+    ngx_uint_t           id, defaults;
+    ngx_acs_platform_t  *pf;
+
+    defaults = 0;
+
     ic->hub = ngx_acs_hub_find(hubs, &ic->hub_name);
 
     if (ic->hub == NULL) {
@@ -163,13 +179,23 @@ ngx_acs_install_init_conf(ngx_conf_t *cf, ngx_acs_install_conf_t *ic,
         }
     }
 
-    if (ic->platforms == 0) {
-        ic->platforms = (1 << NGX_ACS_PLATFORM_APNS)
-                        | (1 << NGX_ACS_PLATFORM_FCMV1);
+    /* the platforms of the table's defaults; VoIP ones need a VoIP hub */
 
-        if (ic->voip_hub) {
-            ic->platforms |= (1 << NGX_ACS_PLATFORM_APNS_VOIP);
+    for (id = NGX_ACS_PLATFORM_APNS;
+         id < NGX_ACS_PLATFORMS && ic->platforms == 0;
+         id++)
+    {
+        pf = ngx_acs_platform(id);
+
+        if (pf->hub_default
+            && (pf->voip != NGX_ACS_VOIP_ONLY || ic->voip_hub))
+        {
+            defaults |= (1 << id);
         }
+    }
+
+    if (ic->platforms == 0) {
+        ic->platforms = defaults;
     }
 
     ngx_acs_install_rights(cf, ic->hub);
@@ -317,12 +343,6 @@ ngx_acs_install_devices(ngx_acs_install_conf_t *ic, ngx_pool_t *pool,
 
     ngx_str_null(&voip);
 
-    if ((ic->platforms & (1 << NGX_ACS_PLATFORM_APNS_VOIP))
-        && ngx_acs_install_voip(pool, &tag, &voip) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
     for (id = NGX_ACS_PLATFORM_APNS; id < NGX_ACS_PLATFORMS; id++) {
 
         if (!(ic->platforms & (1 << id))) {
@@ -330,6 +350,12 @@ ngx_acs_install_devices(ngx_acs_install_conf_t *ic, ngx_pool_t *pool,
         }
 
         p = ngx_acs_platform(id);
+
+        if (p->voip == NGX_ACS_VOIP_ONLY && voip.data == NULL
+            && ngx_acs_install_voip(pool, &tag, &voip) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
 
         dev = ngx_array_push(devices);
         if (dev == NULL) {
@@ -341,8 +367,8 @@ ngx_acs_install_devices(ngx_acs_install_conf_t *ic, ngx_pool_t *pool,
         /* the platform's name stands for the device in logs */
         dev->device_id = p->name;
         dev->platform = p->id;
-        dev->handle = p->calls_only ? voip : tag;
-        dev->tag = 1;
+        dev->handle = (p->voip == NGX_ACS_VOIP_ONLY) ? voip : tag;
+        dev->target = NGX_ACS_TARGET_TAG;
     }
 
     return NGX_OK;
@@ -374,59 +400,71 @@ ngx_acs_install_start(ngx_acs_install_op_t *op)
     p = ngx_cpymem(op->id, "acs-", 4);
     ngx_hex_dump(p, digest, 20);
 
-    op->step = 0;
+    switch (op->kind) {
 
-    if (op->kind == NGX_ACS_INSTALL_PUT && ngx_acs_install_body(op) != NGX_OK)
-    {
-        return NGX_ERROR;
+    case NGX_ACS_INSTALL_PUT:
+        if (ngx_acs_install_body(op) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        op->step = NGX_ACS_INSTALL_WRITE;
+        break;
+
+    case NGX_ACS_INSTALL_GET:
+    case NGX_ACS_INSTALL_DELETE:
+        op->step = NGX_ACS_INSTALL_READ;
+        break;
     }
 
     return ngx_acs_install_step(op);
 }
 
 
-/*
- * The requests of each kind, step by step:
- *   PUT     0 PUT at its hub; 1 DELETE at the other hub, if there is one
- *   GET     0 GET at the hub; 1 GET at the VoIP hub, if there is one
- *   DELETE  0 GET at the hub; 1 GET at the VoIP hub; 2 DELETE where found
- */
+/* the request of the operation's step (ngx_acs_install.h) */
 
 static ngx_int_t
 ngx_acs_install_step(ngx_acs_install_op_t *op)
 {
-    ngx_acs_hub_t       *hub;
-    ngx_acs_platform_t  *pf;
+    ngx_acs_install_conf_t  *ic = op->conf;
 
-    switch (op->kind) {
+    switch (op->step) {
 
-    case NGX_ACS_INSTALL_PUT:
-        pf = ngx_acs_platform(op->dev.platform);
-        hub = (pf->calls_only && op->conf->voip_hub) ? op->conf->voip_hub
-                                                       : op->conf->hub;
+    case NGX_ACS_INSTALL_WRITE:
+        return ngx_acs_install_request(op, ngx_acs_install_hub(op),
+                                       NGX_ACS_HTTP_PUT);
 
-        if (op->step == 0) {
-            return ngx_acs_install_request(op, hub, "PUT");
-        }
+    case NGX_ACS_INSTALL_UNWRITE:
+        return ngx_acs_install_request(op,
+                                       ngx_acs_install_other(op,
+                                                   ngx_acs_install_hub(op)),
+                                       NGX_ACS_HTTP_DELETE);
 
-        return ngx_acs_install_request(op, ngx_acs_install_other(op, hub),
-                                       "DELETE");
+    case NGX_ACS_INSTALL_READ:
+        return ngx_acs_install_request(op, ic->hub, NGX_ACS_HTTP_GET);
 
-    case NGX_ACS_INSTALL_GET:
-        return ngx_acs_install_request(op, op->step == 0 ? op->conf->hub
-                                                         : op->conf->voip_hub,
-                                       NULL);
+    case NGX_ACS_INSTALL_READ_VOIP:
+        return ngx_acs_install_request(op, ic->voip_hub, NGX_ACS_HTTP_GET);
 
-    default: /* NGX_ACS_INSTALL_DELETE */
-
-        if (op->step == 2) {
-            return ngx_acs_install_request(op, op->at, "DELETE");
-        }
-
-        return ngx_acs_install_request(op, op->step == 0 ? op->conf->hub
-                                                         : op->conf->voip_hub,
-                                       NULL);
+    case NGX_ACS_INSTALL_REMOVE:
+        return ngx_acs_install_request(op, op->at, NGX_ACS_HTTP_DELETE);
     }
+
+    return NGX_ERROR;
+}
+
+
+/* the hub of the device: a VoIP platform's is the VoIP hub, if any */
+
+static ngx_acs_hub_t *
+ngx_acs_install_hub(ngx_acs_install_op_t *op)
+{
+    if (ngx_acs_platform(op->dev.platform)->voip == NGX_ACS_VOIP_ONLY
+        && op->conf->voip_hub)
+    {
+        return op->conf->voip_hub;
+    }
+
+    return op->conf->hub;
 }
 
 
@@ -449,7 +487,7 @@ ngx_acs_install_other(ngx_acs_install_op_t *op, ngx_acs_hub_t *hub)
 
 static ngx_int_t
 ngx_acs_install_request(ngx_acs_install_op_t *op, ngx_acs_hub_t *hub,
-    const char *method)
+    ngx_acs_http_method_e method)
 {
     u_char            *p;
     size_t             size;
@@ -469,7 +507,7 @@ ngx_acs_install_request(ngx_acs_install_op_t *op, ngx_acs_hub_t *hub,
     ngx_str_null(&lines[2].value);
     n = 3;
 
-    if (op->body.len && method && method[0] == 'P') {
+    if (method == NGX_ACS_HTTP_PUT) {
         ngx_str_set(&lines[3].name, "Content-Type");
         ngx_str_set(&lines[3].value, "application/json");
         n = 4;
@@ -498,30 +536,35 @@ ngx_acs_install_request(ngx_acs_install_op_t *op, ngx_acs_hub_t *hub,
     h->handler = ngx_acs_install_answered;
     h->data = op;
 
-    if (method == NULL || method[0] == 'D') {
-        /* no body */
+    switch (method) {
+
+    case NGX_ACS_HTTP_GET:
         h->get = 1;
-        h->method = method;
-
-    } else {
-        h->method = method;
-        h->body = op->body.data;
-        h->body_len = op->body.len;
-    }
-
-    if (method == NULL) {
         h->response = ngx_pnalloc(op->pool, NGX_ACS_INSTALL_RESPONSE);
         if (h->response == NULL) {
             return NGX_ERROR;
         }
 
         h->response_size = NGX_ACS_INSTALL_RESPONSE;
+        break;
+
+    case NGX_ACS_HTTP_PUT:
+        h->method = "PUT";
+        h->body = op->body.data;
+        h->body_len = op->body.len;
+        break;
+
+    case NGX_ACS_HTTP_DELETE:
+        /* no body */
+        h->get = 1;
+        h->method = "DELETE";
+        break;
     }
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, op->log, 0,
                    "acs_notify install: %s %*s at hub \"%V\"",
-                   method ? method : "GET", (size_t) NGX_ACS_INSTALL_ID_LEN,
-                   op->id, &hub->name);
+                   h->method ? h->method : "GET",
+                   (size_t) NGX_ACS_INSTALL_ID_LEN, op->id, &hub->name);
 
     return ngx_acs_curl_submit(h, op->log);
 }
@@ -541,8 +584,8 @@ ngx_acs_install_body(ngx_acs_install_op_t *op)
 
     tag = op->tag;
 
-    if (pf->calls_only && ngx_acs_install_voip(op->pool, &op->tag, &tag)
-                          != NGX_OK)
+    if (pf->voip == NGX_ACS_VOIP_ONLY
+        && ngx_acs_install_voip(op->pool, &op->tag, &tag) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -602,64 +645,78 @@ ngx_acs_install_answered(ngx_acs_http_t *h)
 {
     ngx_acs_install_op_t  *op = h->data;
 
-    long  status;
+    ngx_acs_verdict_e  verdict;
 
-    status = h->status;
+    verdict = ngx_acs_hub_verdict(h);
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, op->log, 0,
-                   "acs_notify install: step %ui answered %l, curl %d",
-                   op->step, status, (int) h->result);
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, op->log, 0,
+                   "acs_notify install: step %ui answered %l, curl %d, "
+                   "verdict %d", (ngx_uint_t) op->step, h->status,
+                   (int) h->result, (int) verdict);
 
-    if (h->result != CURLE_OK || status < 200 || status == 404) {
+    if (verdict == NGX_ACS_VERDICT_ABSENT) {
 
-        if (h->result == CURLE_OK && status == 404
-            && op->kind != NGX_ACS_INSTALL_PUT)
-        {
+        switch (op->step) {
+
+        case NGX_ACS_INSTALL_READ:
+
             /* none at this hub: the VoIP hub next, or there is none */
 
-            if (op->step == 0 && ngx_acs_install_other(op, op->conf->hub)) {
-                op->step = 1;
+            if (ngx_acs_install_other(op, op->conf->hub)) {
+                op->step = NGX_ACS_INSTALL_READ_VOIP;
                 goto next;
             }
 
-            if (op->kind == NGX_ACS_INSTALL_DELETE && op->step == 2) {
-                /* gone since it was read */
-                ngx_acs_install_finish(op, NGX_HTTP_NO_CONTENT, NULL, NULL);
-                return;
-            }
+            /* fall through */
 
+        case NGX_ACS_INSTALL_READ_VOIP:
             ngx_acs_install_finish(op, NGX_HTTP_NOT_FOUND, "NotFound",
                                    "no such device");
             return;
-        }
 
-        if (h->result == CURLE_OK && status == 404 && op->step == 1) {
+        case NGX_ACS_INSTALL_REMOVE:
+            /* gone since it was read */
+            ngx_acs_install_finish(op, NGX_HTTP_NO_CONTENT, NULL, NULL);
+            return;
+
+        case NGX_ACS_INSTALL_UNWRITE:
             /* the other hub's installation of a PUT: none, as it should */
             ngx_acs_install_finish(op, NGX_HTTP_OK, NULL, NULL);
             return;
+
+        case NGX_ACS_INSTALL_WRITE:
+            break;
         }
+    }
 
-        ngx_acs_install_fail(op);
+    if (verdict != NGX_ACS_VERDICT_SENT) {
+        ngx_acs_install_fail(op, verdict);
         return;
     }
 
-    if (status >= 300) {
-        ngx_acs_install_fail(op);
-        return;
-    }
+    switch (op->step) {
 
-    switch (op->kind) {
-
-    case NGX_ACS_INSTALL_PUT:
-        if (op->step == 0 && ngx_acs_install_other(op, op->at)) {
-            op->step = 1;
+    case NGX_ACS_INSTALL_WRITE:
+        if (ngx_acs_install_other(op, op->at)) {
+            op->step = NGX_ACS_INSTALL_UNWRITE;
             goto next;
         }
 
         ngx_acs_install_finish(op, NGX_HTTP_OK, NULL, NULL);
         return;
 
-    case NGX_ACS_INSTALL_GET:
+    case NGX_ACS_INSTALL_UNWRITE:
+        ngx_acs_install_finish(op, NGX_HTTP_OK, NULL, NULL);
+        return;
+
+    case NGX_ACS_INSTALL_READ:
+    case NGX_ACS_INSTALL_READ_VOIP:
+
+        if (op->kind == NGX_ACS_INSTALL_DELETE) {
+            op->step = NGX_ACS_INSTALL_REMOVE;
+            goto next;
+        }
+
         if (ngx_acs_install_read(op) != NGX_OK) {
             ngx_acs_install_finish(op, NGX_HTTP_BAD_GATEWAY,
                                    "BadHubAnswer", "Notification Hubs "
@@ -671,12 +728,7 @@ ngx_acs_install_answered(ngx_acs_http_t *h)
         ngx_acs_install_finish(op, NGX_HTTP_OK, NULL, NULL);
         return;
 
-    default: /* NGX_ACS_INSTALL_DELETE */
-        if (op->step < 2) {
-            op->step = 2;
-            goto next;
-        }
-
+    case NGX_ACS_INSTALL_REMOVE:
         ngx_acs_install_finish(op, NGX_HTTP_NO_CONTENT, NULL, NULL);
         return;
     }
@@ -691,62 +743,69 @@ next:
 
 
 /*
- * An answer that is not the one hoped for: 400 when NH refused the
- * installation itself, 503 when it may work later, 502 otherwise (this
+ * An answer that is not the one hoped for, by the hub's verdict: 400 when
+ * NH refused the installation itself, 503 when it may work later (with
+ * the hub's Retry-After, else the module's default), 502 otherwise (this
  * nginx is not let in: rights, hub name), logged.
  */
 
 static void
-ngx_acs_install_fail(ngx_acs_install_op_t *op)
+ngx_acs_install_fail(ngx_acs_install_op_t *op, ngx_acs_verdict_e verdict)
 {
-    u_char          *p, *q, *last;
+    u_char           why[CURL_ERROR_SIZE];
     ngx_str_t        detail;
     ngx_acs_http_t  *h;
 
     h = &op->http;
 
-    if (h->response) {
-        detail.data = h->response;
-        detail.len = h->response_len;
+    ngx_acs_hub_detail(h, &detail);
 
-    } else {
-        detail.data = h->detail;
-        detail.len = h->detail_len;
-    }
+    switch (verdict) {
 
-    /* NH's <Error><Code>..</Code><Detail>..</Detail></Error> */
+    case NGX_ACS_VERDICT_THROTTLED:
+    case NGX_ACS_VERDICT_FAILED:
+    case NGX_ACS_VERDICT_UNREACHABLE:
+        op->retry_after = h->retry_after;
 
-    last = detail.data + detail.len;
-    p = ngx_strlcasestrn(detail.data, last, (u_char *) "<detail>", 8 - 1);
+        if (h->status < 200) {
+            ngx_acs_hub_why(h, why, sizeof(why));
 
-    if (p) {
-        p += 8;
-        q = ngx_strlcasestrn(p, last, (u_char *) "</detail>", 9 - 1);
-        detail.data = p;
-        detail.len = (q ? q : last) - p;
-    }
+            ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                          "acs_notify_registry: no answer from Notification "
+                          "Hubs \"%V\": %s", &op->at->name, why);
 
-    detail.len = ngx_min(detail.len, 200);
+            ngx_acs_install_finish(op, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "HubUnavailable", "Notification Hubs did "
+                                   "not answer, try again later");
+            return;
+        }
 
-    if (h->result != CURLE_OK) {
-        op->retry_after = NGX_ACS_INSTALL_RETRY;
-
-        ngx_log_error(NGX_LOG_ERR, op->log, 0,
-                      "acs_notify_registry: no answer from Notification "
-                      "Hubs \"%V\": %s", &op->at->name, h->error);
+        ngx_log_error(NGX_LOG_WARN, op->log, 0,
+                      "acs_notify_registry: Notification Hubs \"%V\" "
+                      "answered %l to an installation request",
+                      &op->at->name, h->status);
 
         ngx_acs_install_finish(op, NGX_HTTP_SERVICE_UNAVAILABLE,
-                               "HubUnavailable", "Notification Hubs did not "
-                               "answer, try again later");
+                               "HubUnavailable", "Notification Hubs is busy "
+                               "or unavailable, try again later");
         return;
-    }
 
-    switch (h->status) {
+    case NGX_ACS_VERDICT_RENEW:
+    case NGX_ACS_VERDICT_DENIED:
+        ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                      "acs_notify_registry: Notification Hubs \"%V\" "
+                      "answered %l to an installation request: the rule "
+                      "\"%V\" of its connection string needs the Listen "
+                      "right (and Send, for the pushes)", &op->at->name,
+                      h->status, &op->at->key_name);
 
-    case 400:
-    case 409:
-    case 413:
-        if (op->kind == NGX_ACS_INSTALL_PUT && op->step == 0) {
+        ngx_acs_install_finish(op, NGX_HTTP_BAD_GATEWAY, "HubAccessDenied",
+                               "Notification Hubs refused this server's "
+                               "rule: it needs the Listen right");
+        return;
+
+    case NGX_ACS_VERDICT_REFUSED:
+        if (op->step == NGX_ACS_INSTALL_WRITE) {
             ngx_log_error(NGX_LOG_INFO, op->log, 0,
                           "acs_notify_registry: Notification Hubs \"%V\" "
                           "refused the installation with %l: %V",
@@ -762,39 +821,9 @@ ngx_acs_install_fail(ngx_acs_install_op_t *op)
 
         break;
 
-    case 401:
-    case 403:
-        ngx_log_error(NGX_LOG_ERR, op->log, 0,
-                      "acs_notify_registry: Notification Hubs \"%V\" "
-                      "answered %l to an installation request: the rule "
-                      "\"%V\" of its connection string needs the Listen "
-                      "right (and Send, for the pushes)", &op->at->name,
-                      h->status, &op->at->key_name);
-
-        ngx_acs_install_finish(op, NGX_HTTP_BAD_GATEWAY, "HubAccessDenied",
-                               "Notification Hubs refused this server's "
-                               "rule: it needs the Listen right");
-        return;
-
-    case 429:
-    case 500:
-    case 502:
-    case 503:
-    case 504:
-        op->retry_after = h->retry_after ? h->retry_after
-                                         : NGX_ACS_INSTALL_RETRY;
-
-        ngx_log_error(NGX_LOG_WARN, op->log, 0,
-                      "acs_notify_registry: Notification Hubs \"%V\" "
-                      "answered %l to an installation request",
-                      &op->at->name, h->status);
-
-        ngx_acs_install_finish(op, NGX_HTTP_SERVICE_UNAVAILABLE,
-                               "HubUnavailable", "Notification Hubs is busy "
-                               "or unavailable, try again later");
-        return;
-
-    default:
+    case NGX_ACS_VERDICT_SENT:
+    case NGX_ACS_VERDICT_GONE:
+    case NGX_ACS_VERDICT_ABSENT:
         break;
     }
 
@@ -847,7 +876,7 @@ ngx_acs_install_read(ngx_acs_install_op_t *op)
     size_t               i;
     ngx_str_t            json, name, s;
     yajl_val             tree, v, tags;
-    ngx_uint_t           id;
+    ngx_uint_t           id, voip;
     ngx_acs_platform_t  *pf;
 
     json.data = op->http.response;
@@ -864,37 +893,41 @@ ngx_acs_install_read(ngx_acs_install_op_t *op)
 
     ngx_strlow(name.data, name.data, name.len);
 
-    /* "v:" among its tags: an apns-voip device */
+    /*
+     * The platform of that installation name; of two (APNs), the VoIP one
+     * when "v:" is among its tags
+     */
+
+    voip = 0;
+    tags = ngx_acs_json_tree_get(tree, "tags");
+
+    for (i = 0; tags && YAJL_IS_ARRAY(tags) && i < tags->u.array.len; i++) {
+        v = tags->u.array.values[i];
+
+        if (YAJL_IS_STRING(v) && ngx_strncmp(v->u.string, "v:", 2) == 0) {
+            voip = 1;
+            break;
+        }
+    }
 
     id = 0;
-    tags = ngx_acs_json_tree_get(tree, "tags");
 
     for (i = NGX_ACS_PLATFORM_APNS; i < NGX_ACS_PLATFORMS; i++) {
         pf = ngx_acs_platform(i);
 
-        if (pf->installation.len == name.len
-            && ngx_strncmp(pf->installation.data, name.data, name.len) == 0
-            && !pf->calls_only)
+        if (pf->installation.len != name.len
+            || ngx_strncmp(pf->installation.data, name.data, name.len) != 0)
         {
+            continue;
+        }
+
+        if (id == 0 || (pf->voip == NGX_ACS_VOIP_ONLY) == voip) {
             id = i;
-            break;
         }
     }
 
     if (id == 0) {
         return NGX_ERROR;
-    }
-
-    if (id == NGX_ACS_PLATFORM_APNS && tags && YAJL_IS_ARRAY(tags)) {
-        for (i = 0; i < tags->u.array.len; i++) {
-            v = tags->u.array.values[i];
-
-            if (YAJL_IS_STRING(v) && ngx_strncmp(v->u.string, "v:", 2) == 0)
-            {
-                id = NGX_ACS_PLATFORM_APNS_VOIP;
-                break;
-            }
-        }
     }
 
     pf = ngx_acs_platform(id);

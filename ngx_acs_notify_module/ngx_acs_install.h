@@ -18,7 +18,7 @@
 
 #include "ngx_acs_hub.h"
 #include "ngx_acs_curl.h"
-#include "ngx_acs_registry.h"
+#include "ngx_acs_device.h"
 
 
 #define NGX_ACS_TAG_MAX         120     /* NH's limit on a tag */
@@ -55,8 +55,8 @@ ngx_int_t ngx_acs_install_tag(ngx_pool_t *pool, ngx_str_t *raw_id,
 
 /*
  * What a delivery pushes to a user in hub mode: one device per platform
- * of the registry, its handle the user's tag (dev->tag set).  NGX_OK,
- * NGX_DECLINED (no tag fits: logged by the caller), NGX_ERROR.
+ * of the registry, its handle the user's tag (target NGX_ACS_TARGET_TAG).
+ * NGX_OK, NGX_DECLINED (no tag fits: logged by the caller), NGX_ERROR.
  */
 ngx_int_t ngx_acs_install_devices(ngx_acs_install_conf_t *ic,
     ngx_pool_t *pool, ngx_str_t *raw_id, ngx_array_t *devices);
@@ -69,6 +69,22 @@ typedef enum {
     NGX_ACS_INSTALL_GET,
     NGX_ACS_INSTALL_DELETE
 } ngx_acs_install_kind_e;
+
+
+/*
+ * The requests an operation makes, one after the other:
+ *   PUT     WRITE at the device's hub, then UNWRITE at the other hub
+ *   GET     READ at the hub, then READ_VOIP at the VoIP hub if not found
+ *   DELETE  READ, READ_VOIP, then REMOVE where it was found
+ */
+
+typedef enum {
+    NGX_ACS_INSTALL_WRITE = 0,      /* PUT */
+    NGX_ACS_INSTALL_UNWRITE,        /* DELETE at the other hub */
+    NGX_ACS_INSTALL_READ,           /* GET at the hub */
+    NGX_ACS_INSTALL_READ_VOIP,      /* GET at the VoIP hub */
+    NGX_ACS_INSTALL_REMOVE          /* DELETE where it was read */
+} ngx_acs_install_step_e;
 
 
 typedef struct ngx_acs_install_op_s  ngx_acs_install_op_t;
@@ -100,7 +116,7 @@ struct ngx_acs_install_op_s {
     time_t                      retry_after;
 
     /* private */
-    ngx_uint_t                  step;
+    ngx_acs_install_step_e      step;
     ngx_acs_hub_t              *at;            /* the hub asked now */
     u_char                      id[NGX_ACS_INSTALL_ID_LEN];
     ngx_str_t                   body;

@@ -44,7 +44,7 @@
 #include <openssl/rsa.h>
 #endif
 
-#include "ngx_acs_notify.h"
+#include "ngx_acs_conf.h"
 #include "ngx_acs_json.h"
 #include "ngx_acs_curl.h"
 #include "ngx_acs_jwks.h"

@@ -281,6 +281,8 @@ ngx_acs_lane_answer(ngx_acs_lane_t *lane, ngx_acs_http_t *h,
     case NGX_ACS_VERDICT_SENT:
     case NGX_ACS_VERDICT_GONE:
     case NGX_ACS_VERDICT_RENEW:
+    case NGX_ACS_VERDICT_DENIED:
+    case NGX_ACS_VERDICT_ABSENT:
     case NGX_ACS_VERDICT_REFUSED:
 
         /* the hub works, whatever it thought of the push */

@@ -2,7 +2,9 @@
 /*
  * Copyright (C) ngx_acs_notify_module authors
  *
- * Configuration and per-request state shared by the module's stages.
+ * The module's configuration, main and per location, as the directives
+ * (ngx_acs_notify_module.c) make it: what the handlers of the features
+ * read.  The helpers below them never include this.
  */
 
 
@@ -14,13 +16,10 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_acs_conf.h"
-#include "ngx_acs_http.h"
 #include "ngx_acs_auth.h"
-#include "ngx_acs_registry.h"
+#include "ngx_acs_store.h"
 #include "ngx_acs_render.h"
 #include "ngx_acs_hub.h"
-#include "ngx_acs_install.h"
 #include "ngx_acs_dedup.h"
 #include "ngx_acs_trace.h"
 
@@ -30,8 +29,7 @@
 
 
 typedef struct {
-    ngx_acs_registry_t         *registry;
-    ngx_acs_install_conf_t     *installs;   /* a hub registry instead */
+    ngx_acs_store_t            *store;      /* acs_notify_registry */
     ngx_array_t                 hubs;       /* of ngx_acs_hub_t */
     ngx_array_t                 entras;     /* of ngx_acs_entra_t * */
     ngx_acs_dedup_t            *dedup;

@@ -11,6 +11,8 @@
 #include <ngx_http.h>
 
 #include "ngx_acs_crypto.h"
+#include "ngx_acs_conf.h"
+#include "ngx_acs_http.h"
 #include "ngx_acs_notify.h"
 #include "ngx_acs_webhook.h"
 #include "ngx_acs_registrations.h"
@@ -20,8 +22,6 @@
 #include "ngx_acs_stats.h"
 
 
-#define NGX_ACS_SWEEP_INTERVAL  60000
-#define NGX_ACS_SWEEP_BATCH     1000
 #define NGX_ACS_CALL_TTL        120000         /* ACS rings 2 minutes */
 #define NGX_ACS_CALL_TTL_MAX    3600000
 #define NGX_ACS_MAX_AGE_MAX     (7 * 86400000)
@@ -32,8 +32,6 @@ static void *ngx_http_acs_notify_create_main_conf(ngx_conf_t *cf);
 static ngx_int_t ngx_http_acs_notify_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_acs_notify_init_process(ngx_cycle_t *cycle);
 static void ngx_http_acs_notify_exit_process(ngx_cycle_t *cycle);
-static void ngx_http_acs_notify_sweep(ngx_event_t *ev);
-static ngx_msec_t ngx_http_acs_notify_sweep_interval(ngx_acs_registry_t *reg);
 static char *ngx_http_acs_notify_registry(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_acs_notify_registrations(ngx_conf_t *cf,
@@ -53,9 +51,6 @@ static ngx_int_t ngx_http_acs_notify_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_acs_notify_log_handler(ngx_http_request_t *r);
 static char *ngx_http_acs_notify_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_int_t ngx_http_acs_notify_hub_registry(ngx_conf_t *cf,
-    ngx_http_acs_notify_main_conf_t *amcf,
-    ngx_http_acs_notify_loc_conf_t *conf);
 static ngx_acs_hub_t *ngx_http_acs_notify_find_hub(ngx_conf_t *cf,
     ngx_http_acs_notify_main_conf_t *amcf, ngx_str_t *name);
 static void *ngx_http_acs_notify_create_loc_conf(ngx_conf_t *cf);
@@ -269,10 +264,6 @@ ngx_module_t  ngx_http_acs_notify_module = {
 };
 
 
-static ngx_event_t       ngx_acs_sweep_event;
-static ngx_connection_t  ngx_acs_sweep_conn;
-
-
 enum {
     NGX_ACS_VAR_EVENTS = 0,
     NGX_ACS_VAR_PUSHES,
@@ -408,15 +399,8 @@ ngx_http_acs_notify_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_uint_value(amcf->queue_size, 10000);
 
-    if (amcf->registry
-        && ngx_acs_registry_check(amcf->registry, cf->log) != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    if (amcf->installs
-        && ngx_acs_install_init_conf(cf, amcf->installs, &amcf->hubs)
-           != NGX_OK)
+    if (amcf->store
+        && ngx_acs_store_init_conf(cf, amcf->store, &amcf->hubs) != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }
@@ -448,11 +432,11 @@ ngx_http_acs_notify_init_module(ngx_cycle_t *cycle)
     amcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_acs_notify_module);
 
-    if (amcf == NULL || amcf->registry == NULL) {
+    if (amcf == NULL || amcf->store == NULL) {
         return NGX_OK;
     }
 
-    return ngx_acs_registry_init_module(cycle, amcf->registry);
+    return ngx_acs_store_init_module(cycle, amcf->store);
 }
 
 
@@ -466,7 +450,7 @@ ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
 
     /*
      * the cache manager and loader run init_process too, and serve no
-     * request: no registry, no libcurl pool, no sweep for them
+     * request: no device store, no libcurl pool for them
      */
 
     if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE)
@@ -545,76 +529,13 @@ ngx_http_acs_notify_init_process(ngx_cycle_t *cycle)
         }
     }
 
-    if (amcf->registry == NULL) {
-        return NGX_OK;
-    }
-
-    if (ngx_acs_registry_init_process(cycle, amcf->registry) != NGX_OK) {
+    if (amcf->store
+        && ngx_acs_store_init_process(cycle, amcf->store) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    /* one worker purges expired registrations in the background */
-
-    if (ngx_process == NGX_PROCESS_WORKER && ngx_worker != 0) {
-        return NGX_OK;
-    }
-
-    ngx_acs_worker_event(&ngx_acs_sweep_event, ngx_http_acs_notify_sweep,
-                         &ngx_acs_sweep_conn, cycle->log);
-    ngx_acs_sweep_event.cancelable = 1;
-
-    ngx_add_timer(&ngx_acs_sweep_event,
-                  ngx_http_acs_notify_sweep_interval(amcf->registry));
-
     return NGX_OK;
-}
-
-
-/* a minute, or half the default TTL when that is shorter */
-
-static ngx_msec_t
-ngx_http_acs_notify_sweep_interval(ngx_acs_registry_t *reg)
-{
-    time_t  ttl;
-
-    ttl = ngx_acs_registry_ttl(reg);
-
-    if (ttl >= 2 * NGX_ACS_SWEEP_INTERVAL / 1000) {
-        return NGX_ACS_SWEEP_INTERVAL;
-    }
-
-    return (ngx_msec_t) ttl * 500;
-}
-
-
-static void
-ngx_http_acs_notify_sweep(ngx_event_t *ev)
-{
-    ngx_uint_t                        purged;
-    ngx_http_acs_notify_main_conf_t  *amcf;
-
-    amcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_acs_notify_module);
-
-    if (ngx_exiting || amcf == NULL || amcf->registry == NULL) {
-        return;
-    }
-
-    if (ngx_acs_registry_sweep(amcf->registry, ev->log, NGX_ACS_SWEEP_BATCH,
-                               &purged)
-        == NGX_OK
-        && purged)
-    {
-        ngx_log_error(NGX_LOG_INFO, ev->log, 0,
-                      "acs_notify_registry: purged %ui expired "
-                      "registrations", purged);
-    }
-
-    /* more to purge: go on soon, without holding the worker for long */
-
-    ngx_add_timer(ev, (purged == NGX_ACS_SWEEP_BATCH)
-                      ? 100
-                      : ngx_http_acs_notify_sweep_interval(amcf->registry));
 }
 
 
@@ -650,8 +571,8 @@ ngx_http_acs_notify_exit_process(ngx_cycle_t *cycle)
         ngx_acs_hub_exit_process(&hub[i]);
     }
 
-    if (amcf->registry) {
-        ngx_acs_registry_exit_process(amcf->registry);
+    if (amcf->store) {
+        ngx_acs_store_exit_process(amcf->store);
     }
 
     ngx_acs_stats_exit_process();
@@ -821,15 +742,17 @@ ngx_http_acs_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                                &conf->hub->name);
         }
 
-        if (conf->hub && amcf->registry == NULL && amcf->installs == NULL) {
+        if (conf->hub && amcf->store == NULL) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "acs_notify_eventgrid with a hub needs "
                                "acs_notify_registry in the http block");
             return NGX_CONF_ERROR;
         }
 
-        if (conf->hub && amcf->installs
-            && ngx_http_acs_notify_hub_registry(cf, amcf, conf) != NGX_OK)
+        if (conf->hub
+            && ngx_acs_store_hubs(cf, amcf->store, conf->hub,
+                                  &conf->voip_hub)
+               != NGX_OK)
         {
             return NGX_CONF_ERROR;
         }
@@ -844,7 +767,7 @@ ngx_http_acs_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->hmac_keys, prev->hmac_keys, NULL);
 
     if (conf->registrations == 1) {
-        if (amcf->registry == NULL && amcf->installs == NULL) {
+        if (amcf->store == NULL) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "acs_notify_registrations needs "
                                "acs_notify_registry in the http block");
@@ -950,43 +873,6 @@ ngx_http_acs_notify_hub(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     hub->index = amcf->hubs.nelts - 1;
 
     return ngx_acs_hub_create(cf, &value[2], cf->args->nelts - 2, hub);
-}
-
-
-/*
- * With a hub registry, pushes go where the installations are: the
- * location's hub is the registry's, and VoIP pushes go to the registry's
- * VoIP hub.
- */
-
-static ngx_int_t
-ngx_http_acs_notify_hub_registry(ngx_conf_t *cf,
-    ngx_http_acs_notify_main_conf_t *amcf,
-    ngx_http_acs_notify_loc_conf_t *conf)
-{
-    ngx_acs_install_conf_t  *ic = amcf->installs;
-
-    if (conf->hub != ic->hub) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "acs_notify_eventgrid: with acs_notify_registry "
-                           "hub=%V, pushes go through hub=%V, not \"%V\"",
-                           &ic->hub->name, &ic->hub->name, &conf->hub->name);
-        return NGX_ERROR;
-    }
-
-    if (conf->voip_hub == NULL) {
-        conf->voip_hub = ic->voip_hub;
-
-    } else if (conf->voip_hub != ic->voip_hub) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "acs_notify_eventgrid: with acs_notify_registry "
-                           "hub=%V, VoIP pushes go through the registry's "
-                           "voip_hub, not \"%V\"", &ic->hub->name,
-                           &conf->voip_hub->name);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
 }
 
 
@@ -1128,28 +1014,14 @@ ngx_http_acs_notify_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_str_t  *value;
 
-    if (amcf->registry != NULL || amcf->installs != NULL) {
+    if (amcf->store != NULL) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
 
-    if (value[1].len > 4 && ngx_strncmp(value[1].data, "hub=", 4) == 0) {
-        return ngx_acs_install_create(cf, &value[1], cf->args->nelts - 1,
-                                      &amcf->installs);
-    }
-
-    if (ngx_strlchr(value[1].data, value[1].data + value[1].len, '=')) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "acs_notify_registry: \"%V\" is taken for a "
-                           "parameter, not a directory; the directory comes "
-                           "first, or hub=NAME for a hub registry",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    return ngx_acs_registry_create(cf, &value[1], cf->args->nelts - 1,
-                                   &amcf->registry);
+    return ngx_acs_store_create(cf, &value[1], cf->args->nelts - 1,
+                                &amcf->store);
 }
 
 

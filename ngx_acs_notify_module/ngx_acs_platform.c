@@ -13,8 +13,9 @@
 #include <ngx_core.h>
 
 #include "ngx_acs_platform.h"
-#include "ngx_acs_registry.h"
+#include "ngx_acs_device.h"
 #include "ngx_acs_render.h"
+#include "ngx_acs_shape.h"
 
 
 static ngx_int_t ngx_acs_check_apns(ngx_str_t *handle);
@@ -25,68 +26,98 @@ static ngx_int_t ngx_acs_check_url(ngx_str_t *handle);
 #define NGX_ACS_JSON_TYPE  ngx_string("application/json;charset=utf-8")
 
 
-/* a row per ngx_acs_platform_e from NGX_ACS_PLATFORM_APNS; ids on disk */
+/* a row per ngx_acs_platform_e from NGX_ACS_PLATFORM_APNS, in its order */
 
 static ngx_acs_platform_t  ngx_acs_platforms[] = {
 
     { .id = NGX_ACS_PLATFORM_APNS,
       .name = ngx_string("apns"),
       .format = ngx_string("apple"),
-      .installation = ngx_string("apns"),
       .content_type = NGX_ACS_JSON_TYPE,
       .limit = 4096,
+      .markup = NGX_ACS_MARKUP_JSON,
       .build = ngx_acs_build_apns,
+      .headers = ngx_acs_headers_apns,
+      .shape = ngx_acs_shape_apns,
+      .installation = ngx_string("apns"),
+      .hub_default = 1,
       .check = ngx_acs_check_apns,
-      .rings_voip = 1,
-      .apns = 1 },
+      .keys = 0,
+      .voip = NGX_ACS_VOIP_YIELDS,
+      .expiry_in_body = 0 },
 
     { .id = NGX_ACS_PLATFORM_APNS_VOIP,
       .name = ngx_string("apns-voip"),
       .format = ngx_string("apple"),
-      .installation = ngx_string("apns"),
       .content_type = NGX_ACS_JSON_TYPE,
       .limit = 4096,
+      .markup = NGX_ACS_MARKUP_JSON,
       .build = ngx_acs_build_voip,
+      .headers = ngx_acs_headers_voip,
+      .shape = ngx_acs_shape_apns,
+      .installation = ngx_string("apns"),
+      .hub_default = 1,
       .check = ngx_acs_check_apns,
-      .calls_only = 1,
-      .voip = 1,
-      .apns = 1 },
+      .keys = 0,
+      .voip = NGX_ACS_VOIP_ONLY,
+      .expiry_in_body = 0 },
 
     { .id = NGX_ACS_PLATFORM_FCMV1,
       .name = ngx_string("fcmv1"),
       .format = ngx_string("fcmv1"),
-      .installation = ngx_string("fcmv1"),
       .content_type = NGX_ACS_JSON_TYPE,
       .limit = 4096,
+      .markup = NGX_ACS_MARKUP_JSON,
       .build = ngx_acs_build_fcmv1,
+      .headers = NULL,
+      .shape = ngx_acs_shape_fcmv1,
+      .installation = ngx_string("fcmv1"),
+      .hub_default = 1,
       .check = ngx_acs_check_fcm,
+      .keys = 0,
+      .voip = NGX_ACS_VOIP_NONE,
       .expiry_in_body = 1 },
 
     { .id = NGX_ACS_PLATFORM_WNS,
       .name = ngx_string("wns"),
       .format = ngx_string("windows"),
-      .installation = ngx_string("wns"),
       .content_type = ngx_string("application/xml"),
       .limit = 5120,
+      .markup = NGX_ACS_MARKUP_XML,
       .build = ngx_acs_build_wns,
+      .headers = ngx_acs_headers_wns,
+      .shape = ngx_acs_shape_toast,
+      .installation = ngx_string("wns"),
+      .hub_default = 0,
       .check = ngx_acs_check_url,
-      .xml = 1 },
+      .keys = 0,
+      .voip = NGX_ACS_VOIP_NONE,
+      .expiry_in_body = 0 },
 
     { .id = NGX_ACS_PLATFORM_BROWSER,
       .name = ngx_string("browser"),
       .format = ngx_string("browser"),
-      .installation = ngx_string("browser"),
       .content_type = NGX_ACS_JSON_TYPE,
       .limit = 4096,
+      .markup = NGX_ACS_MARKUP_JSON,
       .build = ngx_acs_build_browser,
+      .headers = ngx_acs_headers_browser,
+      .shape = ngx_acs_shape_json,
+      .installation = ngx_string("browser"),
+      .hub_default = 0,
       .check = ngx_acs_check_url,
-      .keys = 1 }
+      .keys = 1,
+      .voip = NGX_ACS_VOIP_NONE,
+      .expiry_in_body = 0 }
 };
+
+#define NGX_ACS_PLATFORM_ROWS                                                 \
+    (sizeof(ngx_acs_platforms) / sizeof(ngx_acs_platform_t))
 
 /* a row for every platform, or this does not compile */
 typedef char  ngx_acs_platforms_all[
-    (sizeof(ngx_acs_platforms) / sizeof(ngx_acs_platform_t)
-     == NGX_ACS_PLATFORMS - NGX_ACS_PLATFORM_APNS) ? 1 : -1];
+    (NGX_ACS_PLATFORM_ROWS == NGX_ACS_PLATFORMS - NGX_ACS_PLATFORM_APNS)
+    ? 1 : -1];
 
 
 ngx_acs_platform_t *
@@ -94,9 +125,7 @@ ngx_acs_platform_find(ngx_str_t *name)
 {
     ngx_uint_t  i;
 
-    for (i = 0; i < sizeof(ngx_acs_platforms) / sizeof(ngx_acs_platform_t);
-         i++)
-    {
+    for (i = 0; i < NGX_ACS_PLATFORM_ROWS; i++) {
         if (ngx_acs_platforms[i].name.len == name->len
             && ngx_strncmp(ngx_acs_platforms[i].name.data, name->data,
                            name->len)
@@ -118,6 +147,22 @@ ngx_acs_platform(ngx_uint_t id)
     }
 
     return &ngx_acs_platforms[id - NGX_ACS_PLATFORM_APNS];
+}
+
+
+u_char *
+ngx_acs_platform_names(u_char *p, u_char *end, const char *last)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_ACS_PLATFORM_ROWS; i++) {
+        p = ngx_snprintf(p, end - p, "%s%V",
+                         (i == 0) ? ""
+                         : (i == NGX_ACS_PLATFORM_ROWS - 1) ? last : ", ",
+                         &ngx_acs_platforms[i].name);
+    }
+
+    return p;
 }
 
 

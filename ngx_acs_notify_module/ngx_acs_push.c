@@ -125,14 +125,7 @@ ngx_acs_push_headers(ngx_acs_job_t *job, ngx_acs_push_headers_t *ph,
     h[1].value = pf->content_type;
     ngx_str_set(&h[2].name, "ServiceBusNotification-Format");
     h[2].value = pf->format;
-    if (job->dev->tag) {
-        /* the installations of the user's tag, of this platform */
-        ngx_str_set(&h[3].name, "ServiceBusNotification-Tags");
-
-    } else {
-        ngx_str_set(&h[3].name, "ServiceBusNotification-DeviceHandle");
-    }
-
+    h[3].name = *ngx_acs_hub_target(job->dev->target);
     h[3].value = job->dev->handle;
     ngx_str_set(&h[4].name, "x-ms-version");
     h[4].value = job->hub->api_version;

@@ -19,11 +19,12 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_acs_http.h"
 #include "ngx_acs_notify.h"
 #include "ngx_acs_crypto.h"
 #include "ngx_acs_json.h"
 #include "ngx_acs_hmac.h"
-#include "ngx_acs_registry.h"
+#include "ngx_acs_store.h"
 #include "ngx_acs_regpath.h"
 #include "ngx_acs_registrations.h"
 
@@ -52,15 +53,11 @@ static ngx_int_t ngx_acs_reg_body_bytes(ngx_http_request_t *r,
 static ngx_int_t ngx_acs_reg_device(ngx_http_request_t *r,
     ngx_acs_reg_request_t *rq, ngx_str_t *body, ngx_acs_device_t *dev,
     long long *ttl);
-static ngx_int_t ngx_acs_reg_put(ngx_http_request_t *r,
-    ngx_acs_registry_t *reg, ngx_acs_reg_request_t *rq, ngx_str_t *body);
-static ngx_int_t ngx_acs_reg_get(ngx_http_request_t *r,
-    ngx_acs_registry_t *reg, ngx_acs_reg_request_t *rq);
-static ngx_int_t ngx_acs_reg_delete(ngx_http_request_t *r,
-    ngx_acs_registry_t *reg, ngx_acs_reg_request_t *rq);
-static ngx_int_t ngx_acs_reg_hub(ngx_http_request_t *r,
-    ngx_acs_install_conf_t *ic, ngx_acs_reg_request_t *rq, ngx_str_t *body);
-static void ngx_acs_reg_hub_done(ngx_acs_install_op_t *op);
+static ngx_int_t ngx_acs_reg_store(ngx_http_request_t *r,
+    ngx_acs_reg_request_t *rq, ngx_str_t *body);
+static void ngx_acs_reg_stored(ngx_acs_store_op_t *op);
+static ngx_int_t ngx_acs_reg_answer(ngx_http_request_t *r,
+    ngx_acs_store_op_t *op);
 static ngx_int_t ngx_acs_reg_check_b64url(ngx_str_t *s, size_t max);
 static void ngx_acs_reg_gen_device(ngx_acs_gen_t *gen, ngx_str_t *raw_id,
     ngx_acs_device_t *dev);
@@ -317,19 +314,15 @@ unauthorized:
 static void
 ngx_acs_reg_body(ngx_http_request_t *r)
 {
-    u_char                          hash[32], b64[64];
-    ngx_str_t                       body, given, computed;
-    ngx_int_t                       rc;
-    unsigned int                    len;
-    ngx_acs_registry_t             *reg;
-    ngx_acs_reg_request_t          *rq;
-    ngx_http_acs_notify_ctx_t      *ctx;
-    ngx_http_acs_notify_main_conf_t  *amcf;
+    u_char                      hash[32], b64[64];
+    ngx_str_t                   body, given, computed;
+    ngx_int_t                   rc;
+    unsigned int                len;
+    ngx_acs_reg_request_t      *rq;
+    ngx_http_acs_notify_ctx_t  *ctx;
 
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_acs_notify_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
     rq = ctx->data;
-    reg = amcf->registry;
 
     rc = ngx_acs_reg_body_bytes(r, &body);
 
@@ -368,29 +361,11 @@ ngx_acs_reg_body(ngx_http_request_t *r)
         goto done;
     }
 
-    if (amcf->installs) {
-        rc = ngx_acs_reg_hub(r, amcf->installs, rq, &body);
+    rc = ngx_acs_reg_store(r, rq, &body);
 
-        if (rc == NGX_DONE) {
-            /* answered when Notification Hubs has */
-            return;
-        }
-
-        goto done;
-    }
-
-    switch (r->method) {
-
-    case NGX_HTTP_PUT:
-        rc = ngx_acs_reg_put(r, reg, rq, &body);
-        break;
-
-    case NGX_HTTP_GET:
-        rc = ngx_acs_reg_get(r, reg, rq);
-        break;
-
-    default: /* NGX_HTTP_DELETE */
-        rc = ngx_acs_reg_delete(r, reg, rq);
+    if (rc == NGX_DONE) {
+        /* answered when the store is done: at once, or later */
+        return;
     }
 
 done:
@@ -466,6 +441,7 @@ static ngx_int_t
 ngx_acs_reg_device(ngx_http_request_t *r, ngx_acs_reg_request_t *rq,
     ngx_str_t *body, ngx_acs_device_t *dev, long long *ttl)
 {
+    u_char              *last, names[128];
     yajl_val             tree, v;
     char                *why;
     ngx_str_t            name;
@@ -492,17 +468,17 @@ ngx_acs_reg_device(ngx_http_request_t *r, ngx_acs_reg_request_t *rq,
     ngx_memzero(dev, sizeof(ngx_acs_device_t));
     dev->device_id = rq->path.device_id;
 
-    if (ngx_acs_json_tree_string(tree, "platform", &name) != NGX_OK) {
-        return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidPlatform",
-                                 "\"platform\" must be one of apns, "
-                                 "apns-voip, fcmv1, wns, browser");
+    platform = NULL;
+
+    if (ngx_acs_json_tree_string(tree, "platform", &name) == NGX_OK) {
+        platform = ngx_acs_platform_find(&name);
     }
 
-    platform = ngx_acs_platform_find(&name);
     if (platform == NULL) {
+        last = ngx_acs_platform_names(names, names + sizeof(names), ", ");
         return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidPlatform",
-                                 "\"platform\" must be one of apns, "
-                                 "apns-voip, fcmv1, wns, browser");
+                                 "\"platform\" must be one of %*s",
+                                 last - names, names);
     }
 
     dev->platform = platform->id;
@@ -522,8 +498,9 @@ ngx_acs_reg_device(ngx_http_request_t *r, ngx_acs_reg_request_t *rq,
             || ngx_acs_reg_check_b64url(&dev->auth, 64) != NGX_OK)
         {
             return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidHandle",
-                                     "browser registrations need base64url "
-                                     "\"p256dh\" and \"auth\"");
+                                     "%V registrations need base64url "
+                                     "\"p256dh\" and \"auth\"",
+                                     &platform->name);
         }
     }
 
@@ -549,203 +526,24 @@ ngx_acs_reg_device(ngx_http_request_t *r, ngx_acs_reg_request_t *rq,
 }
 
 
-static ngx_int_t
-ngx_acs_reg_put(ngx_http_request_t *r, ngx_acs_registry_t *reg,
-    ngx_acs_reg_request_t *rq, ngx_str_t *body)
-{
-    ngx_acs_gen_t        gen;
-    ngx_int_t            rc;
-    long long            ttl;
-    ngx_uint_t           created;
-    ngx_acs_device_t     dev;
-
-    rc = ngx_acs_reg_device(r, rq, body, &dev, &ttl);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    if (ttl == -1) {
-        ttl = ngx_acs_registry_ttl(reg);
-    }
-
-    dev.expires = ngx_time() + (time_t) ttl;
-
-    rc = ngx_acs_registry_put(reg, &rq->path.raw_id, &dev, r->connection->log,
-                              &created);
-
-    switch (rc) {
-
-    case NGX_OK:
-        break;
-
-    case NGX_BUSY:
-        return ngx_acs_reg_refuse(r, NGX_HTTP_CONFLICT, "TooManyDevices",
-                                 "the user has the maximum number of "
-                                 "devices already");
-
-    /* the registry logged the episode at crit */
-
-    case NGX_ABORT:
-        return ngx_acs_reg_refuse(r, NGX_HTTP_INSUFFICIENT_STORAGE,
-                                 "InsufficientStorage",
-                                 "the registry is full");
-
-    case NGX_AGAIN:
-        return ngx_acs_reg_refuse(r, NGX_HTTP_INSUFFICIENT_STORAGE,
-                                 "DiskFull", "the registry's disk is full; "
-                                 "nothing was written, retry later");
-
-    default:
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_acs_gen_init(&gen, r->pool) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_acs_reg_gen_device(&gen, &rq->path.raw_id, &dev);
-
-    return ngx_acs_reg_send_gen(r, created ? NGX_HTTP_CREATED : NGX_HTTP_OK,
-                                &gen);
-}
-
-
-static ngx_int_t
-ngx_acs_reg_get(ngx_http_request_t *r, ngx_acs_registry_t *reg,
-    ngx_acs_reg_request_t *rq)
-{
-    ngx_int_t          rc;
-    ngx_uint_t         i;
-    ngx_array_t        devices;
-    ngx_acs_gen_t      gen;
-    ngx_acs_device_t  *dev, one;
-
-    if (rq->path.device_id.len) {
-        rc = ngx_acs_registry_get(reg, &rq->path.raw_id, &rq->path.device_id,
-                                  r->pool, r->connection->log, &one);
-
-        if (rc == NGX_DECLINED) {
-            return ngx_acs_reg_refuse(r, NGX_HTTP_NOT_FOUND, "NotFound",
-                                     "no such device");
-        }
-
-        if (rc != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (ngx_acs_gen_init(&gen, r->pool) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_acs_reg_gen_device(&gen, &rq->path.raw_id, &one);
-
-        return ngx_acs_reg_send_gen(r, NGX_HTTP_OK, &gen);
-    }
-
-    if (ngx_array_init(&devices, r->pool, 4, sizeof(ngx_acs_device_t))
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_acs_registry_list(reg, &rq->path.raw_id, r->pool,
-                              r->connection->log, &devices)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_acs_gen_init(&gen, r->pool) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_acs_gen_map_open(&gen);
-    ngx_acs_gen_key(&gen, "value");
-    ngx_acs_gen_array_open(&gen);
-
-    dev = devices.elts;
-    for (i = 0; i < devices.nelts; i++) {
-        ngx_acs_reg_gen_device(&gen, &rq->path.raw_id, &dev[i]);
-    }
-
-    ngx_acs_gen_array_close(&gen);
-    ngx_acs_gen_map_close(&gen);
-
-    return ngx_acs_reg_send_gen(r, NGX_HTTP_OK, &gen);
-}
-
-
-static ngx_int_t
-ngx_acs_reg_delete(ngx_http_request_t *r, ngx_acs_registry_t *reg,
-    ngx_acs_reg_request_t *rq)
-{
-    ngx_int_t  rc;
-
-    rc = ngx_acs_registry_delete(reg, &rq->path.raw_id,
-                                 rq->path.device_id.len
-                                 ? &rq->path.device_id : NULL,
-                                 r->connection->log);
-
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (rc == NGX_AGAIN) {
-        /* a write where the disk's room could not be kept ahead */
-        return ngx_acs_reg_refuse(r, NGX_HTTP_INSUFFICIENT_STORAGE,
-                                 "DiskFull", "the registry's disk is full; "
-                                 "retry later");
-    }
-
-    if (rc == NGX_DECLINED && rq->path.device_id.len) {
-        return ngx_acs_reg_refuse(r, NGX_HTTP_NOT_FOUND, "NotFound",
-                                 "no such device");
-    }
-
-    return ngx_acs_send(r, NGX_HTTP_NO_CONTENT, NULL);
-}
-
-
 /*
- * A hub registry (docs/registrations.md, section 5): a device is an
- * installation in Notification Hubs, written, read or deleted there
- * before the answer.
+ * The request made an operation of the device store (ngx_acs_store.h):
+ * NGX_DONE, answered when it is done, or the status of a refusal or
+ * failure, answered by the caller
  */
 
 static ngx_int_t
-ngx_acs_reg_hub(ngx_http_request_t *r, ngx_acs_install_conf_t *ic,
-    ngx_acs_reg_request_t *rq, ngx_str_t *body)
+ngx_acs_reg_store(ngx_http_request_t *r, ngx_acs_reg_request_t *rq,
+    ngx_str_t *body)
 {
-    long long              ttl;
-    ngx_int_t              rc;
-    ngx_str_t              tag;
-    ngx_acs_platform_t    *p;
-    ngx_acs_install_op_t  *op;
+    ngx_int_t                         rc;
+    long long                         ttl;
+    ngx_acs_store_op_t               *op;
+    ngx_http_acs_notify_main_conf_t  *amcf;
 
-    if (rq->path.device_id.len == 0) {
-        return ngx_acs_reg_refuse(r, NGX_HTTP_NOT_IMPLEMENTED,
-                                 "NotImplemented", "a hub registry cannot "
-                                 "%s a user's devices: Notification Hubs "
-                                 "finds no installation by user "
-                                 "(docs/registrations.md, section 5)",
-                                 r->method == NGX_HTTP_GET ? "list"
-                                                           : "delete all");
-    }
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_acs_notify_module);
 
-    rc = ngx_acs_install_tag(r->pool, &rq->path.raw_id, &tag);
-
-    if (rc == NGX_DECLINED) {
-        return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidRawId",
-                                 "the raw id, as a Notification Hubs tag, "
-                                 "is %uz characters, more than %d",
-                                 tag.len, NGX_ACS_TAG_MAX);
-    }
-
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    op = ngx_pcalloc(r->pool, sizeof(ngx_acs_install_op_t));
+    op = ngx_pcalloc(r->pool, sizeof(ngx_acs_store_op_t));
     if (op == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -753,50 +551,41 @@ ngx_acs_reg_hub(ngx_http_request_t *r, ngx_acs_install_conf_t *ic,
     switch (r->method) {
 
     case NGX_HTTP_PUT:
+        op->kind = NGX_ACS_STORE_PUT;
+        break;
+
+    case NGX_HTTP_GET:
+        op->kind = rq->path.device_id.len ? NGX_ACS_STORE_GET
+                                          : NGX_ACS_STORE_LIST;
+        break;
+
+    default: /* NGX_HTTP_DELETE, the methods are those of the route */
+        op->kind = NGX_ACS_STORE_DELETE;
+    }
+
+    op->store = amcf->store;
+    op->raw_id = rq->path.raw_id;
+    op->device_id = rq->path.device_id;
+    op->ttl = -1;
+    op->pool = r->pool;
+    op->log = r->connection->log;
+    op->done = ngx_acs_reg_stored;
+    op->data = r;
+
+    if (ngx_acs_store_check(op) != NGX_OK) {
+        return ngx_acs_reg_answer(r, op);
+    }
+
+    if (op->kind == NGX_ACS_STORE_PUT) {
         rc = ngx_acs_reg_device(r, rq, body, &op->dev, &ttl);
         if (rc != NGX_OK) {
             return rc;
         }
 
-        if (ttl != -1) {
-            return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST, "InvalidTtl",
-                                     "\"ttlSeconds\" is not supported by a "
-                                     "hub registry: an installation lives "
-                                     "until it is deleted, or until "
-                                     "Notification Hubs finds its handle "
-                                     "dead");
-        }
-
-        p = ngx_acs_platform(op->dev.platform);
-
-        if (!(ic->platforms & (1 << p->id))) {
-            return ngx_acs_reg_refuse(r, NGX_HTTP_BAD_REQUEST,
-                                     "InvalidPlatform", "platform %V is not "
-                                     "one of the registry's platforms=",
-                                     &p->name);
-        }
-
-        op->kind = NGX_ACS_INSTALL_PUT;
-        break;
-
-    case NGX_HTTP_GET:
-        op->kind = NGX_ACS_INSTALL_GET;
-        break;
-
-    default: /* NGX_HTTP_DELETE */
-        op->kind = NGX_ACS_INSTALL_DELETE;
+        op->ttl = ttl;
     }
 
-    op->conf = ic;
-    op->raw_id = rq->path.raw_id;
-    op->tag = tag;
-    op->dev.device_id = rq->path.device_id;
-    op->pool = r->pool;
-    op->log = r->connection->log;
-    op->done = ngx_acs_reg_hub_done;
-    op->data = r;
-
-    if (ngx_acs_install_start(op) != NGX_OK) {
+    if (ngx_acs_store_start(op) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -805,44 +594,68 @@ ngx_acs_reg_hub(ngx_http_request_t *r, ngx_acs_install_conf_t *ic,
 
 
 static void
-ngx_acs_reg_hub_done(ngx_acs_install_op_t *op)
+ngx_acs_reg_stored(ngx_acs_store_op_t *op)
 {
-    ngx_int_t                   rc;
-    ngx_acs_gen_t               gen;
-    ngx_http_request_t         *r;
-    ngx_http_acs_notify_ctx_t  *ctx;
+    ngx_http_request_t  *r = op->data;
 
-    r = op->data;
+    ngx_http_finalize_request(r, ngx_acs_reg_failed(r,
+                                                    ngx_acs_reg_answer(r, op)));
+}
+
+
+/* the answer of a store's operation */
+
+static ngx_int_t
+ngx_acs_reg_answer(ngx_http_request_t *r, ngx_acs_store_op_t *op)
+{
+    ngx_uint_t                  i;
+    ngx_acs_gen_t               gen;
+    ngx_acs_device_t           *dev;
+    ngx_http_acs_notify_ctx_t  *ctx;
 
     switch (op->status) {
 
-    case NGX_HTTP_NO_CONTENT:
-        rc = ngx_acs_send(r, NGX_HTTP_NO_CONTENT, NULL);
-        break;
-
     case NGX_HTTP_OK:
+    case NGX_HTTP_CREATED:
+
         if (ngx_acs_gen_init(&gen, r->pool) != NGX_OK) {
-            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-            break;
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ngx_acs_reg_gen_device(&gen, &op->raw_id, &op->dev);
-        rc = ngx_acs_reg_send_gen(r, NGX_HTTP_OK, &gen);
-        break;
+        if (op->kind != NGX_ACS_STORE_LIST) {
+            ngx_acs_reg_gen_device(&gen, &op->raw_id, &op->dev);
+            return ngx_acs_reg_send_gen(r, op->status, &gen);
+        }
+
+        ngx_acs_gen_map_open(&gen);
+        ngx_acs_gen_key(&gen, "value");
+        ngx_acs_gen_array_open(&gen);
+
+        dev = op->devices.elts;
+        for (i = 0; i < op->devices.nelts; i++) {
+            ngx_acs_reg_gen_device(&gen, &op->raw_id, &dev[i]);
+        }
+
+        ngx_acs_gen_array_close(&gen);
+        ngx_acs_gen_map_close(&gen);
+
+        return ngx_acs_reg_send_gen(r, NGX_HTTP_OK, &gen);
+
+    case NGX_HTTP_NO_CONTENT:
+        return ngx_acs_send(r, NGX_HTTP_NO_CONTENT, NULL);
 
     default:
         if (op->code == NULL) {
-            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-            break;
+            /* logged where it failed */
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         ctx = ngx_http_get_module_ctx(r, ngx_http_acs_notify_module);
         ctx->retry_after = op->retry_after;
 
-        rc = ngx_acs_reg_refuse(r, op->status, op->code, "%V", &op->reason);
+        return ngx_acs_reg_refuse(r, op->status, op->code, "%V",
+                                  &op->reason);
     }
-
-    ngx_http_finalize_request(r, ngx_acs_reg_failed(r, rc));
 }
 
 
@@ -891,7 +704,7 @@ ngx_acs_reg_gen_device(ngx_acs_gen_t *gen, ngx_str_t *raw_id,
         ngx_acs_gen_pair(gen, "auth", &dev->auth);
     }
 
-    /* a hub registry's installations do not expire */
+    /* a device that does not expire (an installation) has no expiresAt */
 
     if (dev->expires) {
         ngx_gmtime(dev->expires, &tm);

@@ -2,8 +2,8 @@
 /*
  * Copyright (C) ngx_acs_notify_module authors
  *
- * One LMDB database.  Key: raw id, NUL, device id, so that the devices of
- * a user are one contiguous range.  Value: a packed record (below).  Each
+ * One LMDB database.  Key and value: a device's key and record
+ * (ngx_acs_record.c), the devices of a user one contiguous range.  Each
  * worker opens the environment after fork() (an LMDB environment must not
  * cross it) and keeps one reset read transaction to renew per lookup.
  * Writes are committed, and so synced to disk, before they are answered.
@@ -21,50 +21,15 @@
 #include <ngx_core.h>
 #include <lmdb.h>
 
-#include "ngx_acs_notify.h"
+#include "ngx_acs_conf.h"
+#include "ngx_acs_room.h"
+#include "ngx_acs_record.h"
 #include "ngx_acs_registry.h"
 
 
-/*
- * Record: version (1 byte), platform (1), lengths of handle, p256dh and
- * auth (2 each, little endian), expires and updated (8 each), then the
- * three strings.
- */
+/* records deleted per transaction: a few pages of the map's headroom */
 
-#define NGX_ACS_REC_VERSION  1
-#define NGX_ACS_REC_HEADER   24
-
-
-/*
- * Headroom.  LMDB copies every page it changes, deletes included, so a
- * map that writes filled to the last page refuses deletes too
- * (MDB_MAP_FULL).  Registrations are refused with 507 while fewer than
- * NGX_ACS_HEADROOM bytes of the map are free (past the last page used or
- * on LMDB's free list), and a delete or a sweep commits at most
- * NGX_ACS_TXN_DELETES records per transaction, so that it needs a few
- * pages of that room, and what it frees is reused by the next ones.
- */
-
-#define NGX_ACS_HEADROOM     (256 * 1024)
 #define NGX_ACS_TXN_DELETES  32
-
-
-/*
- * The same room on the disk: data.mdb is kept allocated NGX_ACS_HEADROOM
- * past its last page in use and the record to write, so that deletes, the
- * sweep and gone handles, which write in the file's pages, still commit
- * when the disk is full; a registration the disk has no room for is
- * refused before LMDB writes (NGX_AGAIN, 507).  The file is allocated with
- * fallocate(2), or where the filesystem cannot, written with zeros, in
- * the write transaction of the registration: no other writer then, and
- * past the last page in use no reader looks.  It grows NGX_ACS_DISK_STEP
- * ahead when it can.  A copy-on-write filesystem (btrfs, ZFS) needs new
- * blocks for every write: there, a delete may fail too when the disk is
- * full.
- */
-
-#define NGX_ACS_DISK_STEP    (1024 * 1024)
-#define NGX_ACS_ZEROS        (64 * 1024)
 
 
 /* the episode of refused registrations */
@@ -88,7 +53,6 @@ struct ngx_acs_registry_s {
     MDB_env                    *env;
     MDB_dbi                     dbi;
     MDB_txn                    *rtxn;      /* reset between lookups */
-    size_t                      psize;     /* LMDB's page size */
 
     u_char                      sweep_key[NGX_ACS_RAW_ID_MAX + 1
                                           + NGX_ACS_DEVICE_ID_MAX];
@@ -96,9 +60,8 @@ struct ngx_acs_registry_s {
 
     ngx_shm_zone_t             *zone;
     ngx_acs_registry_sh_t      *sh;        /* every worker's */
-    ngx_fd_t                    fd;        /* of data.mdb */
-    ngx_err_t                   disk_err;  /* why the disk had no room */
-    ngx_uint_t                  zeros;     /* unsigned:1, no fallocate() */
+    ngx_str_t                   file;      /* PATH/data.mdb */
+    ngx_acs_room_t              room;      /* LMDB's page size, data.mdb */
 };
 
 
@@ -110,10 +73,6 @@ static ngx_int_t ngx_acs_registry_write(ngx_acs_registry_t *reg,
     ngx_log_t *log, MDB_txn **txn, MDB_cursor **cur);
 static ngx_int_t ngx_acs_registry_room(ngx_acs_registry_t *reg,
     size_t need, ngx_log_t *log, size_t *pages);
-static ngx_int_t ngx_acs_registry_disk(ngx_acs_registry_t *reg,
-    size_t pages, ngx_log_t *log);
-static ngx_int_t ngx_acs_registry_zeros(ngx_acs_registry_t *reg, off_t from,
-    off_t end, off_t ahead, ngx_log_t *log);
 static ngx_int_t ngx_acs_registry_sweep_txn(ngx_acs_registry_t *reg,
     ngx_log_t *log, ngx_uint_t max, ngx_uint_t *visited,
     ngx_uint_t *purged);
@@ -129,11 +88,6 @@ static ngx_int_t ngx_acs_registry_delete_all(ngx_acs_registry_t *reg,
 static ngx_int_t ngx_acs_registry_read_begin(ngx_acs_registry_t *reg,
     ngx_log_t *log);
 static void ngx_acs_registry_read_end(ngx_acs_registry_t *reg);
-static size_t ngx_acs_registry_key(u_char *buf, ngx_str_t *raw_id,
-    ngx_str_t *device_id);
-static ngx_int_t ngx_acs_registry_decode(MDB_val *key, MDB_val *val,
-    size_t prefix, ngx_pool_t *pool, ngx_acs_device_t *dev);
-static time_t ngx_acs_registry_expires(MDB_val *val);
 static ngx_int_t ngx_acs_registry_fail(ngx_log_t *log, int rc,
     const char *op);
 static ngx_int_t ngx_acs_registry_write_failed(ngx_acs_registry_t *reg,
@@ -169,6 +123,15 @@ ngx_acs_registry_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
     if (ngx_conf_full_name(cf->cycle, &reg->path, 0) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
+
+    reg->file.len = reg->path.len + sizeof("/data.mdb") - 1;
+    reg->file.data = ngx_pnalloc(cf->pool, reg->file.len);
+    if (reg->file.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(reg->file.data, "%V/data.mdb", &reg->path);
+    reg->room.file = &reg->file;
 
     for (i = 1; i < nargs; i++) {
 
@@ -442,11 +405,12 @@ ngx_acs_registry_open(ngx_acs_registry_t *reg, ngx_log_t *log)
 
     if (rc == 0) {
         rc = mdb_env_stat(reg->env, &st);
-        reg->psize = st.ms_psize;
+        reg->room.psize = st.ms_psize;
     }
 
     if (rc == 0) {
-        rc = mdb_env_get_fd(reg->env, &reg->fd);
+        rc = mdb_env_get_fd(reg->env, &reg->room.fd);
+        reg->room.env = reg->env;
     }
 
     if (rc != 0) {
@@ -467,13 +431,11 @@ ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     ngx_acs_device_t *dev, ngx_log_t *log, ngx_uint_t *created)
 {
     int           rc;
-    u_char       *p, kbuf[NGX_ACS_RAW_ID_MAX + 1 + NGX_ACS_DEVICE_ID_MAX];
+    u_char        kbuf[NGX_ACS_RECORD_KEY_MAX];
     size_t        prefix, pages;
     time_t        now;
-    int64_t       t;
     MDB_val       key, val, k, v;
     MDB_txn      *txn;
-    uint16_t      len;
     ngx_int_t     room;
     ngx_uint_t    others, exists;
     const char   *op;
@@ -482,12 +444,11 @@ ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     now = ngx_time();
     pages = 0;
 
-    prefix = ngx_acs_registry_key(kbuf, raw_id, NULL);
+    prefix = ngx_acs_record_key(kbuf, raw_id, NULL);
     key.mv_data = kbuf;
-    key.mv_size = ngx_acs_registry_key(kbuf, raw_id, &dev->device_id);
+    key.mv_size = ngx_acs_record_key(kbuf, raw_id, &dev->device_id);
 
-    val.mv_size = NGX_ACS_REC_HEADER + dev->handle.len + dev->p256dh.len
-                  + dev->auth.len;
+    val.mv_size = ngx_acs_record_size(dev);
 
     room = ngx_acs_registry_room(reg, key.mv_size + val.mv_size, log,
                                  &pages);
@@ -504,7 +465,7 @@ ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
         return NGX_ERROR;
     }
 
-    room = ngx_acs_registry_disk(reg, pages, log);
+    room = ngx_acs_room_disk(&reg->room, pages, log);
 
     if (room != NGX_OK) {
         mdb_cursor_close(cur);
@@ -512,7 +473,7 @@ ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
 
         if (room == NGX_AGAIN) {
             ngx_acs_registry_episode(reg, NGX_ACS_REG_DISK_FULL,
-                                     reg->disk_err, log);
+                                     reg->room.err, log);
         }
 
         return room;
@@ -534,7 +495,7 @@ ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
             break;
         }
 
-        if (ngx_acs_registry_expires(&v) <= now) {
+        if (ngx_acs_record_expires(v.mv_data, v.mv_size) <= now) {
             rc = mdb_cursor_del(cur, 0);
             if (rc != 0) {
                 mdb_cursor_close(cur);
@@ -575,24 +536,7 @@ ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
         goto failed;
     }
 
-    p = val.mv_data;
-    p[0] = NGX_ACS_REC_VERSION;
-    p[1] = (u_char) dev->platform;
-    len = (uint16_t) dev->handle.len;
-    ngx_memcpy(p + 2, &len, 2);
-    len = (uint16_t) dev->p256dh.len;
-    ngx_memcpy(p + 4, &len, 2);
-    len = (uint16_t) dev->auth.len;
-    ngx_memcpy(p + 6, &len, 2);
-    t = dev->expires;
-    ngx_memcpy(p + 8, &t, 8);
-    t = now;
-    ngx_memcpy(p + 16, &t, 8);
-
-    p += NGX_ACS_REC_HEADER;
-    p = ngx_cpymem(p, dev->handle.data, dev->handle.len);
-    p = ngx_cpymem(p, dev->p256dh.data, dev->p256dh.len);
-    ngx_memcpy(p, dev->auth.data, dev->auth.len);
+    ngx_acs_record_write(val.mv_data, dev, now);
 
     rc = mdb_txn_commit(txn);
     if (rc != 0) {
@@ -636,14 +580,14 @@ ngx_acs_registry_get(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     ngx_acs_device_t *dev)
 {
     int        rc;
-    u_char     kbuf[NGX_ACS_RAW_ID_MAX + 1 + NGX_ACS_DEVICE_ID_MAX];
+    u_char     kbuf[NGX_ACS_RECORD_KEY_MAX];
     size_t     prefix;
     MDB_val    key, val;
     ngx_int_t  n;
 
-    prefix = ngx_acs_registry_key(kbuf, raw_id, NULL);
+    prefix = ngx_acs_record_key(kbuf, raw_id, NULL);
     key.mv_data = kbuf;
-    key.mv_size = ngx_acs_registry_key(kbuf, raw_id, device_id);
+    key.mv_size = ngx_acs_record_key(kbuf, raw_id, device_id);
 
     if (ngx_acs_registry_read_begin(reg, log) != NGX_OK) {
         return NGX_ERROR;
@@ -651,9 +595,9 @@ ngx_acs_registry_get(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
 
     rc = mdb_get(reg->rtxn, reg->dbi, &key, &val);
 
-    if (rc == MDB_NOTFOUND || (rc == 0
-                               && ngx_acs_registry_expires(&val)
-                                  <= ngx_time()))
+    if (rc == MDB_NOTFOUND
+        || (rc == 0
+            && ngx_acs_record_expires(val.mv_data, val.mv_size) <= ngx_time()))
     {
         ngx_acs_registry_read_end(reg);
 
@@ -668,7 +612,8 @@ ngx_acs_registry_get(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
         return ngx_acs_registry_fail(log, rc, "mdb_get()");
     }
 
-    n = ngx_acs_registry_decode(&key, &val, prefix, pool, dev);
+    n = ngx_acs_record_read(key.mv_data, key.mv_size, prefix, val.mv_data,
+                            val.mv_size, pool, dev);
 
     ngx_acs_registry_read_end(reg);
 
@@ -687,7 +632,7 @@ ngx_acs_registry_list(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     ngx_pool_t *pool, ngx_log_t *log, ngx_array_t *devices)
 {
     int                rc;
-    u_char             kbuf[NGX_ACS_RAW_ID_MAX + 1 + NGX_ACS_DEVICE_ID_MAX];
+    u_char             kbuf[NGX_ACS_RECORD_KEY_MAX];
     size_t             prefix;
     time_t             now;
     MDB_val            k, v;
@@ -697,7 +642,7 @@ ngx_acs_registry_list(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
     ngx_acs_device_t  *dev;
 
     now = ngx_time();
-    prefix = ngx_acs_registry_key(kbuf, raw_id, NULL);
+    prefix = ngx_acs_record_key(kbuf, raw_id, NULL);
     expired = 0;
 
     if (ngx_acs_registry_read_begin(reg, log) != NGX_OK) {
@@ -722,7 +667,7 @@ ngx_acs_registry_list(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
             break;
         }
 
-        if (ngx_acs_registry_expires(&v) <= now) {
+        if (ngx_acs_record_expires(v.mv_data, v.mv_size) <= now) {
             expired++;
             continue;
         }
@@ -733,7 +678,10 @@ ngx_acs_registry_list(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
             break;
         }
 
-        if (ngx_acs_registry_decode(&k, &v, prefix, pool, dev) != NGX_OK) {
+        if (ngx_acs_record_read(k.mv_data, k.mv_size, prefix, v.mv_data,
+                                v.mv_size, pool, dev)
+            != NGX_OK)
+        {
             devices->nelts--;
             continue;
         }
@@ -874,15 +822,14 @@ ngx_acs_registry_delete_in(MDB_cursor *cur, ngx_str_t *raw_id,
     ngx_uint_t *found, ngx_uint_t *deleted)
 {
     int         rc;
-    u_char     *p, kbuf[NGX_ACS_RAW_ID_MAX + 1 + NGX_ACS_DEVICE_ID_MAX];
+    u_char      kbuf[NGX_ACS_RECORD_KEY_MAX];
     size_t      prefix;
     time_t      now;
     MDB_val     k, v;
-    uint16_t    len;
     ngx_uint_t  n;
 
     now = ngx_time();
-    prefix = ngx_acs_registry_key(kbuf, raw_id, NULL);
+    prefix = ngx_acs_record_key(kbuf, raw_id, NULL);
     n = 0;
 
     k.mv_data = kbuf;
@@ -904,23 +851,13 @@ ngx_acs_registry_delete_in(MDB_cursor *cur, ngx_str_t *raw_id,
             continue;
         }
 
-        if (handle) {
-            if (v.mv_size < NGX_ACS_REC_HEADER) {
-                continue;
-            }
-
-            p = v.mv_data;
-            ngx_memcpy(&len, p + 2, 2);
-
-            if (len != handle->len
-                || v.mv_size < NGX_ACS_REC_HEADER + (size_t) len
-                || ngx_memcmp(p + NGX_ACS_REC_HEADER, handle->data, len) != 0)
-            {
-                continue;
-            }
+        if (handle
+            && !ngx_acs_record_handle_is(v.mv_data, v.mv_size, handle))
+        {
+            continue;
         }
 
-        if (ngx_acs_registry_expires(&v) > now) {
+        if (ngx_acs_record_expires(v.mv_data, v.mv_size) > now) {
             (*found)++;
         }
 
@@ -1047,7 +984,7 @@ ngx_acs_registry_sweep_txn(ngx_acs_registry_t *reg, ngx_log_t *log,
 
         (*visited)++;
 
-        if (ngx_acs_registry_expires(&v) <= now) {
+        if (ngx_acs_record_expires(v.mv_data, v.mv_size) <= now) {
             rc = mdb_cursor_del(cur, 0);
             if (rc != 0) {
                 break;
@@ -1131,102 +1068,6 @@ ngx_acs_registry_read_end(ngx_acs_registry_t *reg)
 }
 
 
-static size_t
-ngx_acs_registry_key(u_char *buf, ngx_str_t *raw_id, ngx_str_t *device_id)
-{
-    u_char  *p;
-
-    p = ngx_cpymem(buf, raw_id->data, raw_id->len);
-    *p++ = '\0';
-
-    if (device_id) {
-        p = ngx_cpymem(p, device_id->data, device_id->len);
-    }
-
-    return p - buf;
-}
-
-
-static time_t
-ngx_acs_registry_expires(MDB_val *val)
-{
-    int64_t  t;
-
-    if (val->mv_size < NGX_ACS_REC_HEADER) {
-        return 0;
-    }
-
-    ngx_memcpy(&t, (u_char *) val->mv_data + 8, 8);
-
-    return (time_t) t;
-}
-
-
-static ngx_int_t
-ngx_acs_registry_decode(MDB_val *key, MDB_val *val, size_t prefix,
-    ngx_pool_t *pool, ngx_acs_device_t *dev)
-{
-    u_char    *p, *copy;
-    int64_t    t;
-    uint16_t   hl, pl, al;
-
-    p = val->mv_data;
-
-    if (val->mv_size < NGX_ACS_REC_HEADER || p[0] != NGX_ACS_REC_VERSION) {
-        return NGX_DECLINED;
-    }
-
-    ngx_memcpy(&hl, p + 2, 2);
-    ngx_memcpy(&pl, p + 4, 2);
-    ngx_memcpy(&al, p + 6, 2);
-
-    if (val->mv_size != (size_t) NGX_ACS_REC_HEADER + hl + pl + al
-        || p[1] < NGX_ACS_PLATFORM_APNS || p[1] >= NGX_ACS_PLATFORMS)
-    {
-        return NGX_DECLINED;
-    }
-
-    /* every field, those a record does not hold included (dev->tag) */
-    ngx_memzero(dev, sizeof(ngx_acs_device_t));
-
-    /* the data of a read transaction lives only as long as it: copy */
-
-    copy = ngx_pnalloc(pool, key->mv_size - prefix + hl + pl + al);
-    if (copy == NULL) {
-        return NGX_ERROR;
-    }
-
-    dev->platform = p[1];
-    ngx_memcpy(&t, p + 8, 8);
-    dev->expires = (time_t) t;
-    ngx_memcpy(&t, p + 16, 8);
-    dev->updated = (time_t) t;
-
-    dev->device_id.data = copy;
-    dev->device_id.len = key->mv_size - prefix;
-    copy = ngx_cpymem(copy, (u_char *) key->mv_data + prefix,
-                      dev->device_id.len);
-
-    p += NGX_ACS_REC_HEADER;
-
-    dev->handle.data = copy;
-    dev->handle.len = hl;
-    copy = ngx_cpymem(copy, p, hl);
-    p += hl;
-
-    dev->p256dh.data = copy;
-    dev->p256dh.len = pl;
-    copy = ngx_cpymem(copy, p, pl);
-    p += pl;
-
-    dev->auth.data = copy;
-    dev->auth.len = al;
-    ngx_memcpy(copy, p, al);
-
-    return NGX_OK;
-}
-
-
 /* a write transaction and a cursor in it, or NGX_ERROR, logged */
 
 static ngx_int_t
@@ -1250,206 +1091,23 @@ ngx_acs_registry_write(ngx_acs_registry_t *reg, ngx_log_t *log,
 }
 
 
-/*
- * NGX_OK when the map keeps NGX_ACS_HEADROOM bytes free once a record of
- * need bytes is written, NGX_ABORT when not; *pages is that room and the
- * record's, in pages.  Free pages are those past the last page used and
- * those on LMDB's free list (its records hold the count of their pages
- * first).
- */
+/* room in the map: in the read transaction LMDB shows its free list to */
 
 static ngx_int_t
 ngx_acs_registry_room(ngx_acs_registry_t *reg, size_t need, ngx_log_t *log,
     size_t *pages)
 {
-    int           rc;
-    size_t        n, free;
-    MDB_val       k, v;
-    MDB_cursor   *cur;
-    MDB_envinfo   info;
-
-    /* LMDB shows its free list to read transactions only */
+    ngx_int_t  rc;
 
     if (ngx_acs_registry_read_begin(reg, log) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    rc = mdb_env_info(reg->env, &info);
+    rc = ngx_acs_room_map(&reg->room, reg->rtxn, need, log, pages);
 
-    if (rc == 0) {
-        rc = mdb_cursor_open(reg->rtxn, 0, &cur);
-    }
-
-    if (rc != 0) {
-        ngx_acs_registry_read_end(reg);
-        return ngx_acs_registry_fail(log, rc, "free list");
-    }
-
-    free = info.me_mapsize / reg->psize - (info.me_last_pgno + 1);
-
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-         rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-    {
-        if (v.mv_size >= sizeof(size_t)) {
-            ngx_memcpy(&n, v.mv_data, sizeof(size_t));
-            free += n;
-        }
-    }
-
-    mdb_cursor_close(cur);
     ngx_acs_registry_read_end(reg);
 
-    if (rc != MDB_NOTFOUND) {
-        return ngx_acs_registry_fail(log, rc, "free list");
-    }
-
-    /* the record's pages, and as many again for the tree it goes in */
-
-    *pages = (NGX_ACS_HEADROOM + 2 * need + reg->psize - 1) / reg->psize;
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
-                   "acs_notify_registry: %uz pages free, %uz wanted",
-                   free, *pages);
-
-    return (free >= *pages) ? NGX_OK : NGX_ABORT;
-}
-
-
-/*
- * In a write transaction: NGX_OK when data.mdb is allocated pages past
- * its last page in use, NGX_AGAIN when the disk has no room for them
- * (reg->disk_err says why).
- */
-
-static ngx_int_t
-ngx_acs_registry_disk(ngx_acs_registry_t *reg, size_t pages, ngx_log_t *log)
-{
-    int              rc;
-    off_t            size, used, end, ahead;
-    ngx_err_t        err;
-    MDB_envinfo      info;
-    ngx_file_info_t  fi;
-
-    rc = mdb_env_info(reg->env, &info);
-    if (rc != 0) {
-        return ngx_acs_registry_fail(log, rc, "mdb_env_info()");
-    }
-
-    if (ngx_fd_info(reg->fd, &fi) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
-                      "acs_notify_registry: " ngx_fd_info_n " \"%V/data.mdb\" "
-                      "failed", &reg->path);
-        return NGX_ERROR;
-    }
-
-    size = ngx_file_size(&fi);
-    used = (off_t) (info.me_last_pgno + 1) * reg->psize;
-    end = ngx_min((off_t) info.me_mapsize,
-                  used + (off_t) (pages * reg->psize));
-
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
-                   "acs_notify_registry: data.mdb %O bytes, %O in use, %O "
-                   "wanted", size, used, end);
-
-    if (size >= end) {
-        return NGX_OK;
-    }
-
-    ahead = ngx_min((off_t) info.me_mapsize, end + NGX_ACS_DISK_STEP);
-
-    if (reg->zeros) {
-        return ngx_acs_registry_zeros(reg, ngx_max(size, used), end, ahead,
-                                      log);
-    }
-
-#if (NGX_LINUX)
-
-    if (fallocate(reg->fd, 0, size, ahead - size) == 0) {
-        return NGX_OK;
-    }
-
-    /* the step may not fit where what is needed does */
-
-    if (fallocate(reg->fd, 0, size, end - size) == 0) {
-        return NGX_OK;
-    }
-
-    err = ngx_errno;
-
-#else
-
-    err = NGX_ENOSYS;
-
-#endif
-
-    if (err == NGX_ENOSPC || err == EDQUOT) {
-        reg->disk_err = err;
-        return NGX_AGAIN;
-    }
-
-    if (err == EOPNOTSUPP || err == NGX_ENOSYS) {
-        ngx_log_debug0(NGX_LOG_DEBUG_CORE, log, err,
-                       "acs_notify_registry: no fallocate(), zeros written");
-
-        reg->zeros = 1;
-
-        return ngx_acs_registry_zeros(reg, ngx_max(size, used), end, ahead,
-                                      log);
-    }
-
-    ngx_log_error(NGX_LOG_ALERT, log, err,
-                  "acs_notify_registry: fallocate(\"%V/data.mdb\") failed",
-                  &reg->path);
-
-    return NGX_ERROR;
-}
-
-
-/* zeros written from "from" up to "ahead", or at least up to "end" */
-
-static ngx_int_t
-ngx_acs_registry_zeros(ngx_acs_registry_t *reg, off_t from, off_t end,
-    off_t ahead, ngx_log_t *log)
-{
-    ssize_t    n;
-    ngx_err_t  err;
-
-    static u_char  zeros[NGX_ACS_ZEROS];
-
-    err = 0;
-
-    while (from < ahead) {
-        n = pwrite(reg->fd, zeros,
-                   (size_t) ngx_min(ahead - from, NGX_ACS_ZEROS), from);
-
-        if (n == -1) {
-            err = ngx_errno;
-
-            if (err == NGX_EINTR) {
-                continue;
-            }
-
-            break;
-        }
-
-        from += n;
-    }
-
-    if (from >= end) {
-        return NGX_OK;
-    }
-
-    if (err == NGX_ENOSPC || err == EDQUOT) {
-        reg->disk_err = err;
-        return NGX_AGAIN;
-    }
-
-    ngx_log_error(NGX_LOG_ALERT, log, err,
-                  "acs_notify_registry: pwrite(\"%V/data.mdb\") failed",
-                  &reg->path);
-
-    return NGX_ERROR;
+    return rc;
 }
 
 

@@ -2,8 +2,9 @@
 /*
  * Copyright (C) ngx_acs_notify_module authors
  *
- * The device registry: registrations of push handles per ACS identity
- * (raw id), in an LMDB environment shared by every worker.
+ * The device registry on disk: registrations of push handles per ACS
+ * identity (raw id), in an LMDB environment shared by every worker.  Its
+ * devices are pushed to directly (NGX_ACS_TARGET_HANDLE).
  */
 
 
@@ -14,26 +15,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_acs_platform.h"
-
-
-#define NGX_ACS_RAW_ID_MAX      256
-#define NGX_ACS_DEVICE_ID_MAX   64
-#define NGX_ACS_HANDLE_MAX      4096
-#define NGX_ACS_KEY_PART_MAX    256
-
-
-typedef struct {
-    ngx_str_t                   device_id;
-    ngx_acs_platform_e          platform;
-    time_t                      expires;
-    time_t                      updated;
-    ngx_str_t                   handle;
-    ngx_str_t                   p256dh;     /* browser only */
-    ngx_str_t                   auth;       /* browser only */
-    ngx_uint_t                  tag;        /* unsigned:1, the handle is a
-                                               tag: a hub registry's user */
-} ngx_acs_device_t;
+#include "ngx_acs_device.h"
 
 
 /* a handle Notification Hubs reported gone, and its user */

@@ -10,7 +10,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_acs_registry.h"
+#include "ngx_acs_device.h"
 #include "ngx_acs_regpath.h"
 
 

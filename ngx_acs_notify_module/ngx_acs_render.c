@@ -68,6 +68,10 @@
 #define NGX_ACS_ELLIPSIS_LEN         3
 
 
+static void ngx_acs_render_header(ngx_acs_render_t *rd, const char *name,
+    const char *value);
+static void ngx_acs_render_header_value(ngx_acs_render_t *rd,
+    const char *name, ngx_str_t *value);
 static ngx_int_t ngx_acs_render_fit(ngx_acs_render_t *rd,
     ngx_acs_build_pt build, ngx_str_t *out);
 static ngx_int_t ngx_acs_render_shorten(ngx_acs_render_t *rd, ngx_str_t *s,
@@ -75,7 +79,8 @@ static ngx_int_t ngx_acs_render_shorten(ngx_acs_render_t *rd, ngx_str_t *s,
 static size_t ngx_acs_render_cost(ngx_acs_render_t *rd, u_char c);
 static ngx_int_t ngx_acs_render_open(ngx_acs_render_t *rd,
     ngx_acs_gen_t *gen);
-static void ngx_acs_render_ids(ngx_acs_render_t *rd, ngx_acs_gen_t *gen);
+static ngx_int_t ngx_acs_render_ids(ngx_acs_render_t *rd,
+    ngx_acs_gen_t *gen);
 static void ngx_acs_render_call(ngx_acs_render_t *rd, ngx_acs_gen_t *gen,
     ngx_uint_t numeric);
 
@@ -89,7 +94,9 @@ ngx_acs_render(ngx_pool_t *pool, ngx_acs_platform_t *p, ngx_acs_msg_t *msg,
 
     /* iOS allows VoIP pushes only for calls */
 
-    if (p->calls_only && msg->intent != NGX_ACS_INTENT_INCOMING_CALL) {
+    if (p->voip == NGX_ACS_VOIP_ONLY
+        && msg->intent != NGX_ACS_INTENT_INCOMING_CALL)
+    {
         return NGX_DECLINED;
     }
 
@@ -108,69 +115,97 @@ ngx_uint_t
 ngx_acs_render_headers(ngx_acs_platform_t *p, ngx_acs_msg_t *msg,
     ngx_acs_device_t *dev, ngx_acs_expiry_t *exp, ngx_acs_header_t *h)
 {
-    ngx_str_t          left;
-    ngx_acs_header_t  *last;
+    ngx_acs_render_t  rd;
 
-    static ngx_str_t  push_type = ngx_string("apns-push-type");
-    static ngx_str_t  voip = ngx_string("voip");
-    static ngx_str_t  alert = ngx_string("alert");
-    static ngx_str_t  priority = ngx_string("apns-priority");
-    static ngx_str_t  ten = ngx_string("10");
-    static ngx_str_t  expiration = ngx_string("apns-expiration");
-    static ngx_str_t  zero = ngx_string("0");
-    static ngx_str_t  collapse = ngx_string("apns-collapse-id");
-    static ngx_str_t  wns_type = ngx_string("X-WNS-Type");
-    static ngx_str_t  toast = ngx_string("wns/toast");
-    static ngx_str_t  wns_ttl = ngx_string("X-WNS-TTL");
-    static ngx_str_t  auth = ngx_string("Auth");
-    static ngx_str_t  p256dh = ngx_string("P256DH");
-
-    last = h;
-
-#define ngx_acs_header(n, v)                                                  \
-    last->name = n;                                                           \
-    last->value = v;                                                          \
-    last++
-
-    left.data = exp->text;
-    left.len = 0;
-
-    if (p->apns) {
-        ngx_acs_header(push_type, p->voip ? voip : alert);
-        ngx_acs_header(priority, ten);
-
-        if (p->voip) {
-            /* a VoIP push rings now or never: APNs does not keep it */
-            ngx_acs_header(expiration, zero);
-
-        } else if (exp->ttl >= 0) {
-            left.len = ngx_sprintf(exp->text, "%T", exp->until) - exp->text;
-            ngx_acs_header(expiration, left);
-        }
-
-        if (msg->collapse.len) {
-            ngx_acs_header(collapse, msg->collapse);
-        }
+    if (p->headers == NULL) {
+        return 0;
     }
 
-    if (p->xml) {
-        ngx_acs_header(wns_type, toast);
+    ngx_memzero(&rd, sizeof(ngx_acs_render_t));
 
-        if (exp->ttl >= 0) {
-            left.len = ngx_sprintf(exp->text, "%T", ngx_max(exp->ttl, 1))
-                       - exp->text;
-            ngx_acs_header(wns_ttl, left);
-        }
+    rd.platform = p;
+    rd.msg = msg;
+    rd.dev = dev;
+    rd.exp = exp;
+    rd.header = h;
+
+    p->headers(&rd);
+
+    return rd.header - h;
+}
+
+
+void
+ngx_acs_headers_apns(ngx_acs_render_t *rd)
+{
+    ngx_str_t  until;
+
+    ngx_acs_render_header(rd, "apns-push-type", "alert");
+    ngx_acs_render_header(rd, "apns-priority", "10");
+
+    if (rd->exp->ttl >= 0) {
+        until.data = rd->exp->text;
+        until.len = ngx_sprintf(rd->exp->text, "%T", rd->exp->until)
+                    - rd->exp->text;
+        ngx_acs_render_header_value(rd, "apns-expiration", &until);
     }
 
-    if (p->keys && !dev->tag) {
-        ngx_acs_header(auth, dev->auth);
-        ngx_acs_header(p256dh, dev->p256dh);
+    if (rd->msg->collapse.len) {
+        ngx_acs_render_header_value(rd, "apns-collapse-id",
+                                    &rd->msg->collapse);
     }
 
-#undef ngx_acs_header
+}
 
-    return last - h;
+
+void
+ngx_acs_headers_voip(ngx_acs_render_t *rd)
+{
+    ngx_acs_render_header(rd, "apns-push-type", "voip");
+    ngx_acs_render_header(rd, "apns-priority", "10");
+
+    /* a VoIP push rings now or never: APNs does not keep it */
+    ngx_acs_render_header(rd, "apns-expiration", "0");
+
+    if (rd->msg->collapse.len) {
+        ngx_acs_render_header_value(rd, "apns-collapse-id",
+                                    &rd->msg->collapse);
+    }
+
+}
+
+
+void
+ngx_acs_headers_wns(ngx_acs_render_t *rd)
+{
+    ngx_str_t  left;
+
+    ngx_acs_render_header(rd, "X-WNS-Type", "wns/toast");
+
+    if (rd->exp->ttl >= 0) {
+        left.data = rd->exp->text;
+        left.len = ngx_sprintf(rd->exp->text, "%T",
+                               ngx_max(rd->exp->ttl, 1))
+                   - rd->exp->text;
+        ngx_acs_render_header_value(rd, "X-WNS-TTL", &left);
+    }
+
+}
+
+
+/*
+ * The device's keys, when it carries them: a device pushed to directly;
+ * a tag's installations have theirs at the hub
+ */
+
+void
+ngx_acs_headers_browser(ngx_acs_render_t *rd)
+{
+    if (rd->dev->auth.len && rd->dev->p256dh.len) {
+        ngx_acs_render_header_value(rd, "Auth", &rd->dev->auth);
+        ngx_acs_render_header_value(rd, "P256DH", &rd->dev->p256dh);
+    }
+
 }
 
 
@@ -213,7 +248,11 @@ ngx_acs_build_apns(ngx_acs_render_t *rd, ngx_str_t *out)
 
     ngx_acs_gen_key(&gen, "acs");
     ngx_acs_gen_map_open(&gen);
-    ngx_acs_render_ids(rd, &gen);
+
+    if (ngx_acs_render_ids(rd, &gen) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_acs_gen_map_close(&gen);
 
     ngx_acs_gen_map_close(&gen);
@@ -286,8 +325,8 @@ ngx_acs_build_fcmv1(ngx_acs_render_t *rd, ngx_str_t *out)
     if (call) {
         ngx_acs_render_call(rd, &gen, 0);
 
-    } else {
-        ngx_acs_render_ids(rd, &gen);
+    } else if (ngx_acs_render_ids(rd, &gen) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     ngx_acs_gen_map_close(&gen);
@@ -338,8 +377,8 @@ ngx_acs_build_browser(ngx_acs_render_t *rd, ngx_str_t *out)
     if (call) {
         ngx_acs_render_call(rd, &gen, 0);
 
-    } else {
-        ngx_acs_render_ids(rd, &gen);
+    } else if (ngx_acs_render_ids(rd, &gen) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     ngx_acs_gen_pair(&gen, "title", &rd->title);
@@ -505,7 +544,7 @@ ngx_acs_render_shorten(ngx_acs_render_t *rd, ngx_str_t *s,
 static size_t
 ngx_acs_render_cost(ngx_acs_render_t *rd, u_char c)
 {
-    if (rd->platform->xml) {
+    if (rd->platform->markup == NGX_ACS_MARKUP_XML) {
 
         switch (c) {
 
@@ -559,7 +598,7 @@ ngx_acs_render_open(ngx_acs_render_t *rd, ngx_acs_gen_t *gen)
 
 /* the ids of a chat push, or of a call shown as an alert */
 
-static void
+static ngx_int_t
 ngx_acs_render_ids(ngx_acs_render_t *rd, ngx_acs_gen_t *gen)
 {
     ngx_acs_gen_pair(gen, "eventId", &rd->msg->id);
@@ -578,12 +617,20 @@ ngx_acs_render_ids(ngx_acs_render_t *rd, ngx_acs_gen_t *gen)
         ngx_acs_gen_pair(gen, "senderId", &rd->msg->sender_id);
         break;
 
-    default: /* NGX_ACS_INTENT_INCOMING_CALL */
+    case NGX_ACS_INTENT_INCOMING_CALL:
         ngx_acs_gen_pair(gen, "callId", &rd->msg->call_id);
         ngx_acs_gen_pair(gen, "callerId", &rd->msg->sender_id);
         ngx_acs_gen_pair(gen, "recipientId", &rd->msg->recipient);
         break;
+
+    case NGX_ACS_INTENT_NONE:
+        ngx_log_error(NGX_LOG_ALERT, rd->pool->log, 0,
+                      "acs_notify: the payload of event \"%V\" has no "
+                      "intent", &rd->msg->id);
+        return NGX_ERROR;
     }
+
+    return NGX_OK;
 }
 
 
@@ -613,3 +660,23 @@ ngx_acs_render_call(ngx_acs_render_t *rd, ngx_acs_gen_t *gen,
 }
 
 
+static void
+ngx_acs_render_header(ngx_acs_render_t *rd, const char *name,
+    const char *value)
+{
+    rd->header->value.data = (u_char *) value;
+    rd->header->value.len = ngx_strlen(value);
+
+    ngx_acs_render_header_value(rd, name, &rd->header->value);
+}
+
+
+static void
+ngx_acs_render_header_value(ngx_acs_render_t *rd, const char *name,
+    ngx_str_t *value)
+{
+    rd->header->name.data = (u_char *) name;
+    rd->header->name.len = ngx_strlen(name);
+    rd->header->value = *value;
+    rd->header++;
+}

@@ -17,7 +17,7 @@
 
 #include "ngx_acs_platform.h"
 #include "ngx_acs_route.h"
-#include "ngx_acs_registry.h"
+#include "ngx_acs_device.h"
 #include "ngx_acs_curl.h"
 
 
@@ -50,6 +50,11 @@ struct ngx_acs_render_s {
     ngx_str_t                   text;
     time_t                      ttl;           /* a call's: seconds left,
                                                   -1 when not limited */
+
+    /* the headers' */
+    ngx_acs_device_t           *dev;
+    ngx_acs_expiry_t           *exp;
+    ngx_acs_header_t           *header;        /* the next to write */
 };
 
 
@@ -57,6 +62,7 @@ struct ngx_acs_render_s {
  * The built-in payload of the message for the platform, its texts
  * shortened until it fits the platform's limit; ttl: the seconds the push
  * may live, or -1 (a platform whose payload says it: expiry_in_body).
+ * A VoIP-only platform takes calls alone.
  * NGX_OK, NGX_DECLINED (it cannot fit, or the platform takes no such
  * push) or NGX_ERROR.
  */
@@ -76,6 +82,11 @@ ngx_int_t ngx_acs_build_voip(ngx_acs_render_t *rd, ngx_str_t *out);
 ngx_int_t ngx_acs_build_fcmv1(ngx_acs_render_t *rd, ngx_str_t *out);
 ngx_int_t ngx_acs_build_wns(ngx_acs_render_t *rd, ngx_str_t *out);
 ngx_int_t ngx_acs_build_browser(ngx_acs_render_t *rd, ngx_str_t *out);
+
+void ngx_acs_headers_apns(ngx_acs_render_t *rd);
+void ngx_acs_headers_voip(ngx_acs_render_t *rd);
+void ngx_acs_headers_wns(ngx_acs_render_t *rd);
+void ngx_acs_headers_browser(ngx_acs_render_t *rd);
 
 
 #endif /* _NGX_ACS_RENDER_H_INCLUDED_ */

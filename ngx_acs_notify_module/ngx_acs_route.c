@@ -5,7 +5,8 @@
  * Routing and the message of an event.
  *
  * Routing.  Only five ACS event types are pushed; everything else is
- * NGX_DECLINED.  The recipient is an identifier model in "data"; its push
+ * NGX_DECLINED.  The table of event types also names those the status
+ * page counts.  The recipient is an identifier model in "data"; its push
  * key is rawId, else communicationUser.id, else "4:" + phoneNumber.value:
  *
  *     ChatMessageReceived                   recipientCommunicationIdentifier
@@ -50,7 +51,7 @@
 #include "ngx_acs_crypto.h"
 #include "ngx_acs_json.h"
 #include "ngx_acs_event.h"
-#include "ngx_acs_registry.h"
+#include "ngx_acs_device.h"
 #include "ngx_acs_route.h"
 
 
@@ -92,29 +93,78 @@ static void ngx_acs_msg_adder_name(ngx_acs_msg_ctx_t *ctx, ngx_str_t *name);
 static ngx_int_t ngx_acs_msg_cp(ngx_acs_msg_ctx_t *ctx);
 
 
+/*
+ * Every event type the module knows, in the order of the status page: the
+ * five pushed have an intent, the others are counted only.
+ */
+
 static ngx_acs_route_rule_t  ngx_acs_route_rules[] = {
 
     { ngx_string("ChatMessageReceived"), NGX_ACS_INTENT_CHAT_MESSAGE,
       "recipientcommunicationidentifier",
       "sendercommunicationidentifier" },
 
+    { ngx_string("ChatMessageReceivedInThread"), NGX_ACS_INTENT_NONE,
+      NULL, NULL },
+    { ngx_string("ChatMessageEdited"), NGX_ACS_INTENT_NONE, NULL, NULL },
+    { ngx_string("ChatMessageEditedInThread"), NGX_ACS_INTENT_NONE,
+      NULL, NULL },
+    { ngx_string("ChatMessageDeleted"), NGX_ACS_INTENT_NONE, NULL, NULL },
+    { ngx_string("ChatMessageDeletedInThread"), NGX_ACS_INTENT_NONE,
+      NULL, NULL },
+
     { ngx_string("ChatThreadCreatedWithUser"), NGX_ACS_INTENT_CHAT_ADDED,
       "recipientcommunicationidentifier",
       "createdbycommunicationidentifier" },
+
+    { ngx_string("ChatThreadCreated"), NGX_ACS_INTENT_NONE, NULL, NULL },
+    { ngx_string("ChatThreadWithUserDeleted"), NGX_ACS_INTENT_NONE,
+      NULL, NULL },
+    { ngx_string("ChatThreadDeleted"), NGX_ACS_INTENT_NONE, NULL, NULL },
+    { ngx_string("ChatThreadPropertiesUpdatedPerUser"), NGX_ACS_INTENT_NONE,
+      NULL, NULL },
+    { ngx_string("ChatThreadPropertiesUpdated"), NGX_ACS_INTENT_NONE,
+      NULL, NULL },
 
     { ngx_string("ChatParticipantAddedToThreadWithUser"),
       NGX_ACS_INTENT_CHAT_ADDED,
       "recipientcommunicationidentifier",
       "addedbycommunicationidentifier" },
 
+    { ngx_string("ChatParticipantRemovedFromThreadWithUser"),
+      NGX_ACS_INTENT_NONE, NULL, NULL },
+
     { ngx_string("ChatThreadParticipantAdded"), NGX_ACS_INTENT_CHAT_ADDED,
       NGX_ACS_ADDED_ID, "addedbycommunicationidentifier" },
+
+    { ngx_string("ChatThreadParticipantRemoved"), NGX_ACS_INTENT_NONE,
+      NULL, NULL },
 
     { ngx_string("IncomingCall"), NGX_ACS_INTENT_INCOMING_CALL,
       "to", "from" },
 
-    { ngx_null_string, NGX_ACS_INTENT_NONE, NULL, NULL }
+    { ngx_string("CallStarted"), NGX_ACS_INTENT_NONE, NULL, NULL },
+    { ngx_string("CallEnded"), NGX_ACS_INTENT_NONE, NULL, NULL },
+    { ngx_string("CallParticipantAdded"), NGX_ACS_INTENT_NONE, NULL, NULL },
+    { ngx_string("CallParticipantRemoved"), NGX_ACS_INTENT_NONE,
+      NULL, NULL },
+    { ngx_string("SMSReceived"), NGX_ACS_INTENT_NONE, NULL, NULL },
+    { ngx_string("SMSDeliveryReportReceived"), NGX_ACS_INTENT_NONE,
+      NULL, NULL },
+
+    /* Event Grid's own ("Microsoft.EventGrid.X") */
+    { ngx_string("SubscriptionValidationEvent"), NGX_ACS_INTENT_NONE,
+      NULL, NULL },
+    { ngx_string("SubscriptionDeletedEvent"), NGX_ACS_INTENT_NONE,
+      NULL, NULL }
 };
+
+#define NGX_ACS_ROUTE_RULES                                                   \
+    (sizeof(ngx_acs_route_rules) / sizeof(ngx_acs_route_rule_t))
+
+/* a type of the status page per row, and "other", or this does not compile */
+typedef char  ngx_acs_route_types_all[
+    (NGX_ACS_ROUTE_RULES + 1 == NGX_ACS_EVENT_TYPES) ? 1 : -1];
 
 
 ngx_int_t
@@ -264,6 +314,7 @@ ngx_acs_route_rule(ngx_str_t *type, ngx_uint_t short_ok)
 {
     size_t                 len;
     u_char                *p;
+    ngx_uint_t             i;
     ngx_acs_route_rule_t  *rule;
 
     p = type->data;
@@ -281,15 +332,90 @@ ngx_acs_route_rule(ngx_str_t *type, ngx_uint_t short_ok)
         return NULL;
     }
 
-    for (rule = ngx_acs_route_rules; rule->name.len; rule++) {
+    for (i = 0; i < NGX_ACS_ROUTE_RULES; i++) {
+        rule = &ngx_acs_route_rules[i];
+
         if (rule->name.len == len
             && ngx_strncasecmp(rule->name.data, p, len) == 0)
         {
-            return rule;
+            return (rule->intent == NGX_ACS_INTENT_NONE) ? NULL : rule;
         }
     }
 
     return NULL;
+}
+
+
+ngx_uint_t
+ngx_acs_route_type(ngx_str_t *type)
+{
+    u_char      *p;
+    size_t       len;
+    ngx_uint_t   i;
+
+    /* "Microsoft.Communication.X" and "Microsoft.EventGrid.X": X */
+
+    p = type->data;
+    len = type->len;
+
+    for (i = len; i > 0; i--) {
+        if (p[i - 1] == '.') {
+            break;
+        }
+    }
+
+    p += i;
+    len -= i;
+
+    for (i = 0; i < NGX_ACS_ROUTE_RULES; i++) {
+        if (ngx_acs_route_rules[i].name.len == len
+            && ngx_strncasecmp(ngx_acs_route_rules[i].name.data, p, len)
+               == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_ACS_ROUTE_RULES;
+}
+
+
+char *
+ngx_acs_route_type_name(ngx_uint_t i)
+{
+    static u_char  other[] = "other";
+
+    return (char *) ((i < NGX_ACS_ROUTE_RULES)
+                     ? ngx_acs_route_rules[i].name.data : other);
+}
+
+
+u_char *
+ngx_acs_route_names(u_char *p, u_char *end, const char *last)
+{
+    ngx_uint_t  i, n, pushed;
+
+    pushed = 0;
+
+    for (i = 0; i < NGX_ACS_ROUTE_RULES; i++) {
+        pushed += (ngx_acs_route_rules[i].intent != NGX_ACS_INTENT_NONE);
+    }
+
+    n = 0;
+
+    for (i = 0; i < NGX_ACS_ROUTE_RULES; i++) {
+
+        if (ngx_acs_route_rules[i].intent == NGX_ACS_INTENT_NONE) {
+            continue;
+        }
+
+        p = ngx_snprintf(p, end - p, "%s%V",
+                         (n == 0) ? "" : (n == pushed - 1) ? last : ", ",
+                         &ngx_acs_route_rules[i].name);
+        n++;
+    }
+
+    return p;
 }
 
 
@@ -501,7 +627,7 @@ ngx_acs_msg_texts(ngx_acs_msg_ctx_t *ctx)
 
         break;
 
-    default: /* NGX_ACS_INTENT_INCOMING_CALL */
+    case NGX_ACS_INTENT_INCOMING_CALL:
 
         who = ctx->msg->display_name.len ? &ctx->msg->display_name
                                          : &ctx->msg->sender_id;
@@ -521,6 +647,12 @@ ngx_acs_msg_texts(ngx_acs_msg_ctx_t *ctx)
         ctx->msg->text.len = ngx_sprintf(p, "Incoming call from %V", who)
                              - p;
         break;
+
+    case NGX_ACS_INTENT_NONE:
+        ngx_log_error(NGX_LOG_ALERT, ctx->pool->log, 0,
+                      "acs_notify: the message of event \"%V\" has no "
+                      "intent", ngx_acs_log_str(ctx->pool, &ctx->ev->id));
+        return NGX_ERROR;
     }
 
     return NGX_OK;

@@ -94,5 +94,15 @@ ngx_acs_route_rule_t *ngx_acs_route_rule(ngx_str_t *type,
     ngx_uint_t short_ok);
 ngx_acs_intent_e ngx_acs_route_intent(ngx_acs_route_rule_t *rule);
 
+/* the event types the status page counts, "other" the last */
+#define NGX_ACS_EVENT_TYPES  26
+
+/* the index of a type ("Microsoft.Communication.X", any prefix), and X */
+ngx_uint_t ngx_acs_route_type(ngx_str_t *type);
+char *ngx_acs_route_type_name(ngx_uint_t i);
+
+/* the pushed types, for messages, as ngx_acs_platform_names() */
+u_char *ngx_acs_route_names(u_char *p, u_char *end, const char *last);
+
 
 #endif /* _NGX_ACS_ROUTE_H_INCLUDED_ */

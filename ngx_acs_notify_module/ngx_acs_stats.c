@@ -19,10 +19,13 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_acs_http.h"
 #include "ngx_acs_notify.h"
 #include "ngx_acs_json.h"
+#include "ngx_acs_prom.h"
 #include "ngx_acs_sas.h"
 #include "ngx_acs_platform.h"
+#include "ngx_acs_route.h"
 #include "ngx_acs_trace.h"
 #include "ngx_acs_stats.h"
 
@@ -31,21 +34,6 @@
 #define NGX_ACS_STATS_SLOTS    128      /* workers alive at once, reloads
                                            included; more share slot 0 */
 
-
-typedef enum {
-    NGX_ACS_HUB_2XX = 0,
-    NGX_ACS_HUB_400,
-    NGX_ACS_HUB_401,
-    NGX_ACS_HUB_403,
-    NGX_ACS_HUB_404,
-    NGX_ACS_HUB_410,
-    NGX_ACS_HUB_413,
-    NGX_ACS_HUB_429,
-    NGX_ACS_HUB_4XX,
-    NGX_ACS_HUB_5XX,
-    NGX_ACS_HUB_ERROR,
-    NGX_ACS_HUB_MAX
-} ngx_acs_hub_class_e;
 
 
 typedef struct {
@@ -60,67 +48,83 @@ typedef struct {
 /* requests: by ngx_acs_result_e, named by ngx_acs_result_name() */
 
 
-static char  *ngx_acs_event_types[] = {
-    "ChatMessageReceived", "ChatMessageReceivedInThread",
-    "ChatMessageEdited", "ChatMessageEditedInThread",
-    "ChatMessageDeleted", "ChatMessageDeletedInThread",
-    "ChatThreadCreatedWithUser", "ChatThreadCreated",
-    "ChatThreadWithUserDeleted", "ChatThreadDeleted",
-    "ChatThreadPropertiesUpdatedPerUser", "ChatThreadPropertiesUpdated",
-    "ChatParticipantAddedToThreadWithUser",
-    "ChatParticipantRemovedFromThreadWithUser",
-    "ChatThreadParticipantAdded", "ChatThreadParticipantRemoved",
-    "IncomingCall", "CallStarted", "CallEnded", "CallParticipantAdded",
-    "CallParticipantRemoved", "SMSReceived", "SMSDeliveryReportReceived",
-    "SubscriptionValidationEvent", "SubscriptionDeletedEvent", "other"
-};
-
-#define NGX_ACS_EVENT_TYPES  (sizeof(ngx_acs_event_types) / sizeof(char *))
-
-
 static char  *ngx_acs_outcomes[] = {
-    "sent", "gone", "rejected", "failed", "duplicate", "expired"
+    [NGX_ACS_OUT_SENT] = "sent",
+    [NGX_ACS_OUT_GONE] = "gone",
+    [NGX_ACS_OUT_REJECTED] = "rejected",
+    [NGX_ACS_OUT_FAILED] = "failed",
+    [NGX_ACS_OUT_DUPLICATE] = "duplicate",
+    [NGX_ACS_OUT_EXPIRED] = "expired"
 };
+
+/* a name for every outcome, or this does not compile */
+typedef char  ngx_acs_outcomes_named[
+    (sizeof(ngx_acs_outcomes) / sizeof(char *) == NGX_ACS_OUT_MAX) ? 1 : -1];
 
 
 /* stale events: calls over acs_notify_call_ttl, others over max_age */
 static char  *ngx_acs_stale_kinds[] = { "other", "call" };
 
 
-static char  *ngx_acs_hub_classes[] = {
-    "2xx", "400", "401", "403", "404", "410", "413", "429", "4xx", "5xx",
-    "error"
-};
+/* a host of hubs (a lane), as the status page shows it */
+
+typedef struct {
+    ngx_uint_t                  limit;
+    ngx_uint_t                  in_flight;
+    ngx_uint_t                  queued;
+    uint64_t                    srtt;          /* us, mean of workers */
+    uint64_t                    rtt_min;       /* us, least */
+    ngx_uint_t                  version;
+    ngx_uint_t                  open;
+    ngx_uint_t                  opened;
+    ngx_uint_t                  throttled;     /* 429s */
+    ngx_str_t                   hubs;          /* "main,voip" */
+} ngx_acs_stats_host_t;
 
 
-/* the metrics of a host of hubs, in the order ngx_acs_prom_host() knows */
+/* the metrics of a host of hubs: a field of ngx_acs_stats_host_t each */
 
 typedef struct {
     char                       *name;
     char                       *type;
     char                       *label;
     char                       *help;
+    size_t                      offset;
+    ngx_uint_t                  us;        /* unsigned:1, a uint64_t of
+                                              microseconds, in seconds */
 } ngx_acs_host_metric_t;
 
 
+#define ngx_acs_host_field(f)  offsetof(ngx_acs_stats_host_t, f)
+
 static ngx_acs_host_metric_t  ngx_acs_host_metrics[] = {
     { "limit", "gauge", "",
-      "Pushes the workers may have in flight to the host now." },
-    { "in_flight", "gauge", "", "Pushes in flight to the host." },
-    { "queued", "gauge", "", "Pushes waiting for the host's limit." },
+      "Pushes the workers may have in flight to the host now.",
+      ngx_acs_host_field(limit), 0 },
+    { "in_flight", "gauge", "", "Pushes in flight to the host.",
+      ngx_acs_host_field(in_flight), 0 },
+    { "queued", "gauge", "", "Pushes waiting for the host's limit.",
+      ngx_acs_host_field(queued), 0 },
     { "rtt_seconds", "gauge", ",stat=\"smoothed\"",
-      "The host's round trip: smoothed (mean of workers), least (min)." },
-    { "rtt_seconds", "gauge", ",stat=\"min\"", NULL },
+      "The host's round trip: smoothed (mean of workers), least (min).",
+      ngx_acs_host_field(srtt), 1 },
+    { "rtt_seconds", "gauge", ",stat=\"min\"", NULL,
+      ngx_acs_host_field(rtt_min), 1 },
     { "http_version", "gauge", "",
-      "HTTP version the host answers with (2, 1; 0 not known yet)." },
-    { "connections", "gauge", "", "Connections open to the host." },
+      "HTTP version the host answers with (2, 1; 0 not known yet).",
+      ngx_acs_host_field(version), 0 },
+    { "connections", "gauge", "", "Connections open to the host.",
+      ngx_acs_host_field(open), 0 },
     { "connections_opened_total", "counter", "",
-      "Connections opened to the host." },
-    { "throttled_total", "counter", "", "Answers 429 of the host's hubs." }
+      "Connections opened to the host.", ngx_acs_host_field(opened), 0 },
+    { "throttled_total", "counter", "", "Answers 429 of the host's hubs.",
+      ngx_acs_host_field(throttled), 0 }
 };
 
 #define NGX_ACS_HOST_METRICS                                                 \
     (sizeof(ngx_acs_host_metrics) / sizeof(ngx_acs_host_metric_t))
+
+
 
 
 static char  *ngx_acs_methods[] = { "PUT", "GET", "DELETE", "other" };
@@ -136,7 +140,7 @@ static ngx_msec_t  ngx_acs_bounds[NGX_ACS_HIST_BUCKETS] = {
 /* a hub's counters */
 
 typedef struct {
-    ngx_atomic_t                answers[NGX_ACS_HUB_MAX];
+    ngx_atomic_t                answers[NGX_ACS_ANSWERS];
     ngx_atomic_t                opened;        /* connections, lane's */
 } ngx_acs_stats_hub_t;
 
@@ -194,18 +198,6 @@ typedef struct {
 } ngx_acs_stats_sum_t;
 
 
-typedef struct {
-    ngx_uint_t                  limit;
-    ngx_uint_t                  in_flight;
-    ngx_uint_t                  queued;
-    uint64_t                    srtt;          /* us, mean of workers */
-    uint64_t                    rtt_min;       /* us, least */
-    ngx_uint_t                  version;
-    ngx_uint_t                  open;
-    ngx_uint_t                  opened;
-    ngx_uint_t                  throttled;     /* 429s */
-    ngx_str_t                   hubs;          /* "main,voip" */
-} ngx_acs_stats_host_t;
 
 
 static size_t ngx_acs_stats_size(ngx_uint_t nhubs);
@@ -222,9 +214,10 @@ static ngx_int_t ngx_acs_stats_prometheus(ngx_http_request_t *r,
     ngx_str_t *out);
 static void ngx_acs_json_hist(ngx_acs_gen_t *gen, char *name,
     ngx_acs_hist_t *h);
-static u_char *ngx_acs_prom_hist(u_char *p, const char *name,
+static void ngx_acs_prom_hist(ngx_acs_prom_t *w, const char *name,
     const char *help, ngx_acs_hist_t *h);
-static u_char *ngx_acs_prom_host(u_char *p, ngx_uint_t metric,
+static void ngx_acs_prom_host(ngx_acs_prom_t *w,
+    ngx_acs_host_metric_t *metric, ngx_str_t *name,
     ngx_acs_stats_host_t *host);
 static size_t ngx_acs_registry_size(ngx_http_request_t *r);
 
@@ -232,6 +225,9 @@ static size_t ngx_acs_registry_size(ngx_http_request_t *r);
 static ngx_acs_stats_t       *ngx_acs_stats;
 static ngx_uint_t             ngx_acs_stats_nhubs;
 static ngx_acs_stats_slot_t  *ngx_acs_stats_own;
+
+static ngx_acs_stats_devices_pt  ngx_acs_stats_devices_handler;
+static void                     *ngx_acs_stats_devices_data;
 static ngx_str_t         ngx_acs_stats_zone_name =
     ngx_string("acs_notify_stats");
 
@@ -474,7 +470,8 @@ ngx_acs_stats_host(ngx_http_request_t *r, ngx_uint_t i,
     for (j = i; j < amcf->hubs.nelts && j < ngx_acs_stats_nhubs; j++) {
         if (ngx_acs_same_lane(&hub[j], &hub[i])) {
             n += hub[j].name.len + 1;
-            host->throttled += ngx_acs_stats->hubs[j].answers[NGX_ACS_HUB_429];
+            host->throttled +=
+                           ngx_acs_stats->hubs[j].answers[NGX_ACS_ANSWER_429];
         }
     }
 
@@ -552,38 +549,12 @@ ngx_acs_stats_request(ngx_acs_result_e result)
 void
 ngx_acs_stats_event(ngx_str_t *type)
 {
-    u_char      *p;
-    size_t       len;
-    ngx_uint_t   i;
-
     if (ngx_acs_stats == NULL) {
         return;
     }
 
-    /* "Microsoft.Communication.X" and "Microsoft.EventGrid.X": X */
-
-    p = type->data;
-    len = type->len;
-
-    for (i = len; i > 0; i--) {
-        if (p[i - 1] == '.') {
-            break;
-        }
-    }
-
-    p += i;
-    len -= i;
-
-    for (i = 0; i < NGX_ACS_EVENT_TYPES - 1; i++) {
-        if (ngx_strlen(ngx_acs_event_types[i]) == len
-            && ngx_strncasecmp((u_char *) ngx_acs_event_types[i], p, len)
-               == 0)
-        {
-            break;
-        }
-    }
-
-    (void) ngx_atomic_fetch_add(&ngx_acs_stats->events[i], 1);
+    (void) ngx_atomic_fetch_add(
+                        &ngx_acs_stats->events[ngx_acs_route_type(type)], 1);
 }
 
 
@@ -640,31 +611,16 @@ ngx_acs_stats_delivery_time(ngx_msec_t ms)
 
 
 void
-ngx_acs_stats_hub_answer(ngx_uint_t hub, long status, ngx_msec_t ms)
+ngx_acs_stats_hub_answer(ngx_uint_t hub, ngx_acs_answer_e answer,
+    ngx_msec_t ms)
 {
-    ngx_uint_t  c;
-
     if (ngx_acs_stats == NULL || hub >= ngx_acs_stats_nhubs) {
         return;
     }
 
-    switch (status) {
-    case 0:   c = NGX_ACS_HUB_ERROR; break;
-    case 400: c = NGX_ACS_HUB_400; break;
-    case 401: c = NGX_ACS_HUB_401; break;
-    case 403: c = NGX_ACS_HUB_403; break;
-    case 404: c = NGX_ACS_HUB_404; break;
-    case 410: c = NGX_ACS_HUB_410; break;
-    case 413: c = NGX_ACS_HUB_413; break;
-    case 429: c = NGX_ACS_HUB_429; break;
-    default:
-        c = (status >= 200 && status < 300) ? NGX_ACS_HUB_2XX
-            : (status >= 500) ? NGX_ACS_HUB_5XX : NGX_ACS_HUB_4XX;
-    }
+    (void) ngx_atomic_fetch_add(&ngx_acs_stats->hubs[hub].answers[answer], 1);
 
-    (void) ngx_atomic_fetch_add(&ngx_acs_stats->hubs[hub].answers[c], 1);
-
-    if (status) {
+    if (answer != NGX_ACS_ANSWER_ERROR) {
         ngx_acs_hist_add(&ngx_acs_stats->hub_time, ms);
     }
 }
@@ -805,22 +761,23 @@ ngx_acs_stats_handler(ngx_http_request_t *r)
 }
 
 
+void
+ngx_acs_stats_devices(ngx_acs_stats_devices_pt devices, void *data)
+{
+    ngx_acs_stats_devices_handler = devices;
+    ngx_acs_stats_devices_data = data;
+}
+
+
 static size_t
 ngx_acs_registry_size(ngx_http_request_t *r)
 {
-    size_t                            n;
-    ngx_http_acs_notify_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_acs_notify_module);
-
-    if (amcf->registry == NULL
-        || ngx_acs_registry_count(amcf->registry, r->connection->log, &n)
-           != NGX_OK)
-    {
+    if (ngx_acs_stats_devices_handler == NULL) {
         return 0;
     }
 
-    return n;
+    return ngx_acs_stats_devices_handler(ngx_acs_stats_devices_data,
+                                         r->connection->log);
 }
 
 
@@ -857,7 +814,7 @@ ngx_acs_stats_json(ngx_http_request_t *r, ngx_str_t *out)
     ngx_acs_gen_key(&gen, "events");
     ngx_acs_gen_map_open(&gen);
     for (i = 0; i < NGX_ACS_EVENT_TYPES; i++) {
-        ngx_acs_gen_num(&gen, ngx_acs_event_types[i], s->events[i]);
+        ngx_acs_gen_num(&gen, ngx_acs_route_type_name(i), s->events[i]);
     }
     ngx_acs_gen_map_close(&gen);
 
@@ -879,8 +836,8 @@ ngx_acs_stats_json(ngx_http_request_t *r, ngx_str_t *out)
     for (i = 0; i < amcf->hubs.nelts && i < ngx_acs_stats_nhubs; i++) {
         ngx_acs_gen_str(&gen, &hub[i].name);
         ngx_acs_gen_map_open(&gen);
-        for (j = 0; j < NGX_ACS_HUB_MAX; j++) {
-            ngx_acs_gen_num(&gen, ngx_acs_hub_classes[j],
+        for (j = 0; j < NGX_ACS_ANSWERS; j++) {
+            ngx_acs_gen_num(&gen, ngx_acs_hub_answer_name(j),
                             s->hubs[i].answers[j]);
         }
         ngx_acs_gen_map_close(&gen);
@@ -999,17 +956,19 @@ ngx_acs_json_hist(ngx_acs_gen_t *gen, char *name, ngx_acs_hist_t *h)
 /*
  * The Prometheus text format 0.0.4: # HELP and # TYPE once per metric,
  * then its samples; rejected and unavailable requests carry their reason
- * in a label of their own.
+ * in a label of their own.  The text is written into a buffer that grows
+ * as it fills (ngx_acs_prom.c), so no count of hubs, length of names or
+ * size of counters can overflow it.
  */
 
 static ngx_int_t
 ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
 {
-    u_char                           *p, *colon;
+    u_char                           *colon;
     ngx_str_t                        *name;
-    size_t                            size;
     ngx_uint_t                        i, j, k, m, n, dups, *index;
     ngx_acs_hub_t                    *hub;
+    ngx_acs_prom_t                    w;
     ngx_acs_stats_t                  *s;
     ngx_acs_stats_sum_t               sum;
     ngx_acs_stats_host_t             *hosts;
@@ -1020,24 +979,11 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
 
     ngx_acs_stats_gauges(&sum);
 
-    /* a host's lines name its hubs: all of them at most, each line */
-
-    size = 16384 + 160 * (NGX_ACS_RESULTS + NGX_ACS_EVENT_TYPES
-                          + NGX_ACS_PLATFORMS * NGX_ACS_OUT_MAX + 12
-                          + 2 * (NGX_ACS_HIST_BUCKETS + 3))
-           + amcf->hubs.nelts * NGX_ACS_HUB_MAX * (160 + NGX_MAX_ERROR_STR)
-           + amcf->hubs.nelts * 10
-             * (160 + NGX_ACS_RESOURCE_MAX
-                + amcf->hubs.nelts * (NGX_MAX_ERROR_STR + 1));
-
-    p = ngx_pnalloc(r->pool, size);
-    if (p == NULL) {
+    if (ngx_acs_prom_init(&w, r->pool) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    out->data = p;
-
-    p = ngx_sprintf(p,
+    ngx_acs_prom_printf(&w,
             "# HELP acs_notify_requests_total Event Grid requests by result.\n"
             "# TYPE acs_notify_requests_total counter\n");
 
@@ -1046,44 +992,44 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
         colon = ngx_strlchr(name->data, name->data + name->len, ':');
 
         if (colon) {
-            p = ngx_sprintf(p, "acs_notify_requests_total{result=\"%*s\","
-                            "reason=\"%s\"} %uA\n", colon - name->data,
-                            name->data, colon + 1, s->requests[i]);
+            ngx_acs_prom_printf(&w, "acs_notify_requests_total{result=\"%*s\","
+                                "reason=\"%s\"} %uA\n", colon - name->data,
+                                name->data, colon + 1, s->requests[i]);
 
         } else {
-            p = ngx_sprintf(p, "acs_notify_requests_total{result=\"%V\"} "
-                            "%uA\n", name, s->requests[i]);
+            ngx_acs_prom_printf(&w, "acs_notify_requests_total{result="
+                                "\"%V\"} %uA\n", name, s->requests[i]);
         }
     }
 
-    p = ngx_sprintf(p,
+    ngx_acs_prom_printf(&w,
             "# HELP acs_notify_events_total Events received, by type.\n"
             "# TYPE acs_notify_events_total counter\n");
 
     for (i = 0; i < NGX_ACS_EVENT_TYPES; i++) {
-        p = ngx_sprintf(p, "acs_notify_events_total{type=\"%s\"} %uA\n",
-                        ngx_acs_event_types[i], s->events[i]);
+        ngx_acs_prom_printf(&w, "acs_notify_events_total{type=\"%s\"} %uA\n",
+                            ngx_acs_route_type_name(i), s->events[i]);
     }
 
-    p = ngx_sprintf(p,
+    ngx_acs_prom_printf(&w,
             "# HELP acs_notify_pushes_total Pushes by platform and final "
             "outcome.\n"
             "# TYPE acs_notify_pushes_total counter\n");
 
     dups = 0;
 
-    for (i = 1; i < NGX_ACS_PLATFORMS; i++) {
+    for (i = NGX_ACS_PLATFORM_APNS; i < NGX_ACS_PLATFORMS; i++) {
         for (j = 0; j < NGX_ACS_OUT_MAX; j++) {
-            p = ngx_sprintf(p, "acs_notify_pushes_total{platform=\"%V\","
-                            "outcome=\"%s\"} %uA\n",
-                            &ngx_acs_platform(i)->name, ngx_acs_outcomes[j],
-                            s->pushes[i][j]);
+            ngx_acs_prom_printf(&w, "acs_notify_pushes_total{platform=\"%V\","
+                                "outcome=\"%s\"} %uA\n",
+                                &ngx_acs_platform(i)->name,
+                                ngx_acs_outcomes[j], s->pushes[i][j]);
         }
 
         dups += s->pushes[i][NGX_ACS_OUT_DUPLICATE];
     }
 
-    p = ngx_sprintf(p,
+    ngx_acs_prom_printf(&w,
             "# HELP acs_notify_hub_responses_total Notification Hubs answers "
             "by hub and status class (error: no answer).\n"
             "# TYPE acs_notify_hub_responses_total counter\n");
@@ -1091,10 +1037,11 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
     hub = amcf->hubs.elts;
 
     for (i = 0; i < amcf->hubs.nelts && i < ngx_acs_stats_nhubs; i++) {
-        for (j = 0; j < NGX_ACS_HUB_MAX; j++) {
-            p = ngx_sprintf(p, "acs_notify_hub_responses_total{hub=\"%V\","
-                            "status=\"%s\"} %uA\n", &hub[i].name,
-                            ngx_acs_hub_classes[j], s->hubs[i].answers[j]);
+        for (j = 0; j < NGX_ACS_ANSWERS; j++) {
+            ngx_acs_prom_printf(&w, "acs_notify_hub_responses_total{hub="
+                                "\"%V\",status=\"%s\"} %uA\n", &hub[i].name,
+                                ngx_acs_hub_answer_name(j),
+                                s->hubs[i].answers[j]);
         }
     }
 
@@ -1120,37 +1067,35 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
         /* no help: more samples of the metric before */
 
         if (ngx_acs_host_metrics[m].help) {
-            p = ngx_sprintf(p, "# HELP acs_notify_hub_host_%s %s\n"
-                            "# TYPE acs_notify_hub_host_%s %s\n",
-                            ngx_acs_host_metrics[m].name,
-                            ngx_acs_host_metrics[m].help,
-                            ngx_acs_host_metrics[m].name,
-                            ngx_acs_host_metrics[m].type);
+            ngx_acs_prom_printf(&w, "# HELP acs_notify_hub_host_%s %s\n"
+                                "# TYPE acs_notify_hub_host_%s %s\n",
+                                ngx_acs_host_metrics[m].name,
+                                ngx_acs_host_metrics[m].help,
+                                ngx_acs_host_metrics[m].name,
+                                ngx_acs_host_metrics[m].type);
         }
 
         for (k = 0; k < n; k++) {
-            p = ngx_sprintf(p, "acs_notify_hub_host_%s{host=\"%V\","
-                            "hubs=\"%V\"%s} ", ngx_acs_host_metrics[m].name,
-                            &hub[index[k]].host, &hosts[k].hubs,
-                            ngx_acs_host_metrics[m].label);
-            p = ngx_acs_prom_host(p, m, &hosts[k]);
+            ngx_acs_prom_host(&w, &ngx_acs_host_metrics[m],
+                              &hub[index[k]].host, &hosts[k]);
         }
     }
 
-    p = ngx_sprintf(p,
+    ngx_acs_prom_printf(&w,
             "# HELP acs_notify_registrations_total Registration API requests "
             "by method and status class.\n"
             "# TYPE acs_notify_registrations_total counter\n");
 
     for (i = 0; i < 4; i++) {
         for (j = 0; j < 3; j++) {
-            p = ngx_sprintf(p, "acs_notify_registrations_total{method=\"%s\","
-                            "status=\"%s\"} %uA\n", ngx_acs_methods[i],
-                            ngx_acs_classes[j], s->registrations[i][j]);
+            ngx_acs_prom_printf(&w, "acs_notify_registrations_total{method="
+                                "\"%s\",status=\"%s\"} %uA\n",
+                                ngx_acs_methods[i], ngx_acs_classes[j],
+                                s->registrations[i][j]);
         }
     }
 
-    p = ngx_sprintf(p,
+    ngx_acs_prom_printf(&w,
             "# HELP acs_notify_stale_events_total Events not pushed because "
             "they arrived too old: calls over acs_notify_call_ttl, others "
             "over acs_notify_max_age.\n"
@@ -1160,7 +1105,7 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
             ngx_acs_stale_kinds[1], s->stale[1],
             ngx_acs_stale_kinds[0], s->stale[0]);
 
-    p = ngx_sprintf(p,
+    ngx_acs_prom_printf(&w,
             "# HELP acs_notify_retries_total Push attempts scheduled again.\n"
             "# TYPE acs_notify_retries_total counter\n"
             "acs_notify_retries_total %uA\n"
@@ -1187,83 +1132,66 @@ ngx_acs_stats_prometheus(ngx_http_request_t *r, ngx_str_t *out)
             s->retries, dups, sum.queue, sum.in_flight, sum.connections,
             ngx_acs_registry_size(r));
 
-    p = ngx_acs_prom_hist(p, "acs_notify_delivery_latency_seconds",
-                          "From the event's arrival to Notification Hubs' "
-                          "acceptance of its push.", &s->delivery);
-    p = ngx_acs_prom_hist(p, "acs_notify_hub_response_seconds",
-                          "Time of one request to Notification Hubs.",
-                          &s->hub_time);
+    ngx_acs_prom_hist(&w, "acs_notify_delivery_latency_seconds",
+                      "From the event's arrival to Notification Hubs' "
+                      "acceptance of its push.", &s->delivery);
+    ngx_acs_prom_hist(&w, "acs_notify_hub_response_seconds",
+                      "Time of one request to Notification Hubs.",
+                      &s->hub_time);
 
-    out->len = p - out->data;
-
-    return NGX_OK;
+    return ngx_acs_prom_done(&w, out);
 }
 
 
-static u_char *
-ngx_acs_prom_hist(u_char *p, const char *name, const char *help,
+static void
+ngx_acs_prom_hist(ngx_acs_prom_t *w, const char *name, const char *help,
     ngx_acs_hist_t *h)
 {
     ngx_uint_t        i;
     ngx_atomic_int_t  cum;
 
-    p = ngx_sprintf(p, "# HELP %s %s\n# TYPE %s histogram\n",
-                    name, help, name);
+    ngx_acs_prom_printf(w, "# HELP %s %s\n# TYPE %s histogram\n",
+                        name, help, name);
 
     cum = 0;
 
     for (i = 0; i < NGX_ACS_HIST_BUCKETS; i++) {
         cum += h->buckets[i];
-        p = ngx_sprintf(p, "%s_bucket{le=\"%M.%03M\"} %A\n", name,
-                        ngx_acs_bounds[i] / 1000, ngx_acs_bounds[i] % 1000,
-                        cum);
+        ngx_acs_prom_printf(w, "%s_bucket{le=\"%M.%03M\"} %A\n", name,
+                            ngx_acs_bounds[i] / 1000,
+                            ngx_acs_bounds[i] % 1000, cum);
     }
 
     cum += h->buckets[NGX_ACS_HIST_BUCKETS];
 
     /* _count is the +Inf bucket, as the format requires, even mid-update */
 
-    return ngx_sprintf(p, "%s_bucket{le=\"+Inf\"} %A\n"
-                       "%s_sum %uA.%03uA\n%s_count %A\n",
-                       name, cum, name, h->sum / 1000, h->sum % 1000, name,
-                       cum);
+    ngx_acs_prom_printf(w, "%s_bucket{le=\"+Inf\"} %A\n"
+                        "%s_sum %uA.%03uA\n%s_count %A\n",
+                        name, cum, name, h->sum / 1000, h->sum % 1000, name,
+                        cum);
 }
 
 
-/* the value of a metric of ngx_acs_host_metrics[] for a host, a line */
+/* the sample of a metric of a host, a line */
 
-static u_char *
-ngx_acs_prom_host(u_char *p, ngx_uint_t metric, ngx_acs_stats_host_t *host)
+static void
+ngx_acs_prom_host(ngx_acs_prom_t *w, ngx_acs_host_metric_t *metric,
+    ngx_str_t *name, ngx_acs_stats_host_t *host)
 {
-    switch (metric) {
+    u_char    *field;
+    uint64_t   us;
 
-    case 0:
-        return ngx_sprintf(p, "%ui\n", host->limit);
+    field = (u_char *) host + metric->offset;
 
-    case 1:
-        return ngx_sprintf(p, "%ui\n", host->in_flight);
+    ngx_acs_prom_printf(w, "acs_notify_hub_host_%s{host=\"%V\",hubs=\"%V\"%s} ",
+                        metric->name, name, &host->hubs, metric->label);
 
-    case 2:
-        return ngx_sprintf(p, "%ui\n", host->queued);
-
-    case 3:
-        return ngx_sprintf(p, "%uL.%06uL\n", host->srtt / 1000000,
-                           host->srtt % 1000000);
-
-    case 4:
-        return ngx_sprintf(p, "%uL.%06uL\n", host->rtt_min / 1000000,
-                           host->rtt_min % 1000000);
-
-    case 5:
-        return ngx_sprintf(p, "%ui\n", host->version);
-
-    case 6:
-        return ngx_sprintf(p, "%ui\n", host->open);
-
-    case 7:
-        return ngx_sprintf(p, "%ui\n", host->opened);
-
-    default: /* 8 */
-        return ngx_sprintf(p, "%ui\n", host->throttled);
+    if (metric->us) {
+        us = *(uint64_t *) field;
+        ngx_acs_prom_printf(w, "%uL.%06uL\n", us / 1000000, us % 1000000);
+        return;
     }
+
+    ngx_acs_prom_printf(w, "%ui\n", *(ngx_uint_t *) field);
 }

@@ -16,6 +16,7 @@
 #include <ngx_http.h>
 
 #include "ngx_acs_http.h"
+#include "ngx_acs_hub.h"
 
 
 typedef enum {
@@ -46,7 +47,9 @@ void ngx_acs_stats_push(ngx_uint_t platform, ngx_acs_outcome_e outcome);
 /* an event too old to push: a call (acs_notify_call_ttl) or another */
 void ngx_acs_stats_stale(ngx_uint_t call);
 void ngx_acs_stats_delivery_time(ngx_msec_t ms);
-void ngx_acs_stats_hub_answer(ngx_uint_t hub, long status, ngx_msec_t ms);
+/* an answer of a hub (NGX_ACS_ANSWER_ERROR: none), and its time */
+void ngx_acs_stats_hub_answer(ngx_uint_t hub, ngx_acs_answer_e answer,
+    ngx_msec_t ms);
 void ngx_acs_stats_retry(void);
 void ngx_acs_stats_queue(ngx_int_t delta);
 void ngx_acs_stats_in_flight(ngx_int_t delta);
@@ -57,6 +60,15 @@ void ngx_acs_stats_lane(ngx_uint_t hub, ngx_uint_t limit,
     ngx_uint_t in_flight, ngx_uint_t queued, uint64_t srtt,
     uint64_t rtt_min, ngx_uint_t version, ngx_uint_t open,
     ngx_uint_t opened);
+
+/*
+ * What tells the status page how many registrations the device store
+ * holds: the store gives it, so that the counters below every feature
+ * call none of them
+ */
+typedef size_t (*ngx_acs_stats_devices_pt)(void *data, ngx_log_t *log);
+
+void ngx_acs_stats_devices(ngx_acs_stats_devices_pt devices, void *data);
 
 /* the status location's handler: JSON, or Prometheus text */
 ngx_int_t ngx_acs_stats_handler(ngx_http_request_t *r);

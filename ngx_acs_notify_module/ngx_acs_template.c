@@ -22,7 +22,6 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
-#include <yajl/yajl_tree.h>
 
 #include "ngx_acs_json.h"
 #include "ngx_acs_event.h"
@@ -73,9 +72,6 @@ static char *ngx_acs_template_placeholder(ngx_conf_t *cf,
     ngx_acs_tpl_part_t *part, ngx_str_t *name);
 static char *ngx_acs_template_check(ngx_conf_t *cf, ngx_acs_template_t *tpl,
     ngx_str_t *event_type, ngx_str_t *platform);
-static char *ngx_acs_template_check_json(ngx_conf_t *cf,
-    ngx_acs_template_t *tpl, yajl_val root, ngx_str_t *event_type,
-    ngx_str_t *platform);
 
 
 static ngx_acs_tpl_name_t  ngx_acs_tpl_names[] = {
@@ -102,6 +98,7 @@ ngx_acs_template_add(ngx_conf_t *cf, ngx_array_t **templates,
     ngx_str_t *event_type, ngx_str_t *platform, ngx_str_t *payload)
 {
     char                  *rv;
+    u_char                *last, names[256];
     ngx_uint_t             i;
     ngx_acs_platform_t    *p;
     ngx_acs_template_t    *tpl;
@@ -109,32 +106,30 @@ ngx_acs_template_add(ngx_conf_t *cf, ngx_array_t **templates,
 
     rule = ngx_acs_route_rule(event_type, 1);
     if (rule == NULL) {
+        last = ngx_acs_route_names(names, names + sizeof(names), " or ");
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "acs_notify_template: event type \"%V\" is never "
-                           "pushed, use ChatMessageReceived, "
-                           "ChatThreadCreatedWithUser, "
-                           "ChatParticipantAddedToThreadWithUser, "
-                           "ChatThreadParticipantAdded or IncomingCall",
-                           event_type);
+                           "pushed, use %*s", event_type, last - names,
+                           names);
         return NGX_CONF_ERROR;
     }
 
     p = ngx_acs_platform_find(platform);
     if (p == NULL) {
+        last = ngx_acs_platform_names(names, names + sizeof(names), " or ");
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "acs_notify_template: unknown platform \"%V\", "
-                           "use apns, apns-voip, fcmv1, wns or browser",
-                           platform);
+                           "use %*s", platform, last - names, names);
         return NGX_CONF_ERROR;
     }
 
-    if (p->calls_only
+    if (p->voip == NGX_ACS_VOIP_ONLY
         && ngx_acs_route_intent(rule) != NGX_ACS_INTENT_INCOMING_CALL)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "acs_notify_template: apns-voip devices get only "
+                           "acs_notify_template: %V devices get only "
                            "IncomingCall pushes, a template for \"%V\" "
-                           "would never be used", event_type);
+                           "would never be used", &p->name, event_type);
         return NGX_CONF_ERROR;
     }
 
@@ -233,8 +228,8 @@ ngx_acs_template_render(ngx_pool_t *pool, ngx_acs_template_t *tpl,
             return NGX_ERROR;
         }
 
-        len += tpl->platform->xml ? ngx_acs_xml_escape_len(&v)
-                                  : ngx_acs_json_escape_len(&v);
+        len += (tpl->platform->markup == NGX_ACS_MARKUP_XML)
+               ? ngx_acs_xml_escape_len(&v) : ngx_acs_json_escape_len(&v);
     }
 
     if (len > tpl->platform->limit) {
@@ -259,8 +254,8 @@ ngx_acs_template_render(ngx_pool_t *pool, ngx_acs_template_t *tpl,
             return NGX_ERROR;
         }
 
-        p = tpl->platform->xml ? ngx_acs_xml_escape(p, &v)
-                               : ngx_acs_json_escape(p, &v);
+        p = (tpl->platform->markup == NGX_ACS_MARKUP_XML)
+            ? ngx_acs_xml_escape(p, &v) : ngx_acs_json_escape(p, &v);
     }
 
     out->len = p - out->data;
@@ -323,7 +318,7 @@ ngx_acs_template_value(ngx_acs_msg_t *msg, ngx_acs_tpl_part_t *part,
         *value = msg->text;
         break;
 
-    default: /* NGX_ACS_TPL_LITERAL */
+    case NGX_ACS_TPL_LITERAL:
         *value = part->text;
         break;
     }
@@ -498,14 +493,12 @@ static char *
 ngx_acs_template_check(ngx_conf_t *cf, ngx_acs_template_t *tpl,
     ngx_str_t *event_type, ngx_str_t *platform)
 {
-    char                *rv, *why;
+    char                *why;
     size_t               len, limit;
+    u_char              *p, *text;
     ngx_str_t            s;
-    u_char              *p, *q, *text;
-    yajl_val             root;
     ngx_uint_t           i;
     ngx_acs_tpl_part_t  *part;
-    char                 err[256];
 
     part = tpl->parts.elts;
     len = 0;
@@ -532,7 +525,7 @@ ngx_acs_template_check(ngx_conf_t *cf, ngx_acs_template_t *tpl,
         return NGX_CONF_ERROR;
     }
 
-    text = ngx_pnalloc(cf->temp_pool, len + 1);
+    text = ngx_pnalloc(cf->temp_pool, len);
     if (text == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -548,162 +541,16 @@ ngx_acs_template_check(ngx_conf_t *cf, ngx_acs_template_t *tpl,
         }
     }
 
-    *p = '\0';
-
-    if (tpl->platform->xml) {
-
-        for (p = text; *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n';
-             p++)
-        {
-            /* void */
-        }
-
-        if (ngx_strncmp(p, "<toast", 6) != 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "acs_notify_template %V %V: the payload must "
-                               "be toast XML, starting with \"<toast\"",
-                               event_type, platform);
-            return NGX_CONF_ERROR;
-        }
-
-        return NGX_CONF_OK;
-    }
-
-    if (ngx_strlen(text) != len) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "acs_notify_template %V %V: the payload contains "
-                           "a NUL byte", event_type, platform);
-        return NGX_CONF_ERROR;
-    }
-
     s.data = text;
     s.len = len;
 
-    why = ngx_acs_json_check(&s);
+    why = tpl->platform->shape(cf->temp_pool, &s);
+
     if (why) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "acs_notify_template %V %V: the payload %s",
+                           "acs_notify_template %V %V: %s",
                            event_type, platform, why);
         return NGX_CONF_ERROR;
-    }
-
-    err[0] = '\0';
-
-    root = yajl_tree_parse((const char *) text, err, sizeof(err));
-
-    if (root == NULL) {
-
-        /* yajl's message spans lines and pads them; the log wants one */
-
-        for (p = (u_char *) err, q = p; *p; p++) {
-
-            if (*p == '\n' || *p == '\r' || *p == '\t') {
-                *p = ' ';
-            }
-
-            if (*p != ' ' || q == (u_char *) err || q[-1] != ' ') {
-                *q++ = *p;
-            }
-        }
-
-        *q = '\0';
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "acs_notify_template %V %V: the payload is not "
-                           "valid JSON with every placeholder replaced by "
-                           "\"x\" (a placeholder belongs inside a JSON "
-                           "string): %s", event_type, platform, err);
-        return NGX_CONF_ERROR;
-    }
-
-    rv = ngx_acs_template_check_json(cf, tpl, root, event_type, platform);
-
-    yajl_tree_free(root);
-
-    return rv;
-}
-
-
-static char *
-ngx_acs_template_check_json(ngx_conf_t *cf, ngx_acs_template_t *tpl,
-    yajl_val root, ngx_str_t *event_type, ngx_str_t *platform)
-{
-    size_t    i;
-    yajl_val  v;
-
-    if (!YAJL_IS_OBJECT(root)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "acs_notify_template %V %V: the payload must be "
-                           "a JSON object", event_type, platform);
-        return NGX_CONF_ERROR;
-    }
-
-    switch (tpl->platform->id) {
-
-    case NGX_ACS_PLATFORM_APNS:
-    case NGX_ACS_PLATFORM_APNS_VOIP:
-
-        v = ngx_acs_json_tree_get(root, "aps");
-
-        if (v == NULL || !YAJL_IS_OBJECT(v)) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "acs_notify_template %V %V: an APNs payload "
-                               "needs an \"aps\" object (\"aps\":{} for "
-                               "VoIP)", event_type, platform);
-            return NGX_CONF_ERROR;
-        }
-
-        break;
-
-    case NGX_ACS_PLATFORM_FCMV1:
-
-        v = ngx_acs_json_tree_get(root, "message");
-
-        if (v == NULL || !YAJL_IS_OBJECT(v)) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "acs_notify_template %V %V: an FCM v1 "
-                               "payload is {\"message\":{...}}",
-                               event_type, platform);
-            return NGX_CONF_ERROR;
-        }
-
-        if (ngx_acs_json_tree_get(v, "token")
-            || ngx_acs_json_tree_get(v, "topic")
-            || ngx_acs_json_tree_get(v, "condition"))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "acs_notify_template %V %V: remove "
-                               "\"message.token\", \"topic\" and "
-                               "\"condition\", Notification Hubs sets the "
-                               "target", event_type, platform);
-            return NGX_CONF_ERROR;
-        }
-
-        v = ngx_acs_json_tree_get(v, "data");
-
-        if (v && !YAJL_IS_OBJECT(v)) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "acs_notify_template %V %V: "
-                               "\"message.data\" must be an object of "
-                               "strings", event_type, platform);
-            return NGX_CONF_ERROR;
-        }
-
-        for (i = 0; v && i < v->u.object.len; i++) {
-            if (!YAJL_IS_STRING(v->u.object.values[i])) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "acs_notify_template %V %V: "
-                                   "\"message.data.%s\" must be a string",
-                                   event_type, platform,
-                                   v->u.object.keys[i]);
-                return NGX_CONF_ERROR;
-            }
-        }
-
-        break;
-
-    default: /* NGX_ACS_PLATFORM_BROWSER */
-        break;
     }
 
     return NGX_CONF_OK;

@@ -27,6 +27,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_acs_http.h"
 #include "ngx_acs_notify.h"
 #include "ngx_acs_json.h"
 #include "ngx_acs_platform.h"
@@ -370,7 +371,8 @@ ngx_acs_trace_add(ngx_acs_trace_push_t *tp)
     e.attempts = (uint16_t) ngx_min(tp->attempts, 0xffff);
     e.outcome = (u_char) tp->outcome;
     e.platform = (u_char) tp->platform;
-    e.flags = NGX_ACS_TRACE_USED | (tp->tag ? NGX_ACS_TRACE_TAG : 0);
+    e.flags = NGX_ACS_TRACE_USED
+              | ((tp->target == NGX_ACS_TARGET_TAG) ? NGX_ACS_TRACE_TAG : 0);
 
     e.event_len = ngx_acs_trace_text(e.event, &tp->event_id,
                                      NGX_ACS_TRACE_EVENT_LEN);
@@ -390,7 +392,7 @@ ngx_acs_trace_add(ngx_acs_trace_push_t *tp)
                                     NGX_ACS_TRACE_USER_LEN);
     ngx_acs_trace_mask(e.user, e.user_len);
 
-    if (tp->tag) {
+    if (tp->target == NGX_ACS_TARGET_TAG) {
         e.target_len = ngx_acs_trace_text(e.target, &tp->handle,
                                           NGX_ACS_TRACE_TARGET_LEN);
         ngx_acs_trace_mask(e.target, e.target_len);

@@ -16,6 +16,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_acs_device.h"
+
 
 typedef enum {
     NGX_ACS_TRACE_SENT = 0,
@@ -52,7 +54,7 @@ typedef struct {
     ngx_str_t                   correlation_id;
     ngx_str_t                   notification_id;
     ngx_uint_t                  platform;      /* 0: none */
-    ngx_uint_t                  tag;           /* unsigned:1 */
+    ngx_acs_target_e            target;
     ngx_acs_trace_outcome_e     outcome;
     ngx_uint_t                  status;        /* of the last answer */
     ngx_uint_t                  attempts;

@@ -24,6 +24,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_acs_conf.h"
+#include "ngx_acs_http.h"
 #include "ngx_acs_notify.h"
 #include "ngx_acs_json.h"
 #include "ngx_acs_event.h"
@@ -33,6 +35,21 @@
 
 
 #define NGX_ACS_READ_CHUNK           65536
+
+
+/* what only the webhook keeps of a request (ngx_http_acs_notify_ctx_t.data) */
+
+typedef enum {
+    NGX_ACS_AEG_NOTIFICATION = 0,
+    NGX_ACS_AEG_VALIDATION,
+    NGX_ACS_AEG_DELETION
+} ngx_acs_aeg_type_e;
+
+
+typedef struct {
+    ngx_uint_t                  aeg_type;   /* ngx_acs_aeg_type_e */
+    ngx_uint_t                  tokenless;  /* unsigned:1 */
+} ngx_acs_webhook_ctx_t;
 
 
 static ngx_int_t ngx_acs_webhook_request(ngx_http_request_t *r);
@@ -96,15 +113,19 @@ static ngx_int_t
 ngx_acs_webhook_request(ngx_http_request_t *r)
 {
     ngx_int_t                        rc;
+    ngx_acs_webhook_ctx_t           *wh;
     ngx_http_acs_notify_ctx_t       *ctx;
     ngx_http_acs_notify_loc_conf_t  *ancf;
 
     ancf = ngx_http_get_module_loc_conf(r, ngx_http_acs_notify_module);
 
     ctx = ngx_acs_ctx(r);
-    if (ctx == NULL) {
+    wh = ngx_pcalloc(r->pool, sizeof(ngx_acs_webhook_ctx_t));
+    if (ctx == NULL || wh == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ctx->data = wh;
 
     if (r->method != NGX_HTTP_POST && r->method != NGX_HTTP_OPTIONS) {
 
@@ -145,12 +166,12 @@ ngx_acs_webhook_request(ngx_http_request_t *r)
         return rc;
     }
 
-    rc = ngx_acs_webhook_aeg_type(r, &ctx->aeg_type);
+    rc = ngx_acs_webhook_aeg_type(r, &wh->aeg_type);
     if (rc != NGX_OK) {
         return rc;
     }
 
-    if (ctx->tokenless && ctx->aeg_type != NGX_ACS_AEG_VALIDATION) {
+    if (wh->tokenless && wh->aeg_type != NGX_ACS_AEG_VALIDATION) {
         return ngx_acs_webhook_refuse(r, NGX_HTTP_UNAUTHORIZED,
                                       NGX_ACS_RESULT_REJECTED_TOKEN, NULL,
                                       "no bearer token");
@@ -284,11 +305,14 @@ static ngx_int_t
 ngx_acs_webhook_authenticate(ngx_http_request_t *r,
     ngx_http_acs_notify_loc_conf_t *ancf, ngx_http_acs_notify_ctx_t *ctx)
 {
-    u_char           *p, *last;
-    ngx_int_t         rc;
-    ngx_str_t         token;
-    const char       *reason;
-    ngx_table_elt_t  *h;
+    u_char                 *p, *last;
+    ngx_int_t               rc;
+    ngx_str_t               token;
+    const char             *reason;
+    ngx_table_elt_t        *h;
+    ngx_acs_webhook_ctx_t  *wh;
+
+    wh = ctx->data;
 
     rc = ngx_acs_webhook_secret(r, ancf);
     if (rc != NGX_OK) {
@@ -328,7 +352,7 @@ ngx_acs_webhook_authenticate(ngx_http_request_t *r,
 
     if (h == NULL) {
         /* a validation handshake may come without a token: see below */
-        ctx->tokenless = 1;
+        wh->tokenless = 1;
         return NGX_OK;
     }
 
@@ -648,9 +672,11 @@ ngx_acs_webhook_events(ngx_http_request_t *r,
     ngx_http_acs_notify_loc_conf_t *ancf, ngx_http_acs_notify_ctx_t *ctx,
     ngx_array_t *events)
 {
-    ngx_uint_t        i, handshake;
-    ngx_acs_event_t  *ev;
+    ngx_uint_t              i, handshake;
+    ngx_acs_event_t        *ev;
+    ngx_acs_webhook_ctx_t  *wh;
 
+    wh = ctx->data;
     ev = events->elts;
     ctx->events = events->nelts;
     ctx->event_id = ev[0].id;
@@ -672,7 +698,7 @@ ngx_acs_webhook_events(ngx_http_request_t *r,
                                            ngx_acs_deletion_event.data,
                                            ev[i].type.len) == 0);
 
-        if (ctx->aeg_type == NGX_ACS_AEG_NOTIFICATION) {
+        if (wh->aeg_type == NGX_ACS_AEG_NOTIFICATION) {
             if (handshake) {
                 return ngx_acs_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
                            NGX_ACS_RESULT_REJECTED_SCHEMA, &ev[i].id,
@@ -689,13 +715,13 @@ ngx_acs_webhook_events(ngx_http_request_t *r,
                                           &ev[i].id,
                                           "%ui events in a subscription %s",
                                           events->nelts,
-                                          ctx->aeg_type
+                                          wh->aeg_type
                                           == NGX_ACS_AEG_VALIDATION
                                           ? "validation" : "deletion");
         }
     }
 
-    switch (ctx->aeg_type) {
+    switch (wh->aeg_type) {
 
     case NGX_ACS_AEG_VALIDATION:
         return ngx_acs_webhook_validation(r, ancf, ctx, &ev[0]);
@@ -747,8 +773,11 @@ ngx_acs_webhook_validation(ngx_http_request_t *r,
     ngx_http_acs_notify_loc_conf_t *ancf, ngx_http_acs_notify_ctx_t *ctx,
     ngx_acs_event_t *ev)
 {
-    u_char     *p;
-    ngx_str_t  *code, body;
+    u_char                 *p;
+    ngx_str_t              *code, body;
+    ngx_acs_webhook_ctx_t  *wh;
+
+    wh = ctx->data;
 
     if (ev->type.len != ngx_acs_validation_event.len
         || ngx_strncasecmp(ev->type.data, ngx_acs_validation_event.data,
@@ -777,7 +806,7 @@ ngx_acs_webhook_validation(ngx_http_request_t *r,
                                       ngx_acs_log_str(r->pool, &ev->topic));
     }
 
-    if (ctx->tokenless && ancf->topics == NULL) {
+    if (wh->tokenless && ancf->topics == NULL) {
         return ngx_acs_webhook_refuse(r, NGX_HTTP_UNAUTHORIZED,
                                       NGX_ACS_RESULT_REJECTED_TOKEN,
                                       &ev->id, "no bearer token, and no "
@@ -815,7 +844,7 @@ ngx_acs_webhook_validation(ngx_http_request_t *r,
     ngx_log_error(ancf->log_level, r->connection->log, 0,
                   "acs_notify: subscription validation for topic \"%V\" "
                   "accepted%s", ngx_acs_log_str(r->pool, &ev->topic),
-                  ctx->tokenless ? " without a bearer token" : "");
+                  wh->tokenless ? " without a bearer token" : "");
 
     ngx_acs_set_result(r, NGX_ACS_RESULT_VALIDATED);
 

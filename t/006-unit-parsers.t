@@ -23,12 +23,13 @@ my $cc = join ' ', 'cc -g -O1 -fsanitize=address,undefined -fno-sanitize-recover
 
 my $m = 'ngx_acs_notify_module';
 my %prog = (
-    event   => "t/unit/event_fuzz.c $m/ngx_acs_event.c $m/ngx_acs_json.c",
+    event   => "t/unit/event_fuzz.c $m/ngx_acs_event.c $m/ngx_acs_time.c "
+               . "$m/ngx_acs_json.c",
     parsers => "t/unit/parsers_fuzz.c $m/ngx_acs_json.c $m/ngx_acs_sas.c",
     regpath => "t/unit/regpath_fuzz.c $m/ngx_acs_regpath.c",
     hmac    => "t/unit/hmac_fuzz.c $m/ngx_acs_hmac.c $m/ngx_acs_crypto.c",
     render  => "t/unit/render_fuzz.c $m/ngx_acs_route.c $m/ngx_acs_render.c "
-               . "$m/ngx_acs_template.c $m/ngx_acs_platform.c "
+               . "$m/ngx_acs_template.c $m/ngx_acs_shape.c $m/ngx_acs_platform.c "
                . "$m/ngx_acs_event.c $m/ngx_acs_json.c $m/ngx_acs_crypto.c",
 );
 

@@ -17,7 +17,7 @@ my @inc = map { "-I$tree/$_" } qw(src/core src/event src/event/modules src/os/un
 my $m = 'ngx_acs_notify_module';
 my $cmd = join ' ', 'cc -Wall -Werror -O1 -fsanitize=address,undefined',
     '-fno-sanitize-recover=all', @inc, "-I$m",
-    "t/unit/time_test.c t/unit/ngx_shim.c $m/ngx_acs_event.c $m/ngx_acs_json.c",
+    "t/unit/time_test.c t/unit/ngx_shim.c $m/ngx_acs_time.c",
     "-lyajl -lcrypto -o $dir/time_test 2>&1";
 my $out = `$cmd`;
 is($?, 0, 'the unit test compiles') or diag $out;

@@ -47,6 +47,11 @@ is($L->register($PHONE, 'web', platform => 'browser', handle => 'https://push.ex
    '... a browser one for a phone number');
 is($L->register($BOB, 'old', platform => 'fcmv1', handle => 'old-token'), 201,
    '... and one that expires at once (ttl=1s)');
+# tools/acs-curl signs as the tests do (tools/lib/AcsSign.pm)
+my $curl = `tools/acs-curl $AcsTest::Reg::KEY GET http://127.0.0.1:${\ $L->port}/acs/users/8%3Aacs%3Abob/devices/iphone 2>&1`;
+like($curl, qr{^HTTP/1\.1 200 }, 'tools/acs-curl: a signed GET is answered 200') or diag $curl;
+like($curl, qr{"deviceId":"iphone"}, '... with the device');
+
 # the node goes away before its sweep purges that one: the tool reads the
 # directory alone, expired record included
 $L->stop;

@@ -11,6 +11,7 @@
 #include <ngx_core.h>
 
 #include "ngx_acs_event.h"
+#include "ngx_acs_time.h"
 
 
 void ngx_acs_fuzz_input(const u_char *data, size_t size, ngx_uint_t replay);

@@ -20,7 +20,7 @@
 
 #include "ngx_acs_crypto.h"
 #include "ngx_acs_event.h"
-#include "ngx_acs_registry.h"
+#include "ngx_acs_device.h"
 #include "ngx_acs_platform.h"
 #include "ngx_acs_route.h"
 #include "ngx_acs_render.h"
@@ -39,21 +39,12 @@ static ngx_str_t  ngx_acs_fuzz_types[] = {
     ngx_string("IncomingCall")
 };
 
-static ngx_str_t  ngx_acs_fuzz_platforms[] = {
-    ngx_string("apns"),
-    ngx_string("apns-voip"),
-    ngx_string("fcmv1"),
-    ngx_string("wns"),
-    ngx_string("browser")
-};
+/* a handle for each platform: the first its check takes */
 
 static ngx_str_t  ngx_acs_fuzz_handles[] = {
+    ngx_string("fcm-token_1:APA91bHPRgkF3JUikC4ENAHEeMrd41Zxv3hVZjC9KtT8"),
     ngx_string("a1b2c3d4a1b2c3d4a1b2c3d4a1b2c3d4"
                "a1b2c3d4a1b2c3d4a1b2c3d4a1b2c3d4"),
-    ngx_string("b0b1b0b1b0b1b0b1b0b1b0b1b0b1b0b1"
-               "b0b1b0b1b0b1b0b1b0b1b0b1b0b1b0b1"),
-    ngx_string("fcm-token_1:APA91bHPRgkF3JUikC4ENAHEeMrd41Zxv3hVZjC9KtT8"),
-    ngx_string("https://wns2-par02p.notify.windows.com/w/?token=AwYAAAB"),
     ngx_string("https://fcm.googleapis.com/fcm/send/dGhpcyBpcyBub3Q")
 };
 
@@ -78,7 +69,7 @@ ngx_acs_fuzz_input(const u_char *data, size_t size, ngx_uint_t replay)
     size_t                   len;
     ngx_str_t                type, payload, body;
     ngx_int_t                rc;
-    ngx_uint_t               i, p, n, preview;
+    ngx_uint_t               i, k, p, n, preview;
     ngx_conf_t               cf;
     ngx_pool_t              *pool;
     ngx_array_t             *events, *templates;
@@ -112,8 +103,11 @@ ngx_acs_fuzz_input(const u_char *data, size_t size, ngx_uint_t replay)
         payload.data = nul + 3;
         payload.len = size - len - 3;
 
-        (void) ngx_acs_template_add(&cf, &templates, &type,
-                                    &ngx_acs_fuzz_platforms[nul[2] % 5],
+        pf = ngx_acs_platform(NGX_ACS_PLATFORM_APNS
+                              + nul[2] % (NGX_ACS_PLATFORMS
+                                          - NGX_ACS_PLATFORM_APNS));
+
+        (void) ngx_acs_template_add(&cf, &templates, &type, &pf->name,
                                     &payload);
     }
 
@@ -162,13 +156,22 @@ ngx_acs_fuzz_input(const u_char *data, size_t size, ngx_uint_t replay)
                 goto done;
             }
 
-            for (p = 0; p < 5; p++) {
-                pf = ngx_acs_platform(p + 1);
+            for (p = NGX_ACS_PLATFORM_APNS; p < NGX_ACS_PLATFORMS; p++) {
+                pf = ngx_acs_platform(p);
 
                 ngx_memzero(&dev, sizeof(ngx_acs_device_t));
                 ngx_str_set(&dev.device_id, "device-1");
                 dev.platform = pf->id;
-                dev.handle = ngx_acs_fuzz_handles[p];
+
+                for (k = 0; k < sizeof(ngx_acs_fuzz_handles)
+                                / sizeof(ngx_str_t) - 1; k++)
+                {
+                    if (pf->check(&ngx_acs_fuzz_handles[k]) == NGX_OK) {
+                        break;
+                    }
+                }
+
+                dev.handle = ngx_acs_fuzz_handles[k];
 
                 if (pf->keys) {
                     ngx_str_set(&dev.p256dh, "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4"
@@ -216,7 +219,7 @@ ngx_acs_fuzz_body(ngx_acs_platform_t *p, ngx_str_t *body)
         abort();
     }
 
-    if (p->xml) {
+    if (p->markup == NGX_ACS_MARKUP_XML) {
         return;
     }
 

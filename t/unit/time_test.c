@@ -1,6 +1,6 @@
 
 /*
- * Event times (ngx_acs_event_time() in ngx_acs_event.c): RFC 3339 texts
+ * Event times (ngx_acs_event_time() in ngx_acs_time.c): RFC 3339 texts
  * as Event Grid and CloudEvents write them, against the milliseconds since
  * the epoch they name, and texts that are not times.  Prints TAP.
  */
@@ -9,7 +9,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_acs_event.h"
+#include "ngx_acs_time.h"
 
 
 static int  tests, failed;
