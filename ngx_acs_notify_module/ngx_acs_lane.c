@@ -372,6 +372,11 @@ ngx_acs_lane_brake(ngx_acs_lane_t *lane, ngx_acs_http_t *h,
     lane->braked = 1;
     lane->probing = 0;
 
+    /* what it sends braked and probing says nothing of what the hub can */
+
+    lane->rate = 0;
+    lane->rate_backlog = 0;
+
     ngx_add_timer(&lane->wake, wait);
 }
 
@@ -409,7 +414,8 @@ ngx_acs_lane_rate(ngx_acs_lane_t *lane)
 
     lane->rate_start = ngx_current_msec;
     lane->rate_done = 0;
-    lane->rate_backlog = (lane->queued != 0);
+    lane->rate_backlog = (lane->queued != 0 && !lane->braked
+                          && !lane->probing);
 }
 
 

@@ -88,14 +88,15 @@ for my $c (1 .. 4) {
     push @clients, $pid;
 }
 
-my $killed = 0;
+my @killed;
 for (1 .. 4) {
     sleep 2;
     my ($w) = $srv->workers;
     next unless $w;
     kill 'KILL', $w;
-    $killed++;
+    push @killed, $w;
 }
+my $killed = @killed;
 my $bad = 0;
 for (@clients) { waitpid $_, 0; $bad += $? >> 8 }
 is($killed, 4, 'a worker killed every 2 s, 4 times');
@@ -112,8 +113,13 @@ like($log, qr/jwks "[^"]+" not fetched: nests arrays and objects too deep/,
 my @died = $log =~ /exited on signal (\d+)/g;
 is(scalar(grep { $_ == 9 } @died), 4, 'the log names the 4 workers killed');
 is_deeply([ grep { $_ != 9 } @died ], [], 'no worker died of anything else');
-unlike($log, qr/\[(?:alert|crit|emerg)\](?!.*exited on signal 9)/,
-       'no other [alert], [crit] or [emerg] line');
+# nginx's own word for a lock a killed worker held (the master frees it)
+my %k = map { $_ => 1 } @killed;
+my @severe = grep {
+    !/exited on signal 9$/
+    && !(/shared memory zone "[^"]+" was locked by (\d+)$/ && $k{$1})
+} grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $log;
+is(join("\n", @severe), '', 'no other [alert], [crit] or [emerg] line');
 
 $srv->stop;
 $ks->stop;
