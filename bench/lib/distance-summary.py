@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 # The figures of bench/distance.sh: per case, from the stand-in's counters
-# (t/lib/distant-hub.mjs, GET /stats) read before and after the measured
-# window, wrk's output, the worker's CPU ticks and the module's status page.
+# read before and after the measured window (HUB_IMPL=node:
+# t/lib/distant-hub.mjs, GET /stats; HUB_IMPL=nginx: the stock hub's access
+# log, stub_status and /proc, in the same shape, by bench/lib/stock-hub.py),
+# wrk's output, the worker's CPU ticks and the module's status page.
 #
 #   distance-summary.py RUN CLK_TCK PER one NAME     a line for one case
 #   distance-summary.py RUN CLK_TCK PER all          the table and the bars
@@ -110,7 +112,11 @@ for n in ("d0", "d40", "d150", "h1d0", "h1d150", "throttle"):
     if c:
         cases[n] = c
 
-print("bench/distance.sh: one worker, the module's defaults, %d-event deliveries" % per)
+try:
+    hub = open(os.path.join(run, "hub.txt")).read().strip()
+except OSError:
+    hub = "t/lib/distant-hub.mjs (HUB_IMPL=node)"
+print("bench/distance.sh: one worker, the module's defaults, %d-event deliveries; hub stand-in: %s" % (per, hub))
 for c in cases.values():
     print(line(c))
 
