@@ -25,7 +25,8 @@
 # ONLY (cases: 0 40 150 h1-0 h1-150 throttle; default all), JITTER (ms added
 # at random to every delay, 0; nginx: in 16 steps), PIN (1: the module's
 # worker on CPU 1, the rest on CPU 0), HUB_IMPL (nginx), HUB_WORKERS (the
-# stock hub's worker processes, 1), NGINX_BIN, NODE.
+# stock hub's worker processes, 1), NGINX_BIN, NODE, PERF (1: perf record -g
+# of the module's worker over each measured window: results/distance/perf-CASE.data).
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -416,9 +417,16 @@ run() {
     curl -s "http://127.0.0.1:$MOD/status" >"$RUN/snap/$name.a.status"
     echo "$(date +%s.%N) $(ticks "$w")" >"$RUN/snap/$name.a"
     sampler start
+    local perf=
+    if [ "${PERF:-0}" = 1 ]; then
+        perf record ${PERF_OPTS:--F 999 -g} -p "$w" -o "$RUN/perf-$name.data" -- sleep "$DUR" \
+            >"$RUN/perf-$name.txt" 2>&1 &
+        perf=$!
+    fi
     "${WRK[@]}" -t1 -c"$CONNS" -d"${DUR}s" --timeout 30s --latency -s "$RUN/lua/$name.lua" "$url" \
         >"$RUN/wrk/$name.txt" 2>&1
     echo "$(date +%s.%N) $(ticks "$w")" >"$RUN/snap/$name.b"
+    [ -z "$perf" ] || wait "$perf" || true
     sampler stop
     hub_snap "$name" b "$which"
     curl -s "http://127.0.0.1:$MOD/status" >"$RUN/snap/$name.b.status"
