@@ -38,6 +38,13 @@ sub json_status {
     return decode_json($b);
 }
 
+# the same without assertions, for polls whose number depends on timing
+# (the file's number of tests stays the same from run to run)
+sub quiet_status {
+    my ($st, undef, $b) = $srv->request(GET => '/status');
+    return $st == 200 ? (eval { decode_json($b) } // {}) : {};
+}
+
 sub prom_status {
     my ($st, $h, $b) = $srv->request(GET => '/status?format=prometheus');
     is($st, 200, 'Prometheus format answers 200');
@@ -131,7 +138,7 @@ is($s->{hubs}{main}{410}, 1, 'hub main: one 410');
 # counters stand still
 for (1 .. 20) {
     select undef, undef, undef, 0.1;
-    my $again = json_status();
+    my $again = quiet_status();
     last if $again->{requests}{dispatched} == $s->{requests}{dispatched}
             && $again->{events}{CallStarted} == $s->{events}{CallStarted};
     $s = $again;
