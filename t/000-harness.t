@@ -129,7 +129,7 @@ check_fixture('fail-alert',
         qr/^TEST 1: .* - no \[alert\], \[crit\] or \[emerg\] in error\.log/,
         qr/^TEST 3: .* - no \[alert\], \[crit\] or \[emerg\] in error\.log/,
     ],
-    stderr => [qr/\[crit\].*connect\(\) to unix:/,
+    stderr => [qr/\[crit\] .*injected crit/,
                qr/\[alert\] .*injected alert/]);
 
 check_fixture('fail-headers',
