@@ -16,9 +16,18 @@
 // Header names are printed with the case the policy gives them, which is the
 // case Node sends on the wire.  Needs `npm ci --prefix t` first.
 
+import { webcrypto } from "node:crypto";
 import { AzureKeyCredential } from "@azure/core-auth";
 import { createPipelineRequest, createHttpHeaders } from "@azure/core-rest-pipeline";
 import { createCommunicationAuthPolicy } from "@azure/communication-common";
+
+// Node.js 18 (Debian 12's nodejs) has Web Crypto as node:crypto's webcrypto
+// but not yet as the global `crypto` whose randomUUID() the pipeline calls
+// for each request (@typespec/ts-http-runtime): set it where it is missing.
+// Node.js 20 and later have the global.
+if (globalThis.crypto === undefined) {
+    globalThis.crypto = webcrypto;
+}
 
 function fail(msg) {
     process.stderr.write(`acs-sign.mjs: ${msg}\n`);
