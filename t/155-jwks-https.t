@@ -181,7 +181,10 @@ $srv->new_log;    # lines of the instance before
 conf(ca => $tls->{other_ca});
 $srv->start;
 is(deliver($tok{key2}), 503, 'a key server the CA does not vouch for: no keys, 503');
-like(until_log(qr/not fetched: SSL/), qr/jwks "\Q$URL\E" not fetched: SSL certificate problem/,
+# libcurl 7.88 says "SSL certificate problem: unable to ...", 8.x "SSL
+# certificate OpenSSL verify result: unable to ... (20)"
+like(until_log(qr/not fetched: SSL/),
+     qr/jwks "\Q$URL\E" not fetched: SSL certificate [^:]*: unable to get local issuer certificate/,
      '... the TLS failure is logged');
 
 # --- jwks_cache: the last good set for the next start

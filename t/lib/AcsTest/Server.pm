@@ -103,16 +103,25 @@ sub workers {
     return grep { /^\d+$/ && alive($_) } split ' ', `pgrep -P $m 2>/dev/null`;
 }
 
+# nginx's arguments: its prefix and configuration, and "-e stderr" so that
+# what it logs before the configuration's error_log is open goes to the
+# caller, wherever the binary's --error-log-path points (Debian's is
+# stderr, a default build's logs/error.log, which is this server's log)
+sub args {
+    my ($self) = @_;
+    return "-p $self->{root}/ -c $self->{root}/conf/nginx.conf -e stderr";
+}
+
 sub test_conf {
     my ($self) = @_;
-    my $out = `$self->{nginx} -p $self->{root}/ -c $self->{root}/conf/nginx.conf -t 2>&1`;
+    my $out = `$self->{nginx} ${\ $self->args} -t 2>&1`;
     return ($? == 0, $out);
 }
 
 sub start {
     my ($self) = @_;
     unlink "$self->{root}/logs/nginx.pid";
-    my $out = `$self->{nginx} -p $self->{root}/ -c $self->{root}/conf/nginx.conf 2>&1`;
+    my $out = `$self->{nginx} ${\ $self->args} 2>&1`;
     die "nginx did not start: $out" if $?;
     for (1 .. 200) {
         my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$self->{port}");
