@@ -20,10 +20,15 @@ secs=${1:-60}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(event parsers regpath hmac render)
-tree=${ACS_NGINX_TREE:-build/nginx-src}
+# the tree the module was built against, and its include directories (as
+# t/004 and t/006 find them: t/lib/AcsTest/Tree.pm)
+inc=$(perl -It/lib -MAcsTest::Tree -e '
+    my $t = AcsTest::Tree::find() or die "no configured nginx tree: run ./build.sh build first\n";
+    print STDERR "nginx $t->{version} tree $t->{path}\n";
+    print $t->{cflags}')
+inc="$inc -Ingx_acs_notify_module"
 out=bench/results/fuzz
 mkdir -p "$out"
-inc="-I$tree/src/core -I$tree/src/event -I$tree/src/event/modules -I$tree/src/os/unix -I$tree/objs -Ingx_acs_notify_module"
 m=ngx_acs_notify_module
 
 declare -A srcs=(

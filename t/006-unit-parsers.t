@@ -8,18 +8,20 @@
 use strict;
 use warnings;
 
+use lib 't/lib';
 use Test::More;
 use File::Temp qw(tempdir);
 use MIME::Base64 ();
+use AcsTest::Tree;
 
-my $tree = $ENV{ACS_NGINX_TREE} || 'build/nginx-src';
--f "$tree/objs/ngx_auto_config.h"
-    or BAIL_OUT("no configured nginx tree in $tree: run ./build.sh build first");
+# the configured tree the module was built against (AcsTest::Tree)
+my $tree = AcsTest::Tree::find()
+    or BAIL_OUT('no configured nginx tree: run ./build.sh build first');
+diag("nginx $tree->{version} tree $tree->{path} ($tree->{from})");
 
 my $dir = tempdir(CLEANUP => 1);
-my @inc = map { "-I$tree/$_" } qw(src/core src/event src/event/modules src/os/unix objs);
 my $cc = join ' ', 'cc -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all',
-    '-fno-omit-frame-pointer -Wall -Werror', @inc, '-Ingx_acs_notify_module';
+    '-fno-omit-frame-pointer -Wall -Werror', $tree->{cflags}, '-Ingx_acs_notify_module';
 
 my $m = 'ngx_acs_notify_module';
 my %prog = (
@@ -35,7 +37,7 @@ my %prog = (
 
 for my $p (sort keys %prog) {
     my $out = `$cc t/unit/ngx_shim.c t/unit/fuzz_main.c $prog{$p} -lyajl -lcrypto -o $dir/$p 2>&1`;
-    is($?, 0, "the $p replay program compiles with the sanitizers") or diag $out;
+    is($?, 0, "the $p replay program compiles with the sanitizers (nginx $tree->{version} tree)") or diag $out;
 }
 
 # inputs
