@@ -90,7 +90,7 @@ ngx_acs_fuzz_input(const u_char *data, size_t size, ngx_uint_t replay)
         return;
     }
 
-    nul = memchr(data, '\0', size);
+    nul = (u_char *) memchr(data, '\0', size);    /* const in C23 glibc */
     len = nul ? (size_t) (nul - data) : size;
     templates = NULL;
 
