@@ -16,7 +16,7 @@
 #                             archive, check it against the archive's
 #                             SHA-256, build nginx --with-compat and the
 #                             module against it, run the whole suite with
-#                             that binary (docs/operations.md, section 9)
+#                             that binary (docs/operations.md, section 10)
 #   ./build.sh debian SUITE [COMMAND...]
 #                             a fresh Debian SUITE (bookworm, trixie, sid)
 #                             made with debootstrap under build/debian/, with
