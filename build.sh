@@ -34,16 +34,18 @@
 #                             (prints its path under build/matrix/dl/)
 #   ./build.sh knobs          checks that the knobs below do what they say
 #                             (.ci/knobs)
-#   ./build.sh valgrind       the suite with nginx under valgrind memcheck
+#   ./build.sh valgrind [FILE...]
+#                             the suite (or the files given) with nginx
+#                             under valgrind memcheck
 #   ./build.sh deps           only install the Debian packages
 #
 # Environment:
 #   NGINX_SRC    the nginx to build against: a release tarball
 #                (nginx-1.26.3.tar.gz), an unpacked release (./configure) or
 #                a source checkout (auto/configure).  It is copied to
-#                build/nginx-src and configured there with NGINX_FLAGS; the
-#                nginx binary is built too and is what `test` runs unless
-#                NGINX_BIN says otherwise.  Default: Debian's nginx-dev tree
+#                build/nginx-src and configured there with NGINX_FLAGS;
+#                `test`, `run` and `valgrind` build its nginx binary too and
+#                run that unless NGINX_BIN says otherwise.  Default: Debian's nginx-dev tree
 #                (/usr/share/nginx/src) with the packaged binary's flags
 #                (its conf_flags), so the module loads into /usr/sbin/nginx.
 #   NGINX_FLAGS  configure flags for NGINX_SRC (default: --with-compat and
@@ -58,8 +60,9 @@
 #                the one this machine's apt uses)
 #
 # What a build used is in build/nginx-tree (the configured tree, its
-# version, the stamp); the unit tests t/004 and t/006 compile against that
-# tree (or ACS_NGINX_TREE) and say which.
+# version, the binary to test); the stamp of a tree is its .acs-configured.
+# The C unit tests (t/004 to t/008) compile against that tree (or
+# ACS_NGINX_TREE) and say which.
 
 set -euo pipefail
 
@@ -272,6 +275,16 @@ build() {
     } >"$BUILD/nginx-tree"
 }
 
+# build, with NGINX_SRC's nginx binary too unless NGINX_BIN names the one
+# to run
+build_runnable() {
+    if [ -n "${NGINX_SRC:-}" ] && [ -z "${NGINX_BIN:-}" ]; then
+        build binary
+    else
+        build
+    fi
+}
+
 # the value of KEY in build/nginx-tree
 built() {
     sed -n "s|^$1=||p" "$BUILD/nginx-tree"
@@ -312,22 +325,14 @@ run_suite() {
 
 tests() {
     deps test
-    if [ -n "${NGINX_SRC:-}" ] && [ -z "${NGINX_BIN:-}" ]; then
-        build binary
-    else
-        build
-    fi
+    build_runnable
     local bin=${NGINX_BIN:-$(built binary)}
     [ -n "$bin" ] || die "no nginx binary to test with: set NGINX_BIN"
     run_suite "$bin" "$ROOT/objs/$MODULE.so" "$(built tree)" "$ROOT/t/servroot" "$@"
 }
 
 run() {
-    if [ -n "${NGINX_SRC:-}" ] && [ -z "${NGINX_BIN:-}" ]; then
-        build binary
-    else
-        build
-    fi
+    build_runnable
     local dir="$BUILD/run" secret key nhport port bob nginx
     nginx=${NGINX_BIN:-$(built binary)}
     mkdir -p "$dir/logs" "$dir/conf" "$dir/tmp" "$dir/nh"
@@ -388,11 +393,7 @@ EOF
 # that names an error or a definite leak
 valgrind_tests() {
     deps test
-    if [ -n "${NGINX_SRC:-}" ] && [ -z "${NGINX_BIN:-}" ]; then
-        build binary
-    else
-        build
-    fi
+    build_runnable
     command -v valgrind >/dev/null || install_packages valgrind
     cd "$ROOT"
     export VALGRIND_DIR="$BUILD/valgrind"
@@ -404,7 +405,11 @@ valgrind_tests() {
     ACS_NGINX_TREE="$(built tree)"
     export ACS_NGINX_TREE
     rm -rf "$TEST_NGINX_SERVROOT"
-    prove -I "$ROOT/t/lib" -j "${TEST_JOBS:-2}" -r t "$@" || true
+    if [ $# -gt 0 ]; then
+        prove -I "$ROOT/t/lib" -j "${TEST_JOBS:-2}" "$@" || true
+    else
+        prove -I "$ROOT/t/lib" -j "${TEST_JOBS:-2}" -r t || true
+    fi
     local bad
     bad=$(grep -lE "Invalid (read|write|free)|uninitialised|Jump to|definitely lost" \
           "$VALGRIND_DIR"/*.log 2>/dev/null || true)
