@@ -160,6 +160,18 @@ ngx_acs_lane_room(ngx_acs_lane_t *lane)
         return lane->active ? 0 : 1;
     }
 
+    if (lane->version == 0 && lane->http2) {
+
+        /*
+         * The first answer tells the protocol.  Until then one transfer:
+         * libcurl 8 holds the transfers that wait for a connection to
+         * multiplex (PIPEWAIT) until that connection's first transfer is
+         * done, their timeouts running, when the hub offers HTTP/1.1 only
+         */
+
+        return lane->active ? 0 : 1;
+    }
+
     room = (lane->limit.limit > lane->active)
            ? lane->limit.limit - lane->active : 0;
 

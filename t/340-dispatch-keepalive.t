@@ -60,10 +60,16 @@ ok(@first >= 2, 'the first burst ran on several connections (' . scalar(@first) 
 my %all = map { %$_ } @bursts;
 ok(keys %all <= $N, "three bursts of $N pushes on at most $N connections")
     or diag join ' | ', map { join ' ', sort { $a <=> $b } keys %$_ } @bursts;
+# a later burst opens only what an earlier one did not need: libcurl 8
+# holds transfers while the first connection tells its protocol (PIPEWAIT),
+# so the first burst may run on one connection fewer than it has pushes
+my %before = %{ $bursts[0] };
 for my $i (1, 2) {
-    my @new = grep { !$bursts[0]{$_} } keys %{ $bursts[$i] };
-    is(scalar @new, 0, 'delivery ' . ($i + 1) . ': only connections of the first are used, none new')
-        or diag "first burst: @first; this one: @{[ sort keys %{ $bursts[$i] } ]}";
+    my @new = grep { !$before{$_} } keys %{ $bursts[$i] };
+    ok(@new <= $N - keys %before, 'delivery ' . ($i + 1) . ': connections of the earlier ones are used, '
+                                  . scalar(@new) . ' new')
+        or diag "before: @{[ sort keys %before ]}; this one: @{[ sort keys %{ $bursts[$i] } ]}";
+    %before = (%before, %{ $bursts[$i] });
 }
 
 $srv->stop;
