@@ -140,10 +140,10 @@ ngx_acs_hub_create(ngx_conf_t *cf, ngx_str_t *args, ngx_uint_t nargs,
 
         if (ngx_acs_conf_param(&args[i], "max_connections=", &v)) {
             n = ngx_atoi(v.data, v.len);
-            if (n < 1 || n > 1024) {
+            if (n < 1 || n > 8192) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "acs_notify_hub \"%V\": max_connections "
-                                   "must be 1 to 1024", &hub->name);
+                                   "must be 1 to 8192", &hub->name);
                 return NGX_CONF_ERROR;
             }
 

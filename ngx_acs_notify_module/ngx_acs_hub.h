@@ -23,7 +23,7 @@
 #define NGX_ACS_HUB_HTTP2_DEFAULT  1
 
 /* connections a worker may open to a hub's host, at most */
-#define NGX_ACS_HUB_CONNECTIONS    512
+#define NGX_ACS_HUB_CONNECTIONS    1024
 
 
 /*

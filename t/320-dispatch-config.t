@@ -133,7 +133,7 @@ acs_notify_hub "main": connect_to must be HOST:PORT
     acs_notify_hub main "connection_string=Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=a;SharedAccessKey=b" hub=h max_connections=0;
 --- must_die
 --- error_log
-acs_notify_hub "main": max_connections must be 1 to 1024
+acs_notify_hub "main": max_connections must be 1 to 8192
 
 
 
