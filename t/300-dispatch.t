@@ -295,7 +295,7 @@ $srv->stop;
 
 conf(workers => 2);
 $srv->start;
-my $ERIN = '8:acs:erin';
+$ERIN = '8:acs:erin';
 $srv->register($ERIN, "e$_", platform => 'fcmv1', handle => "slow-erin-$_") for 1 .. 4;
 $nh->set_rules([{ prefix => 'slow-erin', status => 201, delay_ms => 1500, times => 100 }]);
 my $erin_chat = $chat =~ s/\Q$BOB\E/$ERIN/gr =~ s/02272459-badb/92272459-badb/r;
