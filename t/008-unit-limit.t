@@ -8,7 +8,6 @@ use warnings;
 
 use lib 't/lib';
 use Test::More;
-use File::Temp qw(tempdir);
 use AcsTest::Tree;
 
 # the configured tree the module was built against (AcsTest::Tree)
@@ -16,21 +15,8 @@ my $tree = AcsTest::Tree::find()
     or BAIL_OUT('no configured nginx tree: run ./build.sh build first');
 diag("nginx $tree->{version} tree $tree->{path} ($tree->{from})");
 
-my $dir = tempdir(CLEANUP => 1);
-my $cmd = join ' ', 'cc -Wall -Werror -O1', $tree->{cflags}, '-Ingx_acs_notify_module',
-    't/unit/limit_test.c t/unit/ngx_shim.c ngx_acs_notify_module/ngx_acs_limit.c',
-    "-lcrypto -o $dir/limit_test 2>&1";
-my $out = `$cmd`;
-is($?, 0, "the unit test compiles against the nginx $tree->{version} tree $tree->{path}")
-    or diag $out;
-
-my @tap = `$dir/limit_test`;
-my $rc = $?;
-for (@tap) {
-    next unless /^(not )?ok \d+ - (.*)$/;
-    ok(!$1, $2);
-}
-print grep { /^#/ } @tap;
-is($rc, 0, 'the unit test exits 0');
+AcsTest::Tree::unit($tree, name => 'limit_test',
+    sources => 't/unit/limit_test.c ngx_acs_notify_module/ngx_acs_limit.c',
+    libs => '-lcrypto');
 
 done_testing();

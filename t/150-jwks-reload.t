@@ -111,7 +111,7 @@ $seen{ deliver(key => 'key2') }++ for 1 .. 20;
 is(join(',', %seen), '200,20', 'key2 tokens are verified by every worker');
 
 $srv->stop;
-my @bad = grep { /\[(alert|crit|emerg)\]/ } split /\n/, $srv->whole_log;
+my @bad = $srv->bad_lines;
 is(join("\n", @bad), '', 'no alert, crit or emerg');
 
 # a JWKS file with the keys of these names only, replaced whole

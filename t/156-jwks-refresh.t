@@ -119,7 +119,7 @@ like($srv->new_log, qr/rejected 401 token: unknown token kid/, '... as an unknow
 $srv->stop;
 $ks->stop;
 
-my @bad = grep { /\[(alert|crit|emerg)\]/ } split /\n/, $srv->whole_log;
+my @bad = $srv->bad_lines;
 is(join("\n", @bad), '', 'no alert, crit or emerg');
 
 done_testing();

@@ -44,7 +44,7 @@ my @mapping = grep { maps_registry($_) } @children;
 is(scalar @mapping, 1, 'one child maps the registry: the worker');
 
 $srv->stop;
-my @bad = grep { /\[(alert|crit|emerg|error)\]/ } split /\n/, $srv->whole_log;
+my @bad = $srv->bad_lines(qw(alert crit emerg error));
 is(join("\n", @bad), '', 'no error, alert, crit or emerg');
 
 done_testing();

@@ -314,7 +314,7 @@ is(scalar @j, 4, 'every push of it reached the hub exactly once');
 $nh->set_rules([]);
 $srv->stop;
 
-my @bad = grep { /\[(alert|crit|emerg)\]/ } split /\n/, $srv->whole_log;
+my @bad = $srv->bad_lines;
 is(join("\n", @bad), '', 'no alert, crit or emerg in the error log');
 
 undef $t;

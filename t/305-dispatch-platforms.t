@@ -84,7 +84,7 @@ ok($desk && $desk->{status} == 201, 'the phone number\'s device gets the call al
 like($desk->{json}{aps}{alert}{body} // '', qr/Incoming call from Alice/, 'an "Incoming call" alert');
 
 $srv->stop;
-my @bad = grep { /\[(alert|crit|emerg)\]/ } split /\n/, $srv->whole_log;
+my @bad = $srv->bad_lines;
 is(join("\n", @bad), '', 'no alert, crit or emerg');
 
 undef $t;

@@ -64,7 +64,7 @@ is($voip->{json}{data}{from}, 'Alice', '${data.callerDisplayName}');
 is($voip->{headers}{'apns-push-type'}, 'voip', 'VoIP headers stay');
 
 $srv->stop;
-my @bad = grep { /\[(alert|crit|emerg)\]/ } split /\n/, $srv->whole_log;
+my @bad = $srv->bad_lines;
 is(join("\n", @bad), '', 'no alert, crit or emerg');
 
 undef $t;

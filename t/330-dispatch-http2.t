@@ -73,7 +73,7 @@ is(scalar(grep { m{^HTTP/1\.1 POST /acs-plain/messages/ h2-token-} } @h1), 40,
    'with http2=off: 40 pushes, every one over HTTP/1.1, though the server offers HTTP/2');
 
 $srv->stop;
-my @bad = grep { /\[(alert|crit|emerg|error)\]/ } split /\n/, $srv->whole_log;
+my @bad = $srv->bad_lines(qw(alert crit emerg error));
 is(join("\n", @bad), '', 'no error, alert, crit or emerg');
 
 done_testing();

@@ -73,7 +73,7 @@ for my $i (1, 2) {
 }
 
 $srv->stop;
-my @bad = grep { /\[(alert|crit|emerg|error)\]/ } split /\n/, $srv->whole_log;
+my @bad = $srv->bad_lines(qw(alert crit emerg error));
 is(join("\n", @bad), '', 'no error, alert, crit or emerg');
 
 done_testing();

@@ -66,7 +66,7 @@ my @lines = AcsTest::Sink::pushes($sink);
 is(scalar @lines, 3, 'the sink received the three pushes');
 
 $srv->stop;
-my @bad = grep { /\[(alert|crit|emerg|error)\]/ } split /\n/, $srv->whole_log;
+my @bad = $srv->bad_lines(qw(alert crit emerg error));
 is(join("\n", @bad), '', 'no error, alert, crit or emerg');
 
 done_testing();

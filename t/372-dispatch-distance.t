@@ -173,7 +173,7 @@ like($prom, qr/^acs_notify_hub_host_rtt_seconds\{host="[^"]+",hubs="far",stat="m
      '... its least round trip in seconds');
 
 $srv->stop;
-my @bad = grep { /\[(alert|crit|emerg)\]/ } split /\n/, $srv->whole_log;
+my @bad = $srv->bad_lines;
 is(join("\n", @bad), '', 'no alert, crit or emerg');
 
 done_testing();

@@ -409,7 +409,7 @@ is($prom->{'acs_notify_pushes_total{outcome="expired",platform="fcmv1"}'},
    $s->{pushes}{fcmv1}{expired}, 'acs_notify_pushes_total{outcome="expired"}');
 
 $srv->stop;
-my @bad = grep { /\[(alert|crit|emerg)\]/ } split /\n/, $srv->whole_log;
+my @bad = $srv->bad_lines;
 is(join("\n", @bad), '', 'no alert, crit or emerg');
 
 undef $t;

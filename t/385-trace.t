@@ -226,7 +226,7 @@ ok($w1, 'reloaded: a new worker');
 is(scalar @{ $tr->{trace} // [] }, 2, '... which still finds the pushes of before the reload');
 
 $srv->stop;
-my @bad = grep { /\[(alert|crit|emerg)\]/ } split /\n/, $srv->whole_log;
+my @bad = $srv->bad_lines;
 is(join("\n", @bad), '', 'no alert, crit or emerg');
 
 # --- the journal's memory is its zone: a small zone under many pushes
@@ -279,7 +279,7 @@ unlike($big->whole_log, qr/ngx_slab_alloc\(\) failed|no memory/, 'no allocation 
 
 $big->stop;
 $sink->stop;
-@bad = grep { /\[(alert|crit|emerg)\]/ } split /\n/, $big->whole_log;
+@bad = $big->bad_lines;
 is(join("\n", @bad), '', 'no alert, crit or emerg');
 
 undef $t;

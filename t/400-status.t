@@ -191,7 +191,7 @@ my $after = json_status();
 is($after->{requests}{dispatched}, $s->{requests}{dispatched}, 'counters survive a reload');
 
 $srv->stop;
-my @crit = grep { /\[(alert|crit|emerg)\]/ } split /\n/, $srv->whole_log;
+my @crit = $srv->bad_lines;
 is(join("\n", @crit), '', 'no alert, crit or emerg');
 
 undef $t;

@@ -1020,8 +1020,9 @@ h2srv.on('session', (s) => {
     s.on('error', () => {});
 });
 h2srv.on('sessionError', () => {});
-// per-stream handlers shared by all streams (no closures per request)
-function h2Data(c) {
+// handlers shared by all HTTP/2 streams and HTTP/1.1 requests (no closures
+// per request); the exchange is the stream's or request's dhX
+function bodyData(c) {
     const x = this.dhX;
     if (x.len < 0) return;      // over MAX_READ_BODY: answered, the rest dropped
     x.len += c.length;
@@ -1036,13 +1037,13 @@ function h2Data(c) {
     else x.chunks.push(c);
 }
 
-function h2End() {
+function bodyEnd() {
     const x = this.dhX;
     if (x.len < 0) return;
     bodyDone(x);
 }
 
-function h2Close() {
+function exchangeClosed() {
     onAbort(this.dhX);
 }
 
@@ -1079,7 +1080,7 @@ h2srv.on('stream', (stream, headers, flags, raw) => {
     x.stream = stream;
     stream.dhX = x;
     stream.on('error', noop);
-    stream.on('close', h2Close);
+    stream.on('close', exchangeClosed);
     const cl = headers['content-length'];
     if (cl !== undefined && +cl > MAX_READ_BODY) {
         x.len = -1;
@@ -1088,8 +1089,8 @@ h2srv.on('stream', (stream, headers, flags, raw) => {
         onComplete(x);
         return;
     }
-    stream.on('data', h2Data);
-    stream.on('end', h2End);
+    stream.on('data', bodyData);
+    stream.on('end', bodyEnd);
 });
 
 const h1srv = http.createServer();
@@ -1102,31 +1103,6 @@ h1srv.on('clientError', (e, sock) => {
     if (sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     else sock.destroy();
 });
-function h1Data(c) {
-    const x = this.dhX;
-    if (x.len < 0) return;
-    x.len += c.length;
-    if (x.len > MAX_READ_BODY) {
-        x.len = -1;
-        x.chunks = null;
-        x.body = null;
-        onComplete(x);
-        return;
-    }
-    if (x.chunks === null) x.chunks = [c];
-    else x.chunks.push(c);
-}
-
-function h1End() {
-    const x = this.dhX;
-    if (x.len < 0) return;
-    bodyDone(x);
-}
-
-function h1Close() {
-    onAbort(this.dhX);
-}
-
 function h1Respond(x, st, hs, body) {
     const res = x.res;
     const out = {};
@@ -1148,7 +1124,7 @@ h1srv.on('request', (req, res) => {
     x.res = res;
     req.dhX = x;
     res.dhX = x;
-    res.on('close', h1Close);
+    res.on('close', exchangeClosed);
     req.on('error', noop);
     const cl = req.headers['content-length'];
     if (cl !== undefined && +cl > MAX_READ_BODY) {
@@ -1158,8 +1134,8 @@ h1srv.on('request', (req, res) => {
         onComplete(x);
         return;
     }
-    req.on('data', h1Data);
-    req.on('end', h1End);
+    req.on('data', bodyData);
+    req.on('end', bodyEnd);
 });
 
 // TLS in front of both; the ALPN result picks the server

@@ -215,4 +215,11 @@ sub whole_log {
     return scalar <$fh>;
 }
 
+# the error log's lines at these levels (alert, crit and emerg unless told)
+sub bad_lines {
+    my ($self, @levels) = @_;
+    my $re = join '|', @levels ? @levels : qw(alert crit emerg);
+    return grep { /\[(?:$re)\]/ } split /\n/, $self->whole_log;
+}
+
 1;

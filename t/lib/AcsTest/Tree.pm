@@ -1,6 +1,6 @@
 package AcsTest::Tree;
 
-# The configured nginx tree that the C unit tests (t/004, t/006) compile
+# The configured nginx tree that the C unit tests (t/004, t/006-t/008) compile
 # against: the one the module was built against.
 #
 #   my $tree = AcsTest::Tree::find() or BAIL_OUT(...);
@@ -15,12 +15,21 @@ package AcsTest::Tree;
 # build.sh recorded in build/nginx-tree at its last build, else
 # build/nginx-src.  binary_version() is the version of the nginx under
 # test (TEST_NGINX_BINARY, else the binary build/nginx-tree names).
+#
+#   AcsTest::Tree::unit($tree, name => 'sas_test',
+#       sources => 't/unit/sas_test.c ngx_acs_notify_module/ngx_acs_sas.c',
+#       cflags => '...', libs => '-lcrypto');
+# compiles a C unit test (t/unit/ngx_shim.c added) against the tree, runs
+# it, and makes each of its "ok N - ..." lines a test of the calling file,
+# its "#" lines printed; two tests more: it compiles, it exits 0.
 
 use strict;
 use warnings;
 
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
+use File::Temp qw(tempdir);
+use Test::More;
 
 my $ROOT = abs_path(dirname(__FILE__) . '/../../..');
 
@@ -71,6 +80,26 @@ sub binary_version {
     my $out = `$bin -v 2>&1`;
     my ($v) = $out =~ m{^nginx version: [^/\s]+/([\d.]+)}m;
     return ($bin, $v);
+}
+
+sub unit {
+    my ($tree, %a) = @_;
+    my $dir = tempdir(CLEANUP => 1);
+    my $cmd = join ' ', 'cc -Wall -Werror -O1', $a{cflags} // '', $tree->{cflags},
+        '-Ingx_acs_notify_module', $a{sources}, 't/unit/ngx_shim.c',
+        $a{libs} // '', "-o $dir/$a{name} 2>&1";
+    my $out = `$cmd`;
+    is($?, 0, "the unit test compiles against the nginx $tree->{version} tree $tree->{path}")
+        or diag $out;
+
+    my @tap = `$dir/$a{name}`;
+    my $rc = $?;
+    for (@tap) {
+        next unless /^(not )?ok \d+ - (.*)$/;
+        ok(!$1, $2);
+    }
+    print grep { /^#/ } @tap;
+    is($rc, 0, 'the unit test exits 0');
 }
 
 1;
