@@ -77,7 +77,6 @@ sub call_for {
     return $c;
 }
 
-sub status { my (undef, undef, $b) = $srv->request(GET => '/status'); return decode_json($b) }
 sub worker_fds { my ($w) = $srv->workers; opendir my $d, "/proc/$w/fd" or return -1; return scalar(grep { /^\d+$/ } readdir $d) }
 sub handles { my ($prefix, @j) = @_; return scalar grep { index($_->{handle} // '', $prefix) == 0 } @j }
 
@@ -216,7 +215,7 @@ $srv->register($BIG, "d$_", platform => 'fcmv1', handle => "big-token-$_") for 1
 my $big = chat_for($BIG, 2500, 'big');
 $srv->new_log;
 # idle keep-alive connections to "main" stay open: counted before
-my $idle = status()->{hub_connections};
+my $idle = $srv->status->{hub_connections};
 my $fds = worker_fds();
 my $pfile = $srv->root . '/probe.out';
 my $prober = prober($pfile);
@@ -229,7 +228,7 @@ ok($dt >= 2.9 && $dt < 4, sprintf('... at the 3s deadline (%.2fs)', $dt));
 ok($probes >= 20, "the worker answered $probes probes meanwhile");
 ok($max < 1000, sprintf('... each within a second (the longest: %.0f ms; bench/engine.sh measures it)', $max));
 sleep 0.3;
-my $s = status();
+my $s = $srv->status;
 is($s->{queue_depth}, 0, 'the queue is empty again');
 is($s->{in_flight}, 0, 'nothing in flight');
 my ($down) = grep { $_->{hubs} eq 'down' } @{ $s->{hub_hosts} };

@@ -12,7 +12,6 @@ use warnings;
 
 use lib 't/lib';
 use Test::More;
-use JSON::PP;
 use Time::HiRes qw(time sleep);
 use AcsTest::Util;
 use AcsTest::Reg;
@@ -62,9 +61,7 @@ sub chat_for {
     } 1 .. $n) . ']';
 }
 
-sub status { my (undef, undef, $b) = $srv->request(GET => '/status'); return decode_json($b) }
 sub handles { my ($prefix, @j) = @_; return scalar grep { index($_->{handle} // '', $prefix) == 0 } @j }
-sub host_of { my ($s, $hubs) = @_; my ($h) = grep { $_->{hubs} eq $hubs } @{ $s->{hub_hosts} }; return $h // {} }
 
 # --- a hub that answers 503 to everything: a probe now and then
 
@@ -120,14 +117,14 @@ ok($h->{'retry-after'} && $h->{'retry-after'} >= 2, "... with Retry-After: $h->{
 like($srv->new_log, qr/\[warn\].*Notification Hubs "slow" answers \d+ pushes a second, \d+ wait: 16 more cannot be sent in the \d+ms left, delivery refused with 503/,
      '... logged with the rate and the backlog');
 
-my $s = status();
-my $slow = host_of($s, 'slow');
+my $s = $srv->status;
+my $slow = AcsTest::Server::hub_host($s, 'slow');
 is($slow->{protocol}, 'h1', 'status: the slow host answers over HTTP/1.1');
 ok($slow->{limit} >= 1 && $slow->{limit} <= 2, "... its limit stays under max_connections=2 ($slow->{limit})");
 ok($slow->{queued} > 0, "... pushes wait for it ($slow->{queued})");
 ok($slow->{in_flight} >= 1 && $slow->{in_flight} <= 2, "... $slow->{in_flight} in flight");
 ok($slow->{rtt_min_us} >= 250_000, "... its least round trip is the stand-in's 300 ms ($slow->{rtt_min_us} us)");
-my $main = host_of($s, 'main');
+my $main = AcsTest::Server::hub_host($s, 'main');
 is($main->{protocol}, 'h1', 'the other hub: a lane of its own, HTTP/1.1 too (the stand-in offers no HTTP/2)');
 ok($main->{connections_opened} >= 1, "... $main->{connections_opened} connection(s) opened");
 # libcurl's idle HTTP/1.1 connections to an address serve whichever lane

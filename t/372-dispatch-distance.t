@@ -13,7 +13,6 @@ use warnings;
 
 use lib 't/lib';
 use Test::More;
-use JSON::PP;
 use Time::HiRes qw(sleep);
 use AcsTest::Util;
 use AcsTest::Reg;
@@ -74,8 +73,6 @@ sub deliver {
     return $st;
 }
 
-sub status { my (undef, undef, $b) = $srv->request(GET => '/status'); return decode_json($b) }
-sub host_of { my ($s, $hubs) = @_; my ($h) = grep { $_->{hubs} eq $hubs } @{ $s->{hub_hosts} }; return $h // {} }
 
 # --- HTTP/2, 150 ms away: 300 pushes in one delivery
 
@@ -85,7 +82,7 @@ is($st->{by_status}{201}, 300, 'the hub accepted 300 pushes');
 is($st->{by_protocol}{h2}, 300, '... every one over HTTP/2, the default');
 ok($st->{max_in_flight} > 8, "... up to $st->{max_in_flight} in flight at once: more than the 8 a lane starts with");
 ok($st->{connections}{opened} <= 3, "... on $st->{connections}{opened} connection(s) (100 streams each)");
-my $far = host_of(status(), 'far');
+my $far = AcsTest::Server::hub_host($srv->status, 'far');
 is($far->{protocol}, 'h2', 'status: the host answers over HTTP/2');
 ok($far->{rtt_min_us} >= 140_000 && $far->{rtt_min_us} < 1_000_000, "... least round trip $far->{rtt_min_us} us: the hub's 150 ms");
 ok($far->{limit} > 8, "... its limit grew to $far->{limit}");
@@ -98,7 +95,7 @@ $st = $h1->stats;
 is($st->{by_status}{201}, 120, 'the hub accepted 120 pushes');
 is($st->{by_protocol}{h1}, 120, '... over HTTP/1.1, as it offers nothing else');
 ok($st->{connections}{max_open} > 8, "... on up to $st->{connections}{max_open} connections at once: one a push in flight");
-is(host_of(status(), 'old')->{protocol}, 'h1', 'status: the host answers over HTTP/1.1');
+is(AcsTest::Server::hub_host($srv->status, 'old')->{protocol}, 'h1', 'status: the host answers over HTTP/1.1');
 
 # --- max_connections is a ceiling
 
@@ -107,7 +104,7 @@ is(deliver('/eg-pinned', chat(@users[40 .. 59])), 200, '60 pushes through max_co
 $st = $h1->stats;
 is($st->{by_status}{201}, 60, 'the hub accepted 60 pushes');
 ok($st->{max_in_flight} <= 2, "... never more than 2 in flight ($st->{max_in_flight})");
-my $pinned = host_of(status(), 'pinned');
+my $pinned = AcsTest::Server::hub_host($srv->status, 'pinned');
 ok($pinned->{limit} <= 2, "status: the pinned host's limit is $pinned->{limit}");
 
 # --- connections stay: 3,000 pushes, no GOAWAY for libcurl's resets
@@ -157,7 +154,7 @@ is($st->{by_status}{201}, 1200, 'every push accepted in the end');
 my $c429 = $st->{by_status}{429} // 0;
 ok($c429 <= 120, "... 429s at most 10% of the pushes ($c429): the lane settled under the hub's ceiling");
 ok($st->{max_in_flight} <= 40, "... at most $st->{max_in_flight} in flight");
-$far = host_of(status(), 'far');
+$far = AcsTest::Server::hub_host($srv->status, 'far');
 ok($far->{limit} <= 40, "status: the limit settled at $far->{limit}");
 ok($far->{throttled} >= $c429, "... and counts the 429s ($far->{throttled})");
 

@@ -126,7 +126,6 @@ sub chat {
 
 sub count_since { my @x = $t->since($_[0]); return scalar @x }
 sub to_bob { my ($prefix, @j) = @_; return grep { ($_->{handle} // '') eq $prefix } @j }
-sub status { my (undef, undef, $b) = $srv->request(GET => '/status'); return decode_json($b) }
 sub ce_deliver {
     my ($path, $body) = @_;
     return $t->deliver($path, $body, 'Content-Type' => 'application/cloudevents+json; charset=utf-8');
@@ -134,7 +133,7 @@ sub ce_deliver {
 
 # --- a call 10 minutes old: no push, 200, stale (Event Grid schema)
 
-my $s0 = status();
+my $s0 = $srv->status;
 my $m = $t->mark;
 my ($st, $h) = $t->deliver('/eg', call(age => 600));
 is($st, 200, 'a call 10 minutes old: 200 (retrying it cannot help)');
@@ -319,7 +318,7 @@ $srv->register($DAVE, 'd1', platform => 'fcmv1', handle => 'dave-fcm-token');
 my $hang = fixture('eg-chat-message-received.json');
 $hang =~ s/8:acs:109f0644-b956-4cd9-87b1-71024f6e2f44_00000008-578d-7d05-83fe-084822000f6d/8:acs:hang/g;
 $m = $t->mark;
-my $s1 = status();
+my $s1 = $srv->status;
 ($st) = $t->deliver('/eg-one-accepted', $hang);
 is($st, 202, 'a chat push to a hanging handle is taken (202)');
 $nh->wait_requests($m + 1, 5);
@@ -330,7 +329,7 @@ sleep 0.5;
 ok(!grep({ ($_->{handle} // '') eq 'dave-fcm-token' } $t->since($m)), '... and it never reached the hub');
 like($srv->new_log, qr/\[info\].*call push of event "c\d+-[^"]*" to dave-fcm\.\.\. expired after 0 attempts: its ring time ended \d+ms ago; not sent/,
      '... logged at info as expired');
-my $s2 = status();
+my $s2 = $srv->status;
 is($s2->{pushes}{fcmv1}{expired} - $s1->{pushes}{fcmv1}{expired}, 1, '... counted: pushes.fcmv1.expired');
 is($s2->{pushes}{fcmv1}{failed} - $s1->{pushes}{fcmv1}{failed}, 0, '... not as failed');
 
@@ -339,7 +338,7 @@ is($s2->{pushes}{fcmv1}{failed} - $s1->{pushes}{fcmv1}{failed}, 0, '... not as f
 # it expires at the deadline, and the answer is still 200
 
 sub lane_idle {
-    for (1 .. 100) { return 1 if status()->{in_flight} == 0; sleep 0.2 }
+    for (1 .. 100) { return 1 if $srv->status->{in_flight} == 0; sleep 0.2 }
     return 0;
 }
 ok(lane_idle(), 'the hung push is over');
@@ -347,14 +346,14 @@ $srv->register('8:acs:hang2', 'd1', platform => 'fcmv1', handle => '0777-hang-to
 (my $hang2 = $hang) =~ s/8:acs:hang/8:acs:hang2/g;
 $hang2 =~ s/"id": "[^"]*"/"id": "hang-2"/;
 $m = $t->mark;
-$s1 = status();
+$s1 = $srv->status;
 ($st) = $t->deliver('/eg-one-accepted', $hang2);
 $nh->wait_requests($m + 1, 5);
 ($st, $h) = $t->deliver('/eg-one-deadline', call(to => $DAVE, age => 0));
 is($st, 200, 'a call still queued at the deadline, past its ring time: 200, not 503');
 is($h->{'x-result'}, 'dispatched', '... dispatched');
 ok(!grep({ ($_->{handle} // '') eq 'dave-fcm-token' } $t->since($m)), '... never sent');
-$s2 = status();
+$s2 = $srv->status;
 is($s2->{pushes}{fcmv1}{expired} - $s1->{pushes}{fcmv1}{expired}, 1, '... expired');
 like($srv->new_log, qr/to dave-fcm\.\.\. expired after 0 attempts: its ring time ended \d+ms ago/, '... logged');
 ok(lane_idle(), 'the second hung push is over');
@@ -367,7 +366,7 @@ $nh->set_rules([{ prefix => 'erin-503', status => 503 }]);
 $call = call(to => $ERIN, age => 0);
 my ($etime) = $call =~ /"eventTime": "([^"]+)"/;
 $m = $t->mark;
-$s1 = status();
+$s1 = $srv->status;
 ($st, $h) = $t->deliver('/eg-short', $call);
 is($st, 200, 'a call whose hub answers 503 (ring time 3s): 200 once its ring time is over');
 is($h->{'x-result'}, 'dispatched', '... dispatched: the push expired, it did not fail');
@@ -381,7 +380,7 @@ my @late = grep { $_->{time} > $ring_end } @tries;
 is(scalar @late, 0, '... none was sent after the ring time ended') or diag explain \@late;
 like($srv->new_log, qr/call push of event "c\d+-[^"]*" to erin-503\.\.\. expired after \d+ attempts: its ring time ends in \d+ms, before its retry in \d+ms; not sent/,
      '... the retry that would come too late is not made');
-$s2 = status();
+$s2 = $srv->status;
 is($s2->{pushes}{fcmv1}{expired} - $s1->{pushes}{fcmv1}{expired}, 1, '... expired counted');
 
 sub epoch_of {
@@ -393,7 +392,7 @@ sub epoch_of {
 
 # --- the counters
 
-my $s = status();
+my $s = $srv->status;
 ok($s->{stale_events}{call} - $s0->{stale_events}{call} >= 6, "stale calls counted ($s->{stale_events}{call})");
 is($s->{stale_events}{other} - $s0->{stale_events}{other}, 1, 'one stale chat event counted');
 ok($s->{requests}{stale} >= 6, "requests answered stale counted ($s->{requests}{stale})");

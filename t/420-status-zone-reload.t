@@ -12,7 +12,6 @@ use lib 't/lib';
 use Test::More;
 use IO::Socket::INET;
 use Time::HiRes qw(sleep);
-use JSON::PP;
 use AcsTest::Util;
 use AcsTest::Reg;
 use AcsTest::Dispatch;
@@ -39,11 +38,6 @@ HTTP
             acs_notify_hmac_key $AcsTest::Reg::KEY;
         }
 SERVER
-}
-
-sub status {
-    my ($st, undef, $b) = $srv->request(GET => '/status');
-    return $st == 200 ? decode_json($b) : undef;
 }
 
 sub worker_changed {
@@ -82,7 +76,7 @@ for my $i (1 .. 30) {
     $srv->reload;
     my $nw = worker_changed($w) or do { $ok = 0; diag "reload $i: no new worker"; last };
     $w = $nw;
-    my $s = status();
+    my $s = $srv->status;
     $ok = 0, diag "reload $i: status" unless $s && keys %{ $s->{hubs} } == $k;
     $ok = 0, diag "reload $i: delivery" unless deliver() == 200;
     $done++;
@@ -92,7 +86,7 @@ ok($ok && $done == 30, "30 reloads alternating 1 and 2 hubs: each one served, st
 # a reload that fails once its zones are made
 my $busy = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1:0', ReuseAddr => 0)
     or die $!;
-my $before = status();
+my $before = $srv->status;
 ok($before, 'status before the failing reload');
 conf(60, 'listen 127.0.0.1:' . $busy->sockport . ';');   # a larger zone: a new one
 $srv->new_log;
@@ -107,7 +101,7 @@ kill 'KILL', $w[0];
 my $respawned = worker_changed($w[0]);
 ok($respawned, 'the master started a new worker');
 is(deliver(), 200, 'the new worker pushes');
-my $s = status();
+my $s = $srv->status;
 ok($s, 'and answers the status');
 is(scalar keys %{ $s->{hubs} // {} }, 1, 'with the hubs of the running configuration');
 ok($s && $s->{requests}{dispatched} > $before->{requests}{dispatched},

@@ -9,7 +9,6 @@ use warnings;
 
 use lib 't/lib';
 use Test::More;
-use JSON::PP;
 use Time::HiRes qw(sleep);
 use AcsTest::Util;
 use AcsTest::Reg;
@@ -32,7 +31,6 @@ $srv->write_conf(http => $t->hubs_conf, server => <<"SERVER");
 SERVER
 $srv->start;
 
-sub status { my (undef, undef, $b) = $srv->request(GET => '/status'); return decode_json($b) }
 
 my $U = '8:acs:gauges';
 $srv->register($U, "d$_", platform => 'fcmv1', handle => "gauge-hang-$_") for 1 .. 8;
@@ -47,7 +45,7 @@ is($st, 202, '32 pushes to a hub that hangs: accepted');
 $nh->wait_requests(1, 5);
 
 my $s;
-for (1 .. 50) { $s = status(); last if $s->{in_flight} > 0; sleep 0.1 }
+for (1 .. 50) { $s = $srv->status; last if $s->{in_flight} > 0; sleep 0.1 }
 is($s->{queue_depth}, 32, 'the page shows 32 pushes not final');
 ok($s->{in_flight} >= 1, "... $s->{in_flight} of them in flight");
 ok($s->{hub_connections} >= 1, "... on $s->{hub_connections} connection(s)");
@@ -59,7 +57,7 @@ my @new;
 for (1 .. 100) { @new = grep { $_ != $w } $srv->workers; last if @new; sleep 0.05 }
 ok(@new, "the worker killed, another started ($new[0])");
 
-$s = status();
+$s = $srv->status;
 is($s->{queue_depth}, 0, "the dead worker's pushes are gone from queue_depth");
 is($s->{in_flight}, 0, '... and from in_flight');
 is($s->{hub_connections}, 0, '... and from hub_connections');

@@ -17,6 +17,7 @@ use warnings;
 use File::Path qw(make_path remove_tree);
 use File::Spec;
 use IO::Socket::INET;
+use JSON::PP ();
 use Time::HiRes qw(sleep);
 use AcsTest::Reg ();
 
@@ -213,6 +214,21 @@ sub whole_log {
     open my $fh, '<', "$self->{root}/logs/error.log" or return '';
     local $/;
     return scalar <$fh>;
+}
+
+# the status page (acs_notify_status at PATH, /status unless told),
+# decoded; undef unless it answered 200
+sub status {
+    my ($self, $path) = @_;
+    my ($st, undef, $body) = $self->request(GET => $path // '/status');
+    return $st == 200 ? JSON::PP::decode_json($body) : undef;
+}
+
+# the entry of a status page's hub_hosts that serves HUBS ({} if none)
+sub hub_host {
+    my ($status, $hubs) = @_;
+    my ($h) = grep { $_->{hubs} eq $hubs } @{ $status->{hub_hosts} // [] };
+    return $h // {};
 }
 
 # the error log's lines at these levels (alert, crit and emerg unless told)
