@@ -62,13 +62,6 @@ SERVER
 $srv->start;
 my $BASE_FDS;
 
-sub chat_for {
-    my ($raw_id, $n, $tag) = @_;
-    return '[' . join(',', map {
-        eg_event(id => qq{"$tag-$_"}, data => qq({"messageBody":"hello $_","threadId":"19:t\@thread.v2","senderDisplayName":"A","recipientCommunicationIdentifier":{"rawId":"$raw_id"}}))
-    } 1 .. $n) . ']';
-}
-
 sub call_for {
     my ($raw_id, $id) = @_;
     my $c = fresh(fixture('eg-incoming-call.json'));

@@ -54,13 +54,6 @@ HTTP
 SERVER
 $srv->start;
 
-sub chat_for {
-    my ($raw_id, $n, $tag) = @_;
-    return '[' . join(',', map {
-        eg_event(id => qq{"$tag-$_"}, data => qq({"messageBody":"hello $_","threadId":"19:t\@thread.v2","senderDisplayName":"A","recipientCommunicationIdentifier":{"rawId":"$raw_id"}}))
-    } 1 .. $n) . ']';
-}
-
 sub handles { my ($prefix, @j) = @_; return scalar grep { index($_->{handle} // '', $prefix) == 0 } @j }
 
 # --- a hub that answers 503 to everything: a probe now and then

@@ -12,7 +12,7 @@ use File::Spec;
 use POSIX ();
 use Time::HiRes ();
 
-our @EXPORT = qw(fixture eg_event ce_event eg_batch t_dir fresh rfc3339);
+our @EXPORT = qw(fixture eg_event ce_event eg_batch chat_for t_dir fresh rfc3339);
 
 my $T = File::Spec->rel2abs(dirname(__FILE__) . '/../..');
 
@@ -95,6 +95,14 @@ sub ce_event {
 sub eg_batch {
     my ($n, %o) = @_;
     return '[' . join(',', map { eg_event(%o, n => $_) } 1 .. $n) . ']';
+}
+
+# a JSON array of N chat messages to RAW_ID, ids "TAG-1" ... "TAG-N"
+sub chat_for {
+    my ($raw_id, $n, $tag) = @_;
+    return '[' . join(',', map {
+        eg_event(id => qq{"$tag-$_"}, data => qq({"messageBody":"hello $_","threadId":"19:t\@thread.v2","senderDisplayName":"A","recipientCommunicationIdentifier":{"rawId":"$raw_id"}}))
+    } 1 .. $n) . ']';
 }
 
 1;
