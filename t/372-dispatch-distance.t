@@ -13,7 +13,6 @@ use warnings;
 
 use lib 't/lib';
 use Test::More;
-use Time::HiRes qw(sleep);
 use AcsTest::Util;
 use AcsTest::Reg;
 use AcsTest::Server;
@@ -59,7 +58,6 @@ is($ok, 300, '300 devices registered');
 
 my $n = 0;
 sub chat {
-    my @ids;
     return '[' . join(',', map {
         $n++;
         eg_event(id => qq{"dist-$n"}, data => qq({"messageBody":"hi","threadId":"19:t\@thread.v2","senderDisplayName":"A","recipientCommunicationIdentifier":{"rawId":"$_"}}))

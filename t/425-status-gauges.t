@@ -39,8 +39,7 @@ $nh->set_rules([{ prefix => 'gauge-hang-', status => 'hang' }]);
 my $events = '[' . join(',', map {
     eg_event(id => qq{"gauge-$_"}, data => qq({"messageBody":"hi","threadId":"19:t\@thread.v2","recipientCommunicationIdentifier":{"rawId":"$U"}}))
 } 1 .. 4) . ']';
-my ($st) = $srv->request(POST => '/eg-accepted', $events,
-    { 'aeg-event-type' => 'Notification', 'Content-Type' => 'application/json' });
+my ($st) = $t->deliver('/eg-accepted', $events);
 is($st, 202, '32 pushes to a hub that hangs: accepted');
 $nh->wait_requests(1, 5);
 

@@ -224,11 +224,15 @@ sub status {
     return $st == 200 ? JSON::PP::decode_json($body) : undef;
 }
 
-# the entry of a status page's hub_hosts that serves HUBS ({} if none)
+# the entry of a status page's hub_hosts that serves HUBS; none is a
+# failed test (and {}, so that the caller's checks fail too)
 sub hub_host {
     my ($status, $hubs) = @_;
     my ($h) = grep { $_->{hubs} eq $hubs } @{ $status->{hub_hosts} // [] };
-    return $h // {};
+    return $h if $h;
+    require Test::More;
+    Test::More::fail("the status page lists the host of hubs \"$hubs\"");
+    return {};
 }
 
 # the error log's lines at these levels (alert, crit and emerg unless told)
