@@ -587,7 +587,7 @@ ngx_acs_job_start(ngx_acs_job_t *job)
     job->state = NGX_ACS_JOB_RUNNING;
     job->attempt++;
     ((ngx_acs_handle_t *) job->handle)->active++;
-    ngx_acs_lane_started(lane);
+    ngx_acs_lane_started(lane, h);
 
     ngx_acs_stats_in_flight(1);
 

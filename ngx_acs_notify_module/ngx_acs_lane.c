@@ -235,22 +235,25 @@ ngx_acs_lane_pipewait(ngx_acs_lane_t *lane)
 
     /* not known yet: the first connection tells, the others wait for it */
 
-    if (lane->version == 0
-        || lane->active < lane->conns.ready * NGX_ACS_CURL_STREAMS)
-    {
-        return 1;
-    }
-
-    lane->conns.asked++;
-
-    return 0;
+    return lane->version == 0
+           || lane->active < lane->conns.ready * NGX_ACS_CURL_STREAMS;
 }
 
 
+/*
+ * Counted once curl has the transfer: one that failed to start opens
+ * nothing, and would hold a place of a connection being opened for good
+ */
+
 void
-ngx_acs_lane_started(ngx_acs_lane_t *lane)
+ngx_acs_lane_started(ngx_acs_lane_t *lane, ngx_acs_http_t *h)
 {
     lane->active++;
+
+    if (!h->pipewait && lane->version == 2) {
+        /* it may open a connection */
+        lane->conns.asked++;
+    }
 }
 
 
@@ -336,7 +339,8 @@ ngx_acs_lane_answer(ngx_acs_lane_t *lane, ngx_acs_http_t *h,
     }
 
     ngx_acs_lane_rate(lane);
-    ngx_acs_lane_gauges(lane);
+
+    /* the gauges: by the engine's pass that every answer posts */
 }
 
 

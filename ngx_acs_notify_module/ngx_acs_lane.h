@@ -77,7 +77,7 @@ ngx_uint_t ngx_acs_lane_cap(ngx_acs_lane_t *lane);
  * open one (the lane then lets no other do so until it is open)
  */
 ngx_uint_t ngx_acs_lane_pipewait(ngx_acs_lane_t *lane);
-void ngx_acs_lane_started(ngx_acs_lane_t *lane);
+void ngx_acs_lane_started(ngx_acs_lane_t *lane, ngx_acs_http_t *h);
 
 /* a transfer that started at "started" ended with this verdict */
 void ngx_acs_lane_answer(ngx_acs_lane_t *lane, ngx_acs_http_t *h,
