@@ -68,10 +68,19 @@
 #define NGX_ACS_ELLIPSIS_LEN         3
 
 
-static void ngx_acs_render_header(ngx_acs_render_t *rd, const char *name,
-    const char *value);
-static void ngx_acs_render_header_value(ngx_acs_render_t *rd,
-    const char *name, ngx_str_t *value);
+/* a header of the push: NAME a literal, VALUE a literal or an ngx_str_t */
+
+#define ngx_acs_render_header(rd, name, value)                               \
+    ngx_acs_render_header_str(rd, (u_char *) name, sizeof(name) - 1,         \
+                              (u_char *) value, sizeof(value) - 1)
+
+#define ngx_acs_render_header_value(rd, name, value)                         \
+    ngx_acs_render_header_str(rd, (u_char *) name, sizeof(name) - 1,         \
+                              (value)->data, (value)->len)
+
+static void ngx_acs_render_header_str(ngx_acs_render_t *rd, u_char *name,
+    size_t name_len, u_char *value, size_t value_len);
+static void ngx_acs_render_collapse(ngx_acs_render_t *rd);
 static ngx_int_t ngx_acs_render_fit(ngx_acs_render_t *rd,
     ngx_acs_build_pt build, ngx_str_t *out);
 static ngx_int_t ngx_acs_render_shorten(ngx_acs_render_t *rd, ngx_str_t *s,
@@ -150,11 +159,7 @@ ngx_acs_headers_apns(ngx_acs_render_t *rd)
         ngx_acs_render_header_value(rd, "apns-expiration", &until);
     }
 
-    if (rd->msg->collapse.len) {
-        ngx_acs_render_header_value(rd, "apns-collapse-id",
-                                    &rd->msg->collapse);
-    }
-
+    ngx_acs_render_collapse(rd);
 }
 
 
@@ -167,11 +172,7 @@ ngx_acs_headers_voip(ngx_acs_render_t *rd)
     /* a VoIP push rings now or never: APNs does not keep it */
     ngx_acs_render_header(rd, "apns-expiration", "0");
 
-    if (rd->msg->collapse.len) {
-        ngx_acs_render_header_value(rd, "apns-collapse-id",
-                                    &rd->msg->collapse);
-    }
-
+    ngx_acs_render_collapse(rd);
 }
 
 
@@ -189,7 +190,6 @@ ngx_acs_headers_wns(ngx_acs_render_t *rd)
                    - rd->exp->text;
         ngx_acs_render_header_value(rd, "X-WNS-TTL", &left);
     }
-
 }
 
 
@@ -661,22 +661,24 @@ ngx_acs_render_call(ngx_acs_render_t *rd, ngx_acs_gen_t *gen,
 
 
 static void
-ngx_acs_render_header(ngx_acs_render_t *rd, const char *name,
-    const char *value)
+ngx_acs_render_header_str(ngx_acs_render_t *rd, u_char *name,
+    size_t name_len, u_char *value, size_t value_len)
 {
-    rd->header->value.data = (u_char *) value;
-    rd->header->value.len = ngx_strlen(value);
-
-    ngx_acs_render_header_value(rd, name, &rd->header->value);
+    rd->header->name.data = name;
+    rd->header->name.len = name_len;
+    rd->header->value.data = value;
+    rd->header->value.len = value_len;
+    rd->header++;
 }
 
 
+/* APNs alerts and VoIP pushes alike: a newer push of the id replaces it */
+
 static void
-ngx_acs_render_header_value(ngx_acs_render_t *rd, const char *name,
-    ngx_str_t *value)
+ngx_acs_render_collapse(ngx_acs_render_t *rd)
 {
-    rd->header->name.data = (u_char *) name;
-    rd->header->name.len = ngx_strlen(name);
-    rd->header->value = *value;
-    rd->header++;
+    if (rd->msg->collapse.len) {
+        ngx_acs_render_header_value(rd, "apns-collapse-id",
+                                    &rd->msg->collapse);
+    }
 }
