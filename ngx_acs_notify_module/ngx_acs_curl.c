@@ -254,13 +254,6 @@ ngx_acs_curl_exit_process(ngx_cycle_t *cycle)
 }
 
 
-ngx_uint_t
-ngx_acs_curl_running(void)
-{
-    return ngx_acs_curl.running;
-}
-
-
 ngx_int_t
 ngx_acs_curl_submit(ngx_acs_http_t *h, ngx_log_t *log)
 {

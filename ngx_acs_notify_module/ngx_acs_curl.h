@@ -116,9 +116,5 @@ size_t ngx_acs_curl_headers_size(ngx_acs_header_t *h, ngx_uint_t n);
 struct curl_slist *ngx_acs_curl_headers(ngx_acs_header_t *h, ngx_uint_t n,
     struct curl_slist *lines, u_char *buf);
 
-/* requests in flight in this worker */
-ngx_uint_t ngx_acs_curl_running(void);
-
-
 
 #endif /* _NGX_ACS_CURL_H_INCLUDED_ */

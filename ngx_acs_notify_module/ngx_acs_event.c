@@ -327,13 +327,6 @@ ngx_acs_event_parser_events(ngx_acs_event_parser_t *p)
 }
 
 
-ngx_acs_schema_e
-ngx_acs_event_parser_schema(ngx_acs_event_parser_t *p)
-{
-    return p->schema;
-}
-
-
 ngx_int_t
 ngx_acs_event_parse_data_string(ngx_pool_t *pool, ngx_acs_event_t *ev)
 {

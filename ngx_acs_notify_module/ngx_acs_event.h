@@ -81,7 +81,6 @@ ngx_int_t ngx_acs_event_parse_done(ngx_acs_event_parser_t *p);
 ngx_uint_t ngx_acs_event_parser_status(ngx_acs_event_parser_t *p);
 ngx_str_t *ngx_acs_event_parser_error(ngx_acs_event_parser_t *p);
 ngx_array_t *ngx_acs_event_parser_events(ngx_acs_event_parser_t *p);
-ngx_acs_schema_e ngx_acs_event_parser_schema(ngx_acs_event_parser_t *p);
 
 /* parse a "data" JSON string (seen for validation events) into fields */
 ngx_int_t ngx_acs_event_parse_data_string(ngx_pool_t *pool,

@@ -54,8 +54,7 @@ struct ngx_acs_registry_s {
     MDB_dbi                     dbi;
     MDB_txn                    *rtxn;      /* reset between lookups */
 
-    u_char                      sweep_key[NGX_ACS_RAW_ID_MAX + 1
-                                          + NGX_ACS_DEVICE_ID_MAX];
+    u_char                      sweep_key[NGX_ACS_RECORD_KEY_MAX];
     size_t                      sweep_len;
 
     ngx_shm_zone_t             *zone;
