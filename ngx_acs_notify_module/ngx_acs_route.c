@@ -162,6 +162,8 @@ static ngx_acs_route_rule_t  ngx_acs_route_rules[] = {
 #define NGX_ACS_ROUTE_RULES                                                   \
     (sizeof(ngx_acs_route_rules) / sizeof(ngx_acs_route_rule_t))
 
+static ngx_uint_t ngx_acs_route_find(u_char *name, size_t len);
+
 /* a type of the status page per row, and "other", or this does not compile */
 typedef char  ngx_acs_route_types_all[
     (NGX_ACS_ROUTE_RULES + 1 == NGX_ACS_EVENT_TYPES) ? 1 : -1];
@@ -332,17 +334,15 @@ ngx_acs_route_rule(ngx_str_t *type, ngx_uint_t short_ok)
         return NULL;
     }
 
-    for (i = 0; i < NGX_ACS_ROUTE_RULES; i++) {
-        rule = &ngx_acs_route_rules[i];
+    i = ngx_acs_route_find(p, len);
 
-        if (rule->name.len == len
-            && ngx_strncasecmp(rule->name.data, p, len) == 0)
-        {
-            return (rule->intent == NGX_ACS_INTENT_NONE) ? NULL : rule;
-        }
+    if (i == NGX_ACS_ROUTE_RULES) {
+        return NULL;
     }
 
-    return NULL;
+    rule = &ngx_acs_route_rules[i];
+
+    return (rule->intent == NGX_ACS_INTENT_NONE) ? NULL : rule;
 }
 
 
@@ -364,19 +364,27 @@ ngx_acs_route_type(ngx_str_t *type)
         }
     }
 
-    p += i;
-    len -= i;
+    return ngx_acs_route_find(p + i, len - i);
+}
+
+
+/* the row of a short type name ("ChatMessageReceived"), any case */
+
+static ngx_uint_t
+ngx_acs_route_find(u_char *name, size_t len)
+{
+    ngx_uint_t  i;
 
     for (i = 0; i < NGX_ACS_ROUTE_RULES; i++) {
         if (ngx_acs_route_rules[i].name.len == len
-            && ngx_strncasecmp(ngx_acs_route_rules[i].name.data, p, len)
+            && ngx_strncasecmp(ngx_acs_route_rules[i].name.data, name, len)
                == 0)
         {
-            return i;
+            break;
         }
     }
 
-    return NGX_ACS_ROUTE_RULES;
+    return i;
 }
 
 
