@@ -134,7 +134,14 @@ start() {
     for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$MOD/probe" && return 0; sleep 0.05; done
     echo "the module's nginx did not start" >&2; exit 1
 }
-workers() { pgrep -P "$(cat "$RUN/module/logs/nginx.pid")" || true; }
+# the master's children alive (a zombie, killed and not yet reaped, is not)
+workers() {
+    local w
+    for w in $(pgrep -P "$(cat "$RUN/module/logs/nginx.pid")"); do
+        grep -q '^[0-9]* ([^)]*) [^Z]' "/proc/$w/stat" 2>/dev/null && echo "$w"
+    done
+    return 0
+}
 status() {
     curl -s --max-time 5 "http://127.0.0.1:$MOD/status" | python3 -c '
 import json, sys
@@ -173,7 +180,10 @@ chaos_kill() {
     for i in 1 2 3 4 5; do
         sleep $((SECS / 6))
         w=$(workers | shuf -n 1)
-        [ -n "$w" ] && kill -KILL "$w" && echo "   kill -9 worker $w"
+        # a worker may exit between the two: no reason to stop the run
+        if [ -n "$w" ] && kill -KILL "$w" 2>/dev/null; then
+            echo "   kill -9 worker $w"
+        fi
     done
 }
 chaos_reload() {

@@ -19,10 +19,6 @@
 """
 import hashlib, json, os, random, socket, sys, threading, time
 
-BOB_FIXTURE = os.path.join(os.path.dirname(__file__), "..", "..", "t", "data",
-                           "events", "eg-chat-message-received.json")
-
-
 def request(port, method, path, body=b"", headers=None, timeout=30):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
@@ -64,9 +60,7 @@ def event(user, eid):
 
 def eventgrid(port, path, users, events, per, rate, out, tag):
     deliveries = []
-    lock = threading.Lock()
     start = time.time()
-    n = 0
     for d in range(0, events, per):
         ids = []
         evs = []
@@ -116,7 +110,6 @@ def eventgrid(port, path, users, events, per, rate, out, tag):
 
 def probe(port, stopfile, out):
     waits = []
-    s = None
     while not os.path.exists(stopfile):
         t0 = time.time()
         try:
@@ -139,6 +132,7 @@ def count(journal, deliveries_json):
         for eid, user in dl["ids"]:
             want[eid] = user
     accepted = {}
+    events = set()
     requests = 0
     for line in open(journal):
         try:
@@ -150,15 +144,14 @@ def count(journal, deliveries_json):
             continue
         key = (j.get("body_sha1") or "", j.get("handle") or "")
         accepted[key] = accepted.get(key, 0) + 1
+        events.add(j.get("event"))
     # the body names its event (the FCM data's messageId is the event id
     # here), and the handle its device: a key accepted twice is a push the
     # device got twice
     dups = sum(1 for k in accepted.values() if k > 1)
     pushes = len(accepted)
-    handles = {}
-    for (sha, handle) in accepted:
-        handles[handle] = handles.get(handle, 0) + 1
-    lost = max(0, len(want) - pushes)
+    # each event by its id: one the hub accepted no push of is lost
+    lost = sum(1 for eid in want if eid not in events)
     acked = [dl["acked"] for dl in d["deliveries"] if dl["acked"] is not None]
     print("events %d, deliveries %d, acknowledged %d (the longest after %.1f s, attempts at most %d)"
           % (len(want), len(d["deliveries"]), len(acked), max(acked or [0]),

@@ -116,7 +116,8 @@
 // JOURNAL LINE  {"time" (epoch s, body read), "proto" (h1|h2), "conn"
 // (connection number), "req" (its number on the connection), "hub", "op"
 // (direct-send|tag-send), "handle" or "tags", "format", "body_sha1" (16 hex
-// of the body's SHA-1: a push sent twice has the same), "status" (0: never
+// of the body's SHA-1: a push sent twice has the same), "event" (the
+// body's first "eventId" string: a chat push's event), "status" (0: never
 // answered), "delay_ms" (the delay drawn), "detail" (why, for an error),
 // "tracking_id", "hang"/"aborted" when so}; written when the request is
 // answered or abandoned.
@@ -854,6 +855,7 @@ function parseJson(buf) {
 let journalFd = null;
 if (OPT.journal) journalFd = fs.openSync(OPT.journal, 'a');
 
+const EVENT_ID = /"eventId":"([^"]*)"/;
 function journal(x, status, detail, extra) {
     const e = {
         time: x.time / 1000, proto: x.proto, conn: x.conn.id, req: x.n,
@@ -864,6 +866,9 @@ function journal(x, status, detail, extra) {
     // the push itself, to tell a push sent twice from two pushes
     if (x.body && x.body.length) {
         e.body_sha1 = crypto.createHash('sha1').update(x.body).digest('hex').slice(0, 16);
+        // the event a chat push is of: its payload's first "eventId"
+        const m = EVENT_ID.exec(x.body.toString('latin1'));
+        if (m) e.event = m[1];
     }
     e.status = status;
     e.delay_ms = x.delay ?? 0;
