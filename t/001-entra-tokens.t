@@ -6,6 +6,8 @@ use strict;
 use warnings;
 
 use Test::More;
+use lib 't/lib';
+use AcsTest::Util qw(slurp spew);
 use File::Temp qw(tempdir);
 use File::Spec;
 use FindBin;
@@ -19,8 +21,6 @@ my $E = 'AcsTest::Entra';
 my $TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
 my $TMP = tempdir('entra-unit-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 
-sub slurp { open(my $f, '<:raw', $_[0]) or die "$_[0]: $!"; local $/; <$f> }
-sub spew  { open(my $f, '>:raw', $_[0]) or die "$_[0]: $!"; print {$f} $_[1]; close $f }
 sub json_file { JSON::PP->new->decode(slurp($_[0])) }
 
 # openssl dgst -verify; returns true if the signature verifies.

@@ -10,6 +10,8 @@ use strict;
 use warnings;
 
 use Test::More;
+use lib 't/lib';
+use AcsTest::Util qw(slurp spew);
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use File::Spec;
@@ -30,9 +32,7 @@ my $EMPTY_HASH = '47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=';
 my $AUTH_PREFIX = 'HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256'
     . '&Signature=';
 
-sub spew { open(my $f, '>:raw', $_[0]) or die "$_[0]: $!"; print {$f} $_[1]; close $f }
 
-sub slurp { open(my $f, '<:raw', $_[0]) or die "$_[0]: $!"; local $/; <$f> }
 
 sub in_path {
     my ($prog) = @_;

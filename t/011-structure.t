@@ -21,13 +21,16 @@ use strict;
 use warnings;
 
 use Test::More;
+use lib 't/lib';
+use AcsTest::Util qw(slurp);
+use AcsTest::Tree;
 
 my $M = 'ngx_acs_notify_module';
-my $tree = $ENV{ACS_NGINX_TREE} || 'build/nginx-src';
-my $objs = "$tree/objs/addon/$M";
+my $tree = AcsTest::Tree::find()
+    or BAIL_OUT('no configured nginx tree: run ./build.sh build first');
+my $objs = "$tree->{path}/objs/addon/$M";
 my $so = $ENV{TEST_NGINX_LOAD_MODULES} || 'objs/ngx_http_acs_notify_module.so';
 
-sub slurp { open my $fh, '<', $_[0] or die "$_[0]: $!"; local $/; <$fh> }
 
 # the objects of the sources the addon script builds (an object left from
 # a file since renamed does not count)

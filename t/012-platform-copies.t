@@ -14,6 +14,7 @@ use strict;
 use warnings;
 
 use lib 't/lib';
+use AcsTest::Util qw(slurp);
 use Test::More;
 use AcsTest::Server;
 use AcsTest::Reg;
@@ -21,7 +22,6 @@ use AcsTest::FakeNH;
 
 my $M = 'ngx_acs_notify_module';
 
-sub slurp { open my $fh, '<', $_[0] or die "$_[0]: $!"; local $/; <$fh> }
 
 # --- the table, as the C sources have it
 

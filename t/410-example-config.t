@@ -8,6 +8,7 @@ use strict;
 use warnings;
 
 use lib 't/lib';
+use AcsTest::Util qw(slurp spew);
 use Test::More;
 use File::Path qw(make_path);
 use File::Spec;
@@ -27,8 +28,6 @@ my ($version) = `$nginx -v 2>&1` =~ m{nginx version: [^/\s]+/(\d+\.\d+\.\d+)};
 ok($version, "the nginx under test says its version ($nginx)") or BAIL_OUT('no version');
 my $num = sprintf '%d%03d%03d', split /\./, $version;
 
-sub spew { open my $fh, '>', $_[0] or die "$_[0]: $!"; print $fh $_[1]; close $fh }
-sub slurp { open my $fh, '<', $_[0] or die "$_[0]: $!"; local $/; <$fh> }
 
 spew("$root/acs/nh-send.conn", 'Endpoint=sb://contoso-ns.servicebus.windows.net/;'
      . "SharedAccessKeyName=send-only;SharedAccessKey=ZXhhbXBsZS1rZXktbm90LXJlYWw=\n");

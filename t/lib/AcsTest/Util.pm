@@ -13,6 +13,7 @@ use POSIX ();
 use Time::HiRes ();
 
 our @EXPORT = qw(fixture eg_event ce_event eg_batch chat_for t_dir fresh rfc3339);
+our @EXPORT_OK = qw(slurp spew);
 
 my $T = File::Spec->rel2abs(dirname(__FILE__) . '/../..');
 
@@ -104,5 +105,10 @@ sub chat_for {
         eg_event(id => qq{"$tag-$_"}, data => qq({"messageBody":"hello $_","threadId":"19:t\@thread.v2","senderDisplayName":"A","recipientCommunicationIdentifier":{"rawId":"$raw_id"}}))
     } 1 .. $n) . ']';
 }
+
+
+# a file's bytes, and a file made of these
+sub slurp { open(my $f, '<:raw', $_[0]) or die "$_[0]: $!"; local $/; <$f> }
+sub spew  { open(my $f, '>:raw', $_[0]) or die "$_[0]: $!"; print {$f} $_[1]; close $f }
 
 1;
