@@ -36,7 +36,6 @@ typedef struct {
     ngx_str_t                   device_id;
     ngx_acs_platform_e          platform;
     time_t                      expires;
-    time_t                      updated;
     ngx_str_t                   handle;     /* or the tag */
     ngx_str_t                   p256dh;     /* a platform with keys only */
     ngx_str_t                   auth;

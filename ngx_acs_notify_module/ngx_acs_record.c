@@ -138,8 +138,8 @@ ngx_acs_record_read(u_char *key, size_t key_len, size_t prefix, u_char *p,
     dev->platform = p[1];
     ngx_memcpy(&t, p + 8, 8);
     dev->expires = (time_t) t;
-    ngx_memcpy(&t, p + 16, 8);
-    dev->updated = (time_t) t;
+
+    /* p + 16: when it was written, for the tools; nginx needs it not */
 
     dev->device_id.data = copy;
     dev->device_id.len = key_len - prefix;

@@ -543,7 +543,6 @@ ngx_acs_registry_put(ngx_acs_registry_t *reg, ngx_str_t *raw_id,
         goto refused;
     }
 
-    dev->updated = now;
     *created = !exists;
 
     if (reg->sh->state != NGX_ACS_REG_WRITABLE) {
