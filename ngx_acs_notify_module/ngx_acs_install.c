@@ -154,10 +154,8 @@ ngx_int_t
 ngx_acs_install_init_conf(ngx_conf_t *cf, ngx_acs_install_conf_t *ic,
     ngx_array_t *hubs)
 {
-    ngx_uint_t           id, defaults;
+    ngx_uint_t           id;
     ngx_acs_platform_t  *pf;
-
-    defaults = 0;
 
     ic->hub = ngx_acs_hub_find(hubs, &ic->hub_name);
 
@@ -179,23 +177,18 @@ ngx_acs_install_init_conf(ngx_conf_t *cf, ngx_acs_install_conf_t *ic,
         }
     }
 
-    /* the platforms of the table's defaults; VoIP ones need a VoIP hub */
-
-    for (id = NGX_ACS_PLATFORM_APNS;
-         id < NGX_ACS_PLATFORMS && ic->platforms == 0;
-         id++)
-    {
-        pf = ngx_acs_platform(id);
-
-        if (pf->hub_default
-            && (pf->voip != NGX_ACS_VOIP_ONLY || ic->voip_hub))
-        {
-            defaults |= (1 << id);
-        }
-    }
+    /* none given: the table's defaults; VoIP ones need a VoIP hub */
 
     if (ic->platforms == 0) {
-        ic->platforms = defaults;
+        for (id = NGX_ACS_PLATFORM_APNS; id < NGX_ACS_PLATFORMS; id++) {
+            pf = ngx_acs_platform(id);
+
+            if (pf->hub_default
+                && (pf->voip != NGX_ACS_VOIP_ONLY || ic->voip_hub))
+            {
+                ic->platforms |= (1 << id);
+            }
+        }
     }
 
     ngx_acs_install_rights(cf, ic->hub);
