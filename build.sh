@@ -310,12 +310,22 @@ run_suite() {
     export TEST_NGINX_LOAD_MODULES="$so"
     export TEST_NGINX_SERVROOT="$servroot"
     export ACS_NGINX_TREE="$tree"
-    if [ ! -d t/node_modules/@azure/communication-common ]; then
-        log "installing the test's npm packages (t/package-lock.json)"
-        npm ci --prefix t --no-audit --no-fund --loglevel=error >/dev/null
-    fi
+    npm_packages
     rm -rf "$TEST_NGINX_SERVROOT"
     log "testing nginx $bv ($binary) with $so"
+    prove_files "$@"
+}
+
+# the test's npm packages (t/package-lock.json), once
+npm_packages() {
+    if [ ! -d "$ROOT/t/node_modules/@azure/communication-common" ]; then
+        log "installing the test's npm packages (t/package-lock.json)"
+        npm ci --prefix "$ROOT/t" --no-audit --no-fund --loglevel=error >/dev/null
+    fi
+}
+
+# prove FILES, or every file of t/
+prove_files() {
     if [ $# -gt 0 ]; then
         prove -I "$ROOT/t/lib" -j "${TEST_JOBS:-2}" "$@"
     else
@@ -405,11 +415,8 @@ valgrind_tests() {
     ACS_NGINX_TREE="$(built tree)"
     export ACS_NGINX_TREE
     rm -rf "$TEST_NGINX_SERVROOT"
-    if [ $# -gt 0 ]; then
-        prove -I "$ROOT/t/lib" -j "${TEST_JOBS:-2}" "$@" || true
-    else
-        prove -I "$ROOT/t/lib" -j "${TEST_JOBS:-2}" -r t || true
-    fi
+    npm_packages
+    prove_files "$@" || true
     local bad
     bad=$(grep -lE "Invalid (read|write|free)|uninitialised|Jump to|definitely lost" \
           "$VALGRIND_DIR"/*.log 2>/dev/null || true)
