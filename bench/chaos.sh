@@ -24,8 +24,8 @@ PER=${PER:-10}
 USERS=${USERS:-1000}
 SCENARIOS=("$@")
 [ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(kill reload flap keys)
-KEY=dGVzdC1hY2Nlc3Mta2V5LTAxMjM0NTY3ODlhYmNkZWY=
-NHKEY=c2FtcGxlLXNoYXJlZC1hY2Nlc3Mta2V5LW5vdC1yZWFsPQ==
+# KEY, NHKEY, SECRET and conn()
+. "$ROOT/bench/lib/common.sh"
 DHELP=(perl "$ROOT/bench/lib/dispatch-helper.pl")
 CHAOS=(python3 "$ROOT/bench/lib/chaos.py")
 
@@ -94,8 +94,7 @@ python3 -c 'import sys; sys.stdout.write("{\"keys\":[" + ("[" * 60 + "]" * 60 + 
 
 # --- the module's nginx: two workers, defaults
 
-printf 'Endpoint=sb://chaos-ns.servicebus.windows.net/;SharedAccessKeyName=DefaultFullSharedAccessSignature;SharedAccessKey=%s\n' \
-    "$NHKEY" >"$RUN/module/conf/nh.conn"
+conn chaos-ns "$RUN/module"
 cat >"$RUN/module/conf/nginx.conf" <<CONF
 load_module $RUN/module.so;
 worker_processes 2;
@@ -110,7 +109,7 @@ http {
     client_body_temp_path $RUN/module/tmp;
     client_max_body_size 2m;
     acs_notify_registry $RUN/module/registry;
-    acs_notify_hub main connection_string=file:$RUN/module/conf/nh.conn hub=chaos-hub
+    acs_notify_hub main connection_string=file:$RUN/module/conf/chaos-ns.conn hub=chaos-hub
                    connect_to=127.0.0.1:$HUB ca_file=$CA;
     server {
         listen 127.0.0.1:$MOD reuseport;

@@ -44,9 +44,8 @@ PIN=${PIN:-1}
 ONLY=${ONLY:-0 40 150 h1-0 h1-150 throttle}
 HUB_IMPL=${HUB_IMPL:-nginx}
 HUB_WORKERS=${HUB_WORKERS:-1}
-KEY=dGVzdC1hY2Nlc3Mta2V5LTAxMjM0NTY3ODlhYmNkZWY=
-NHKEY=c2FtcGxlLXNoYXJlZC1hY2Nlc3Mta2V5LW5vdC1yZWFsPQ==
-SECRET=bench-secret-0123456789
+# KEY, NHKEY, SECRET and conn()
+. "$ROOT/bench/lib/common.sh"
 DHELP=(perl "$ROOT/bench/lib/dispatch-helper.pl")
 EHELP=(perl "$ROOT/bench/lib/engine-helper.pl")
 CLK_TCK=$(getconf CLK_TCK)
@@ -273,8 +272,7 @@ if [ "$HUB_IMPL" = nginx ]; then
     : >"$SH/logs/access.log"
 fi
 
-printf 'Endpoint=sb://bench-ns.servicebus.windows.net/;SharedAccessKeyName=DefaultFullSharedAccessSignature;SharedAccessKey=%s\n' \
-    "$NHKEY" >"$RUN/module/conf/nh.conn"
+conn bench-ns "$RUN/module"
 cat >"$RUN/module/conf/nginx.conf" <<CONF
 load_module $MODULE;
 worker_processes 1;
@@ -291,9 +289,9 @@ http {
     client_body_buffer_size 1m;
 
     acs_notify_registry $RUN/module/registry;
-    acs_notify_hub main connection_string=file:$RUN/module/conf/nh.conn hub=bench-hub
+    acs_notify_hub main connection_string=file:$RUN/module/conf/bench-ns.conn hub=bench-hub
                    connect_to=127.0.0.1:$HUB ca_file=$CA;
-    acs_notify_hub h1only connection_string=file:$RUN/module/conf/nh.conn hub=bench-hub
+    acs_notify_hub h1only connection_string=file:$RUN/module/conf/bench-ns.conn hub=bench-hub
                    connect_to=127.0.0.1:$HUB_H1 ca_file=$CA;
 
     server {

@@ -1,4 +1,5 @@
-# bench/lib/common.sh: what bench/dispatch.sh and bench/engine.sh share,
+# bench/lib/common.sh: what the benches share (dispatch.sh, engine.sh, and
+# the keys and conn() of distance.sh and chaos.sh),
 # sourced after they set RUN, NHKEY, SINK_AFF and the sink's ports
 # (SINK_H2, SINK_H1, SINK_ST, STALL).
 
